@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, SizeMismatchError, UsageError
+from .errors import SizeMismatchError, UsageError
 
 __all__ = [
     "BLUR_BOUNDARIES",
@@ -56,7 +55,6 @@ __all__ = [
     "build_operator",
     "gaussian_kernel",
     "image_shape_for_measurement",
-    "load_kernel",
     "motion_blur_kernel",
     "paper_sigma_to_unit",
     "random_mask",
@@ -659,34 +657,6 @@ def motion_blur_kernel(
     return kernel / kernel.sum()
 
 
-def load_kernel(path: str | Path) -> torch.Tensor:
-    """Read a blur kernel from ``.npy`` (2-D float array) or an image (``.png`` etc., any mode -> grey),
-    normalised to sum 1. Errors name the file."""
-    import numpy as np
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"kernel file '{path}' does not exist")
-    try:
-        if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as image:
-                image = image if image.mode in ("I", "I;16", "F", "L") else image.convert("L")
-                array = np.asarray(image)
-    except Exception as error:  # any decoder failure becomes one line naming the file
-        raise InputError(f"cannot read kernel file '{path}': {error}") from None
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    try:
-        return _normalise_kernel(torch.from_numpy(array.copy()), f"kernel file '{path}'")
-    except UsageError as error:
-        raise InputError(error.message) from None
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Factory
 # ----------------------------------------------------------------------------------------------------------------
@@ -821,7 +791,12 @@ def build_operator(
         has_kernel, has_path = params.get("kernel") is not None, params.get("kernel_path") is not None
         if has_kernel == has_path:
             raise UsageError("kernel_blur: give exactly one of kernel (an array) or kernel_path (a .npy or image file)")
-        kernel = load_kernel(params["kernel_path"]) if has_path else torch.as_tensor(params["kernel"])
+        if has_path:  # file reading (formats, checks, bomb guard) belongs to imageio
+            from .imageio import load_kernel
+
+            kernel = load_kernel(params["kernel_path"])
+        else:
+            kernel = torch.as_tensor(params["kernel"])
         operator = BlurOperator(shape, kernel, _boundary(name, params))
     elif name == "colorize":
         return Colorize(shape)
