@@ -1,0 +1,200 @@
+"""``diffrestore models ...``: list, inspect, download, verify and locate the priors of the registry.
+
+Mounted by cli.py with ``app.add_typer(models_app, name="models")``. No torch import here: these commands only
+read models.toml and the cache. Errors are raised as diffrestore.errors classes; ``cli.main`` prints them on one
+line with their exit code (3 for model and download errors). Results go to stdout, progress and licences to
+stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from . import registry as reg
+from .errors import ChecksumError, DownloadError
+
+models_app = typer.Typer(
+    name="models",
+    help="List, download and verify the diffusion priors of the model registry (models.toml).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_REGISTRY_KEY = "diffrestore.registry"
+
+
+@models_app.callback()
+def _models_root(
+    ctx: typer.Context,
+    registry_file: Annotated[
+        str | None,
+        typer.Option("--registry", metavar="FILE", envvar="DIFFRESTORE_REGISTRY",
+                     help="Use this models.toml instead of the one shipped with diffrestore."),
+    ] = None,
+) -> None:
+    """List, download and verify the diffusion priors of the model registry (models.toml)."""
+    ctx.meta[_REGISTRY_KEY] = registry_file
+
+
+def _registry(ctx: typer.Context) -> reg.Registry:
+    return reg.load_registry(ctx.meta.get(_REGISTRY_KEY))
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _fancy() -> bool:
+    import os
+
+    return sys.stdout.isatty() and not os.environ.get("CI")
+
+
+@models_app.command("list")
+def list_command(
+    ctx: typer.Context,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON array on stdout.")] = False,
+) -> None:
+    """Show every model: name, family, download size, whether it is cached, licence."""
+    registry = _registry(ctx)
+    rows = [reg.describe(entry) for entry in registry]
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    headers = ("name", "family", "size", "cached", "licence")
+    table = [(r["name"], r["family"] + (f" ({r['of']})" if r.get("of") else ""), r["size"], r["cached"],
+              r["licence"]) for r in rows]
+    if _fancy():
+        from rich.console import Console
+        from rich.table import Table
+
+        rich_table = Table(*headers, title=f"models in {registry.path}", title_justify="left")
+        for row in table:
+            rich_table.add_row(*row)
+        Console().print(rich_table)
+        return
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
+    for row in (headers, *table):
+        typer.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+@models_app.command("info")
+def info_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name (see `diffrestore models list`).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")] = False,
+) -> None:
+    """Everything the registry knows about one model: licence, files with sha256, sources, cache state."""
+    entry = _registry(ctx).get(name)
+    info = reg.describe(entry)
+    recorded = reg.read_lock(entry).get("files", {}) if entry.downloadable else {}
+    if json_output:
+        info["recorded"] = recorded
+        typer.echo(json.dumps(info, indent=2))
+        return
+    out = typer.echo
+    out(f"{entry.name}: {entry.description}")
+    family = entry.family + (f" (built like {entry.of})" if entry.of else "")
+    out(f"  family      {family}")
+    out(f"  resolution  {entry.resolution or 'any'}")
+    out(f"  solvers     {', '.join(entry.solvers)}")
+    out(f"  tasks       {', '.join(entry.tasks)}")
+    if entry.prompt:
+        out(f"  prompt      {entry.prompt}")
+    out(f"  licence     {entry.licence}")
+    if entry.licence_note:
+        out(f"              {entry.licence_note}")
+    out(f"  verified    {'yes' if entry.verified else 'NO - some sha256/size/revision are unconfirmed claims'}")
+    if entry.notes:
+        out(f"  notes       {entry.notes}")
+    out(f"  size        {info['size']}")
+    out(f"  cached      {info['cached']}")
+    if info["path"]:
+        out(f"  path        {info['path']}")
+    for spec in entry.files:
+        pinned = spec.sha256 or "UNVERIFIED" + (
+            f" (recorded {recorded[spec.path]['sha256']})" if spec.path in recorded else "")
+        size = f"{spec.size} B" if spec.size else "size unknown"
+        out(f"  file        {spec.path}  [{size}]  sha256 {pinned}")
+    for source in entry.sources:
+        note = f"  ({source.note})" if source.note else ""
+        out(f"  source      {source.describe()}{note}")
+
+
+@models_app.command("download")
+def download_command(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="Model names to download (see `diffrestore models list`).")],
+    offline: Annotated[bool, typer.Option("--offline", help="Never use the network (only check the cache).")] = False,
+    trust_unverified: Annotated[
+        bool,
+        typer.Option("--trust-unverified", envvar="DIFFRESTORE_TRUST_UNVERIFIED",
+                     help="Accept bytes that no sha256 or commit pins (their sha256 is recorded)."),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Download again even if cached.")] = False,
+) -> None:
+    """Download models into the cache (verified by sha256); print each model's folder on stdout."""
+    registry = _registry(ctx)
+    entries = [registry.get(name) for name in names]  # unknown names fail before any download starts
+    for entry in entries:
+        if entry.family == "tiny":
+            _err(f"{entry.name}: tiny test model built in code; nothing to download")
+            continue
+        path = reg.download_model(entry, offline=offline or None, trust_unverified=trust_unverified or None,
+                                  force=force, echo=_err)
+        typer.echo(str(path))
+
+
+@models_app.command("verify")
+def verify_command(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Models to check (default: every cached one).")] = None,
+) -> None:
+    """Re-hash cached files against the pinned (or first-download) sha256; exit 3 on any mismatch."""
+    registry = _registry(ctx)
+    if names:
+        entries = [registry.get(name) for name in names]
+    else:
+        entries = [e for e in registry if e.downloadable and reg.cache_state(e) != "no"]
+        if not entries:
+            _err(f"no downloaded models in {reg.cache_dir() / 'models'}")
+            return
+    bad: list[str] = []
+    missing: list[str] = []
+    for entry in entries:
+        if not entry.downloadable:
+            typer.echo(f"{entry.name}: {entry.family} model, nothing to verify")
+            continue
+        for result in reg.verify_model(entry):
+            typer.echo(f"{entry.name}/{result.path}: {result.status}"
+                       + (f" (expected {result.expected}, got {result.actual})" if result.status == "mismatch" else ""))
+            if result.status == "mismatch":
+                bad.append(f"{entry.name}/{result.path}")
+            elif result.status == "missing":
+                missing.append(entry.name)
+    if bad:
+        first = bad[0].split("/", 1)[0]
+        raise ChecksumError(
+            f"{len(bad)} cached file(s) do not match their sha256: {', '.join(bad)}",
+            hint=f"re-download with `diffrestore models download --force {first}`",
+        )
+    if missing and names:
+        raise DownloadError(
+            f"model(s) not fully downloaded: {', '.join(sorted(set(missing)))}",
+            hint=f"run `diffrestore models download {' '.join(sorted(set(missing)))}`",
+        )
+
+
+@models_app.command("path")
+def path_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+) -> None:
+    """Print the folder holding a model's files (exit 3 if it is not downloaded)."""
+    typer.echo(str(reg.model_path(_registry(ctx).get(name))))
