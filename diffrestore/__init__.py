@@ -11,4 +11,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["Restoration", "__version__", "restore"]
+
+
+def __getattr__(name: str):
+    # restore() lives in api.py, which pulls in the engine; load it on first use so `import diffrestore` stays light.
+    if name in ("restore", "Restoration"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'diffrestore' has no attribute {name!r}")

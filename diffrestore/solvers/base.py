@@ -1,0 +1,254 @@
+"""What all posterior solvers share: the Solver base (validation, no-grad loop, presets), sigma schedules, and
+the measurement terms (per-image residual norms, likelihood gradients).
+
+Conventions (DESIGN.md): images (N, C, H, W) float32 in [-1, 1]; the prior is a variance-exploding denoiser
+``denoise(x, sigma) = E[x0 | x0 + sigma eps]``; every random number comes from the caller's ``torch.Generator``
+(drawn on the generator's device, then moved); the loop runs under ``torch.no_grad()`` and only the step that
+needs a gradient enables it; progress goes to ``progress(done, total, what)``, never to print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..operators import Operator, Problem
+    from ..priors.base import Prior
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+# ----------------------------------------------------------------------------------------------------------- schedules
+
+
+def ddpm_sigmas(
+    steps: int, *, train_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> torch.Tensor:
+    """The VE sigmas of the DDPM linear-beta schedule, respaced to ``steps`` timesteps, descending, with a final 0.
+
+    sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t). Respacing keeps ``steps`` evenly spaced integer timesteps
+    from T-1 down to 0 (as ADM's ``space_timesteps``); the ancestral step between any two of them is the exact
+    DDPM posterior q(x_{t'} | x_t, x0), so no beta recomputation is needed in the VE view.
+    Returns float32 of length steps + 1: [sigma_{T-1}, ..., sigma_0, 0].
+    """
+    if steps < 1 or steps > train_steps:
+        raise UsageError(f"steps must be between 1 and {train_steps}, got {steps}")
+    betas = torch.linspace(beta_start, beta_end, train_steps, dtype=torch.float64)
+    alpha_bar = torch.cumprod(1.0 - betas, dim=0)
+    sigmas = ((1.0 - alpha_bar) / alpha_bar).sqrt()
+    idx = torch.linspace(train_steps - 1, 0, steps, dtype=torch.float64).round().long()
+    return torch.cat([sigmas[idx], torch.zeros(1, dtype=torch.float64)]).to(torch.float32)
+
+
+def poly_sigmas(steps: int, sigma_max: float, sigma_min: float, *, rho: float = 7.0) -> torch.Tensor:
+    """EDM's polynomial schedule (rho = 7): ``steps`` sigmas from sigma_max down to sigma_min inclusive.
+
+    sigma_i = (sigma_max^(1/rho) + i/(steps-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho. A single step gives
+    [sigma_max]. Returns float32 (steps,).
+    """
+    if steps < 1:
+        raise UsageError(f"steps must be at least 1, got {steps}")
+    ramp = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+    hi, lo = sigma_max ** (1.0 / rho), sigma_min ** (1.0 / rho)
+    return ((hi + ramp * (lo - hi)) ** rho).to(torch.float32)
+
+
+# ------------------------------------------------------------------------------------------------- measurement terms
+
+
+def operator_task(operator: Operator) -> str:
+    """A lower-case task key for per-task defaults: the operator's ``name`` attribute, else its class name."""
+    name = getattr(operator, "name", None) or type(operator).__name__
+    return str(name).lower()
+
+
+def pick_by_task(table: dict[str, float], operator: Operator, default: float) -> float:
+    """The value of the first key of ``table`` that occurs in the operator's task key (dicts keep order)."""
+    task = operator_task(operator)
+    for key, value in table.items():
+        if key in task:
+            return value
+    return default
+
+
+def _poisson_rate(problem: Problem) -> float | None:
+    rate = getattr(problem.noise, "rate", None)
+    return None if rate is None else float(rate)
+
+
+def residual_weights(problem: Problem, y: torch.Tensor) -> torch.Tensor | None:
+    """Inverse-variance weights of the residual y - A(x), up to a constant, or None for uniform weights.
+
+    Poisson counts ~ Poisson(rate * x01) have variance proportional to the intensity, so (as the DPS paper's
+    Poisson variant) residuals are weighted by 1 / y01, with a floor of one count so zeros stay finite.
+    """
+    if getattr(problem.noise, "kind", "gaussian") != "poisson":
+        return None
+    rate = _poisson_rate(problem) or 1.0
+    y01 = (y + 1.0) / 2.0
+    return 1.0 / y01.clamp_min(1.0 / rate)
+
+
+def residual_norms(problem: Problem, y: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
+    """Per-image (weighted) residual norm ||y - A x||, shape (N,). Never pooled over the batch: each sample's
+    guidance must not depend on the others (a complaint about the reference DPS code)."""
+    r = (y - ax).flatten(1)
+    w = residual_weights(problem, y)
+    if w is None:
+        return r.norm(dim=1)
+    return (r.square() * w.flatten(1)).sum(dim=1).sqrt()
+
+
+def likelihood_std(problem: Problem, tau: float | None) -> float:
+    """The likelihood std (tensor units) for Gaussian data terms: ``tau`` if given, else the problem's noise std.
+
+    With known Gaussian noise the exact likelihood has tau = noise std (tensor units); noiseless problems fall
+    back to 0.01 (the DAPS paper's tuning value) because tau = 0 would be a hard constraint.
+    """
+    if tau is not None:
+        return float(tau)
+    std = getattr(problem.noise, "std", None)  # Poisson models give their std at mid-grey
+    if std is not None and float(std) > 0:
+        return float(std)
+    return 0.01
+
+
+def data_gradient(problem: Problem, y: torch.Tensor, x: torch.Tensor, tau: float) -> torch.Tensor:
+    """grad_x of ||y - A(x)||_W^2 / (2 tau^2), per image (summed losses: images do not interact).
+
+    Linear operators use the adjoint (exact and cheaper than autograd); nonlinear ones go through autograd.
+    Poisson problems use the inverse-variance weights of ``residual_weights`` normalised to mean 1.
+    """
+    op = problem.operator
+    w = residual_weights(problem, y)
+    if w is not None:
+        w = w / w.mean()
+    if getattr(op, "linear", False) and hasattr(op, "adjoint"):
+        r = op(x) - y
+        if w is not None:
+            r = r * w
+        return op.adjoint(r) / tau**2
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        r = op(xg) - y
+        loss = r.square() if w is None else r.square() * w
+        (grad,) = torch.autograd.grad(loss.sum() / (2.0 * tau**2), xg)
+    return grad.detach()
+
+
+# --------------------------------------------------------------------------------------------------------- the solver
+
+
+def randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Standard normal float32 noise drawn on the generator's device, then moved (same seed, same numbers)."""
+    return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=torch.float32).to(device)
+
+
+def image_shape_of(problem: Problem) -> tuple[int, int, int]:
+    """(C, H, W) of the unknown image x: the operator's ``image_shape`` if it has one, else adjoint/pinv of y."""
+    shape = getattr(problem.operator, "image_shape", None)
+    if shape is not None:
+        return tuple(int(v) for v in tuple(shape)[-3:])  # type: ignore[return-value]
+    op = problem.operator
+    for method in ("adjoint", "pinv"):
+        if hasattr(op, method):
+            with torch.no_grad():
+                return tuple(int(v) for v in getattr(op, method)(problem.y[:1]).shape[1:])  # type: ignore[return-value]
+    raise UsageError(f"cannot tell the image size of operator {type(op).__name__}: give it an image_shape attribute")
+
+
+@dataclasses.dataclass
+class SolverConfig:
+    """Fields shared by every solver's hyper-parameters."""
+
+    steps: int = 100
+
+
+class Solver(ABC):
+    """Base of every posterior solver: ``run`` validates, sets up no-grad, and calls ``_sample``.
+
+    Subclasses set ``name``, ``config_class`` (a SolverConfig dataclass) and ``presets`` (name -> field values).
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[SolverConfig]] = SolverConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, config: SolverConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+
+    @classmethod
+    def from_preset(cls, preset: str = "fast", **overrides: Any) -> Solver:
+        """The solver with the named preset's hyper-parameters, then ``overrides`` (e.g. steps=50) on top."""
+        if preset not in cls.presets:
+            raise UsageError(
+                f"unknown preset '{preset}' for solver {cls.name}", hint=f"use one of {', '.join(cls.presets)}"
+            )
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise UsageError(
+                f"unknown hyper-parameter(s) {', '.join(unknown)} for solver {cls.name}",
+                hint=f"known: {', '.join(sorted(fields))}",
+            )
+        values = {**cls.presets[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        config = cls.config_class(**values)
+        if int(config.steps) < 1:
+            raise UsageError(f"steps must be at least 1, got {config.steps}")
+        return cls(config)
+
+    def network_calls(self) -> int:
+        """Denoiser evaluations one run makes (the cost unit of the benchmarks)."""
+        return int(self.config.steps)
+
+    def needs_network_gradient(self) -> bool:
+        """Whether each network call is followed by a backward pass through the network."""
+        return False
+
+    def run(
+        self,
+        prior: Prior,
+        problem: Problem,
+        *,
+        generator: torch.Generator,
+        progress: ProgressCallback | None = None,
+    ) -> torch.Tensor:
+        """One posterior sample per item of ``problem.y``'s batch: (N, C, H, W) float32 on the prior's device."""
+        if not isinstance(generator, torch.Generator):
+            raise UsageError("solvers need an explicit torch.Generator (e.g. diffrestore.engine.make_generator(seed))")
+        shape = image_shape_of(problem)
+        prior.check_image_shape(shape)
+        device = torch.device(prior.device)
+        problem.operator.to(device)
+        y = problem.y.detach().to(device=device, dtype=torch.float32)
+        report = progress or (lambda done, total, what: None)
+        with torch.no_grad():
+            x = self._sample(prior, problem, y, (y.shape[0], *shape), generator, report)
+        return x.detach().to(torch.float32)
+
+    @abstractmethod
+    def _sample(
+        self,
+        prior: Prior,
+        problem: Problem,
+        y: torch.Tensor,
+        shape: tuple[int, int, int, int],
+        generator: torch.Generator,
+        progress: ProgressCallback,
+    ) -> torch.Tensor:
+        """The algorithm; runs under no_grad with ``y`` already on the prior's device."""
+
+
+def clamp_x0(x0: torch.Tensor, prior: Prior, enabled: bool) -> torch.Tensor:
+    """Clamp an x0 estimate to the prior's data range where the paper does (analytic priors have none)."""
+    rng = getattr(prior, "clip_range", None)
+    if not enabled or rng is None:
+        return x0
+    return x0.clamp(rng[0], rng[1])

@@ -1,0 +1,77 @@
+"""The installed command as a separate process: startup cost, terminal behaviour and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_cli_support import ROOT, fast, make_tiny_model, run_subprocess, write_image
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+def test_help_and_version_are_fast_and_do_not_import_torch() -> None:
+    code = (
+        "import sys, time\n"
+        "t = time.perf_counter()\n"
+        "import diffrestore.cli as c\n"
+        "for argv in (['--help'], ['--version'], ['inpaint', '--help'], ['deblur', '--help'], ['train', '--help']):\n"
+        "    assert c.main(argv) == 0, argv\n"
+        "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
+        "print('elapsed', time.perf_counter() - t)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    elapsed = float(result.stdout.rsplit("elapsed", 1)[1])
+    assert elapsed < 5.0  # about 0.3 s on an idle machine; generous for a loaded CI runner
+
+
+def test_non_tty_output_has_no_ansi_escapes(tmp_path, model) -> None:
+    write_image(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").write_text("not a png")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    result = run_subprocess(["denoise", tmp_path / "in", *fast(model)], cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "\x1b[" not in result.stdout and "\x1b[" not in result.stderr
+    assert result.stdout.strip() == str(tmp_path / "in" / "a_denoise.png")  # stdout: results only
+    assert "[1/2]" in result.stderr or "[2/2]" in result.stderr  # plain progress lines on stderr
+    assert "failed: " in result.stderr and "b.png" in result.stderr
+    assert "1 done, 0 skipped, 1 failed (b.png)" in result.stderr
+
+
+def test_sigint_exits_130_and_leaves_no_partial_file(tmp_path, model) -> None:
+    folder = tmp_path / "in"
+    names = [f"img{i}.png" for i in range(4)]
+    for i, name in enumerate(names):
+        write_image(folder / name, seed=i)
+    argv = ["denoise", folder, "--model", model, "--steps", "3", "--method", "dps", "--batch-size", "1",
+            "--device", "cpu"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "diffrestore.cli", *[str(a) for a in argv]],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    first = folder / "img0_denoise.png"
+    deadline = time.monotonic() + 90
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.exists(), "the first image never finished"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    outputs = sorted(p.name for p in folder.iterdir() if p.name not in names)
+    assert "img0_denoise.png" in outputs
+    assert len(outputs) < len(names), "the run finished before the signal: make it longer"
+    for name in outputs:  # every file left behind is a complete image, no temp or partial file
+        assert name.endswith("_denoise.png"), outputs
+        with Image.open(folder / name) as image:
+            image.load()

@@ -1,0 +1,264 @@
+"""Planning (inputs, outputs, collisions), progress mode choice, batching, task options and metrics: no model."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_cli_support import write_image
+
+from diffrestore import engine, metrics, tasks
+from diffrestore.errors import OutputError, UsageError
+
+EXT = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def _files(tmp_path: Path, *names: str) -> None:
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def test_folder_inputs_are_sorted_images_only(tmp_path) -> None:
+    _files(tmp_path, "b.png", "a.JPG", "c.txt", ".hidden.png", "sub/d.png")
+    found = engine.expand_inputs([tmp_path], recursive=False, extensions=EXT)
+    assert [f.path.name for f in found] == ["a.JPG", "b.png"]
+    deep = engine.expand_inputs([tmp_path], recursive=True, extensions=EXT)
+    assert [f.path.relative_to(tmp_path).as_posix() for f in deep] == ["a.JPG", "b.png", "sub/d.png"]
+
+
+def test_globs_and_duplicates(tmp_path) -> None:
+    _files(tmp_path, "x1.png", "x2.png", "y.png")
+    found = engine.expand_inputs([str(tmp_path / "x*.png"), tmp_path / "x1.png"], recursive=False, extensions=EXT)
+    assert [f.path.name for f in found] == ["x1.png", "x2.png"]  # x1 given twice, kept once
+
+
+def test_input_errors_name_the_path(tmp_path) -> None:
+    with pytest.raises(UsageError, match=r"input not found: .*missing\.png"):
+        engine.expand_inputs([tmp_path / "missing.png"], recursive=False, extensions=EXT)
+    with pytest.raises(UsageError, match="no images match"):
+        engine.expand_inputs([str(tmp_path / "*.png")], recursive=False, extensions=EXT)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match=r"no images in folder .*empty.*--recursive"):
+        engine.expand_inputs([tmp_path / "empty"], recursive=False, extensions=EXT)
+
+
+def test_folder_scan_skips_this_commands_earlier_outputs(tmp_path) -> None:
+    _files(tmp_path, "a.png", "a_inpaint.png", "a_inpaint_s1.png", "a_inpaint_std.png", "a_denoise.png")
+    found = engine.expand_inputs([tmp_path], recursive=False, extensions=EXT, skip_suffix="_inpaint")
+    assert [f.path.name for f in found] == ["a.png", "a_denoise.png"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outputs
+
+
+def _plan(tmp_path: Path, names: list[str], **kwargs) -> list[engine.Item]:
+    _files(tmp_path, *names)
+    opts = engine.RunOptions(task=kwargs.pop("task", "inpaint"), **kwargs)
+    files = engine.expand_inputs([tmp_path / n for n in names], recursive=False, extensions=EXT)
+    return engine.plan_outputs(files, opts, EXT)
+
+
+def test_default_output_names(tmp_path) -> None:
+    [item] = _plan(tmp_path, ["photo.JPG"], task="sr")
+    assert item.output == tmp_path / "photo_superres.jpg"
+    [item] = _plan(tmp_path, ["p.png"], num_samples=3, suffix="_x")
+    assert item.output.name == "p_x.png"
+    assert [p.name for p in item.samples] == ["p_x_s1.png", "p_x_s2.png", "p_x_s3.png"]
+    assert item.std_map.name == "p_x_std.png"
+
+
+def test_output_dir_keeps_the_layout_of_folder_inputs(tmp_path) -> None:
+    _files(tmp_path, "in/a.png", "in/sub/a.png")
+    files = engine.expand_inputs([tmp_path / "in"], recursive=True, extensions=EXT)
+    items = engine.plan_outputs(files, engine.RunOptions(task="denoise", output=tmp_path / "out"), EXT)
+    assert [i.output for i in items] == [tmp_path / "out" / "a_denoise.png", tmp_path / "out" / "sub" / "a_denoise.png"]
+
+
+def test_collisions_are_refused(tmp_path) -> None:
+    _files(tmp_path, "x/a.png", "y/a.png")
+    files = engine.expand_inputs([tmp_path / "x/a.png", tmp_path / "y/a.png"], recursive=False, extensions=EXT)
+    with pytest.raises(OutputError, match="would both be written to"):
+        engine.plan_outputs(files, engine.RunOptions(task="denoise", output=tmp_path / "out"), EXT)
+    # An output that is another input.
+    _files(tmp_path, "b.png", "b_denoise.png")
+    files = engine.expand_inputs([tmp_path / "b.png", tmp_path / "b_denoise.png"], recursive=False, extensions=EXT)
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        engine.plan_outputs(files, engine.RunOptions(task="denoise"), EXT)
+
+
+def test_output_extension_and_file_vs_dir(tmp_path) -> None:
+    with pytest.raises(UsageError, match=r"unknown image extension '\.gif'"):
+        _plan(tmp_path, ["a.png"], output=tmp_path / "out.gif")
+    [item] = _plan(tmp_path, ["a.png"], output=tmp_path / "newdir")  # no suffix: a folder
+    assert item.output == tmp_path / "newdir" / "a_inpaint.png"
+
+
+def test_existing_outputs(tmp_path) -> None:
+    items = _plan(tmp_path, ["a.png", "b.png", "a_inpaint.png"][:2])
+    (tmp_path / "a_inpaint.png").write_bytes(b"old")
+    with pytest.raises(OutputError, match=r"a_inpaint\.png already exists"):
+        engine.check_existing(items, engine.RunOptions(task="inpaint"))
+    engine.check_existing(items, engine.RunOptions(task="inpaint", skip_existing=True))
+    assert [i.status for i in items] == ["skipped", "pending"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Progress and reporting
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_progress_mode(monkeypatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    assert engine.progress_mode("auto", quiet=False, stream=_Stream(True)) == "rich"
+    assert engine.progress_mode("auto", quiet=False, stream=_Stream(False)) == "plain"
+    assert engine.progress_mode("rich", quiet=True, stream=_Stream(True)) == "none"
+    monkeypatch.setenv("CI", "true")
+    assert engine.progress_mode("auto", quiet=False, stream=_Stream(True)) == "plain"
+
+
+def test_reporter_streams() -> None:
+    out, err = _Stream(False), _Stream(False)
+    reporter = engine.Reporter(out=out, err=err)
+    reporter.start(2)
+    ok = engine.Item(index=0, input=Path("a.png"), output=Path("a_x.png"), status="done", seconds=1.25)
+    bad = engine.Item(index=1, input=Path("b.png"), output=Path("b_x.png"), status="failed", error="cannot decode")
+    reporter.result("a_x.png")
+    reporter.item_finished(ok)
+    reporter.item_finished(bad)
+    assert out.getvalue() == "a_x.png\n"
+    assert err.getvalue().splitlines() == ["[1/2] a.png -> a_x.png (1.2 s)", "failed: b.png: cannot decode"]
+    quiet_err = _Stream(False)
+    quiet = engine.Reporter(quiet=True, out=_Stream(False), err=quiet_err)
+    quiet.start(1)
+    quiet.item_finished(ok)
+    quiet.message("note")
+    quiet.item_finished(bad)
+    assert quiet_err.getvalue() == "failed: b.png: cannot decode\n"  # only failures survive --quiet
+
+
+def test_batches_group_by_key_and_keep_order() -> None:
+    def prepared(i: int, key: str) -> engine._Prepared:
+        return engine._Prepared(item=engine.Item(index=i, input=Path(f"{i}.png"), output=Path(f"{i}o.png")), key=(key,))
+
+    batches = engine._batches([prepared(0, "a"), prepared(1, "b"), prepared(2, "a"), prepared(3, "a")], 2)
+    assert [[p.item.index for p in b] for b in batches] == [[0, 2], [1], [3]]
+
+
+def test_summary_line_and_exit_code() -> None:
+    items = [engine.Item(index=0, input=Path("a.png"), output=Path("x"), status="done"),
+             engine.Item(index=1, input=Path("dir/b.png"), output=Path("y"), status="failed", error="bad"),
+             engine.Item(index=2, input=Path("c.png"), output=Path("z"), status="skipped")]
+    summary = engine.RunSummary(task="denoise", items=items, seconds=2.04)
+    assert summary.line() == "1 done, 1 skipped, 1 failed (b.png) in 2.0 s"
+    assert summary.exit_code == 1
+    items[1].status = "done"
+    assert summary.exit_code == 0
+    summary.interrupted = True
+    assert summary.exit_code == 130
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Task options
+
+
+def test_task_option_validation_messages(tmp_path) -> None:
+    cases = [
+        ("deblur", tasks.TaskOptions(box=(1, 1, 2, 2)), "--box only applies to inpaint"),
+        ("denoise", tasks.TaskOptions(kernel_size=5), "--kernel-size only applies to deblur"),
+        ("deblur", tasks.TaskOptions(kernel_size=4), "--kernel-size must be a positive odd number, got 4"),
+        ("deblur", tasks.TaskOptions(blur="motion", sigma=2.0), "--sigma applies to --blur gaussian"),
+        ("hdr", tasks.TaskOptions(scale=0.5), "--scale for hdr must be a number above 1"),
+        ("denoise", tasks.TaskOptions(noise="poisson", noise_sigma=0.1), "--noise-sigma applies to gaussian noise"),
+        ("inpaint", tasks.TaskOptions(mask=tmp_path / "none.png"), "mask file not found"),
+        ("inpaint", tasks.TaskOptions(random_fraction=1.5), "--random-fraction must be between 0 and 1"),
+        ("colorize", tasks.TaskOptions(oversampling=2.0), "--oversampling only applies to phase-retrieval"),
+    ]
+    for task, opts, message in cases:
+        with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("(", r"\(")):
+            tasks.validate_options(task, opts)
+    with pytest.raises(UsageError, match=r"unknown option.*noise_sgima"):
+        tasks.TaskOptions.from_mapping({"noise_sgima": 0.1})
+    assert tasks.canonical_task("SR") == "superres"
+    with pytest.raises(UsageError, match="unknown task 'blur'"):
+        tasks.canonical_task("blur")
+
+
+def test_masks_from_box_random_and_invert() -> None:
+    box = tasks.build_mask(tasks.MaskSource("box"), tasks.TaskOptions(box=(2, 1, 3, 4)), (8, 6), seed=0)
+    expected = torch.zeros(1, 1, 6, 8, dtype=torch.bool)
+    expected[..., 1:5, 2:5] = True
+    assert torch.equal(box, expected)
+    inverted = tasks.build_mask(tasks.MaskSource("box"), tasks.TaskOptions(box=(2, 1, 3, 4), invert_mask=True),
+                                (8, 6), seed=0)
+    assert torch.equal(inverted, ~expected)
+    opts = tasks.TaskOptions(random_fraction=0.5)
+    a = tasks.build_mask(tasks.MaskSource("random"), opts, (40, 30), seed=3)
+    b = tasks.build_mask(tasks.MaskSource("random"), opts, (40, 30), seed=3)
+    assert torch.equal(a, b) and 0.35 < a.float().mean().item() < 0.65
+    with pytest.raises(UsageError, match="does not fit in a 8x6 image"):
+        tasks.build_mask(tasks.MaskSource("box"), tasks.TaskOptions(box=(6, 0, 4, 2)), (8, 6), seed=0)
+
+
+def test_measurement_of_a_real_file_and_of_a_simulation(tmp_path) -> None:
+    from diffrestore import imageio
+
+    loaded = imageio.load_image(write_image(tmp_path / "a.png"))
+    opts = tasks.TaskOptions(scale=2)
+    op = tasks.build_operator("superres", opts, (3, 40, 48), seed=0)
+    y, ref = tasks.measurement("superres", op, tasks.build_noise("superres", opts), loaded.tensor, channels=3,
+                               simulate=False, generator=torch.Generator().manual_seed(0))
+    assert ref is None and torch.equal(y, loaded.tensor)  # the file IS the measurement
+    op_sim = tasks.build_operator("superres", opts, (3, 20, 24), seed=0)
+    y_sim, ref_sim = tasks.measurement("superres", op_sim, tasks.build_noise("superres", opts), loaded.tensor,
+                                       channels=3, simulate=True, generator=torch.Generator().manual_seed(0))
+    assert tuple(y_sim.shape) == (1, 3, 10, 12) and torch.equal(ref_sim, loaded.tensor)
+    gray = loaded.tensor.mean(dim=1, keepdim=True)
+    y_gray, _ = tasks.measurement("denoise", tasks.build_operator("denoise", tasks.TaskOptions(), (3, 20, 24), seed=0),
+                                  tasks.build_noise("denoise", tasks.TaskOptions()), gray, channels=3, simulate=False,
+                                  generator=torch.Generator().manual_seed(0))
+    assert y_gray.shape[1] == 3 and torch.equal(y_gray[:, 0], y_gray[:, 2])  # gray replicated for an RGB prior
+
+
+def test_noise_sigma_defaults_and_zero() -> None:
+    assert tasks.noise_sigma("denoise", tasks.TaskOptions()) == 0.1
+    assert tasks.noise_sigma("inpaint", tasks.TaskOptions()) == 0.025
+    assert tasks.build_noise("inpaint", tasks.TaskOptions(noise_sigma=0.0)).kind == "none"
+    assert tasks.build_noise("inpaint", tasks.TaskOptions(noise="poisson")).kind == "poisson"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics (compared with scikit-image's, computed in float64)
+
+
+def test_psnr_and_ssim_match_scikit_image() -> None:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0, 1, (3, 32, 40))
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1)
+    to_t = lambda a: torch.from_numpy(a * 2 - 1).float()[None]  # noqa: E731
+    ours_psnr = metrics.psnr(to_t(noisy), to_t(clean)).item()
+    assert abs(ours_psnr - peak_signal_noise_ratio(clean, noisy, data_range=1.0)) < 1e-3
+    ref_ssim = structural_similarity(clean, noisy, data_range=1.0, channel_axis=0, gaussian_weights=True,
+                                     sigma=1.5, use_sample_covariance=False)
+    assert abs(metrics.ssim(to_t(noisy), to_t(clean)).item() - ref_ssim) < 1e-4
+    assert metrics.ssim(to_t(clean), to_t(clean)).item() == pytest.approx(1.0, abs=1e-5)
+    assert metrics.psnr(to_t(clean), to_t(clean)).item() == float("inf")
+    assert metrics.psnr(to_t(noisy), to_t(clean)).dtype == torch.float32

@@ -1,0 +1,114 @@
+"""The maths check: on a Gaussian prior with linear operators and Gaussian noise the posterior is known in closed
+form, so each solver's sample mean must land near the exact posterior mean (nearer than the pseudo-inverse and
+than the prior mean), and DAPS's spread must be about right. Sabotaged solvers (ignoring y, or pushing away from
+it) must fail the same check: that is what makes it a test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import diffrestore.solvers.daps as daps_module
+from diffrestore.operators import GaussianNoise, Problem, build_operator
+from diffrestore.priors.analytic import GaussianPrior, gaussian_posterior
+from diffrestore.solvers import SOLVER_NAMES, get_solver
+
+SHAPE = (1, 8, 8)
+SAMPLES = 64
+PROBLEMS = {
+    "inpaint": ("inpaint", {"fraction": 0.5}),
+    "sr": ("sr", {"factor": 2, "kernel": "box"}),
+    "blur": ("gaussian_blur", {"kernel_size": 5, "sigma": 1.0}),
+}
+#: the fast presets, DAPS shortened to stay quick (the full fast preset: 13 s here, errors 0.04-0.11)
+OVERRIDES = {"dps": {}, "mcg": {}, "daps": {"steps": 50, "langevin_steps": 20}}
+#: DAPS's std / exact std with OVERRIDES, measured 0.97 (sr), 1.10 (blur), 1.27 (inpaint) for seeds 0-2 (the
+#: spread does not depend on y); > 1 from DAPS's isotropic r_t = sigma_t, see docs/benchmarks.md. Margin both sides.
+DAPS_STD_RATIO = (0.8, 1.6)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def build_cases(seed: int = 0):
+    """The prior and, per problem, (Problem with y repeated SAMPLES times, exact mean, exact std, pinv(y))."""
+    prior = GaussianPrior.stationary(SHAPE, length_scale=1.5, std=0.5, jitter=0.01)
+    x = prior.sample(1, torch.Generator().manual_seed(seed))
+    noise = GaussianNoise(0.025)  # 0.05 on the [-1, 1] tensor scale
+    cases = {}
+    for key, (name, params) in PROBLEMS.items():
+        op = build_operator(name, SHAPE, generator=torch.Generator().manual_seed(1), **params)
+        with torch.no_grad():
+            y = noise.sample(op(x), torch.Generator().manual_seed(2))
+            pinv = op.pinv(y).double()
+        mean, cov = gaussian_posterior(prior, op, y, noise.std)
+        cases[key] = (Problem(op, noise, y.repeat(SAMPLES, 1, 1, 1)), mean, cov.diagonal().sqrt(), pinv)
+    return prior, cases
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return build_cases(0)
+
+
+def evaluate(solver, prior, cases) -> dict[str, tuple[float, float, float]]:
+    """problem -> (relative mean error, mean std ratio, pinv's relative error)."""
+    out = {}
+    for key, (problem, mean, std, pinv) in cases.items():
+        samples = solver.run(prior, problem, generator=torch.Generator().manual_seed(3)).double()
+        if not torch.isfinite(samples).all():
+            out[key] = (float("inf"), float("inf"), float((pinv - mean).norm() / mean.norm()))
+            continue
+        err = float((samples.mean(0, keepdim=True) - mean).norm() / mean.norm())
+        ratio = float((samples.flatten(1).std(0) / std).mean())
+        out[key] = (err, ratio, float((pinv - mean).norm() / mean.norm()))
+    return out
+
+
+def failures(results: dict[str, tuple[float, float, float]]) -> list[str]:
+    """Problems where the sample mean is not nearer the exact mean than both pinv and (by half) the prior mean
+    (whose relative error is 1: the prior mean is 0)."""
+    return [k for k, (err, _, pinv_err) in results.items() if not (err < pinv_err and err < 0.5)]
+
+
+@pytest.mark.parametrize("solver_name", SOLVER_NAMES)
+def test_sample_mean_beats_pinv_and_prior(setup, solver_name: str) -> None:
+    prior, cases = setup
+    # measured mean errors (seed 0): dps 0.09 / 0.04 / 0.05, mcg 0.14 / 0.07 / 0.05, daps 0.12 / 0.08 / 0.12
+    # (inpaint / sr / blur) against pinv 0.66 / 0.30 / 7.9 and the prior mean's 1.0
+    results = evaluate(get_solver(solver_name, "fast", **OVERRIDES[solver_name]), prior, cases)
+    assert failures(results) == [], results
+    if solver_name == "daps":
+        for key, (_, ratio, _) in results.items():
+            assert DAPS_STD_RATIO[0] < ratio < DAPS_STD_RATIO[1], (key, ratio)
+
+
+#: measured (seed 0): ignoring y gives errors 0.95-1.03 on all three problems, flipped gradients 1.7-30 (DPS, MCG)
+#: and non-finite samples (DAPS): all fail on every problem
+SABOTAGE = {
+    # ignore y: no data term at all
+    ("dps", "ignore_y"): {"zeta": 0.0},
+    ("mcg", "ignore_y"): {"zeta": 0.0, "project": False},
+    ("daps", "ignore_y"): {"tau": 1e6},
+    # flipped data gradient: walk away from y (MCG keeps its projection: the gradient alone must still show)
+    ("dps", "flip"): {"zeta": -0.3},
+    ("mcg", "flip"): {"zeta": -0.3},
+}
+
+
+@pytest.mark.parametrize(("solver_name", "kind"), [*SABOTAGE, ("daps", "flip")])
+def test_sabotaged_solvers_fail_the_check(setup, monkeypatch, solver_name: str, kind: str) -> None:
+    prior, cases = setup
+    if (solver_name, kind) == ("daps", "flip"):
+        real = daps_module.data_gradient
+        monkeypatch.setattr(daps_module, "data_gradient", lambda *a, **k: -real(*a, **k))
+        solver = get_solver("daps", "fast", steps=10, langevin_steps=10)
+    else:
+        short = {"steps": 10, "langevin_steps": 10} if solver_name == "daps" else {"steps": 30}
+        solver = get_solver(solver_name, "fast", **short, **SABOTAGE[(solver_name, kind)])
+    assert failures(evaluate(solver, prior, cases)) != []

@@ -1,0 +1,153 @@
+"""Every solver x every operator on a tiny seeded UNet: shapes, finiteness, determinism from the generator,
+per-image guidance, progress, presets and error messages."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from diffrestore.errors import UsageError
+from diffrestore.operators import OPERATOR_NAMES, GaussianNoise, PoissonNoise, Problem, build_operator
+from diffrestore.priors.diffusers_pixel import DiffusersPixelPrior
+from diffrestore.solvers import SOLVER_NAMES, get_solver
+
+SHAPE = (3, 8, 8)
+#: small kernels keep the tests fast; the defaults (61 x 61) are the papers' and are exercised elsewhere
+OPERATOR_PARAMS: dict[str, dict] = {
+    "inpaint": {"fraction": 0.5},
+    "sr": {"factor": 2},
+    "gaussian_blur": {"kernel_size": 5, "sigma": 1.0},
+    "motion_blur": {"kernel_size": 5},
+    "kernel_blur": {"kernel": torch.tensor([[0.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 0.0]])},
+}
+FEW_STEPS: dict[str, dict] = {
+    "dps": {"steps": 3},
+    "mcg": {"steps": 3},
+    "daps": {"steps": 3, "ode_steps": 2, "langevin_steps": 3},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def prior() -> DiffusersPixelPrior:
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    )
+    return DiffusersPixelPrior(unet, DDPMScheduler(num_train_timesteps=1000), native_size=None)
+
+
+def make_problem(name: str, batch: int = 2, noise=None, seed: int = 0) -> Problem:
+    op = build_operator(name, SHAPE, generator=torch.Generator().manual_seed(1), **OPERATOR_PARAMS.get(name, {}))
+    x = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    noise = noise or GaussianNoise(0.025)
+    with torch.no_grad():
+        y = noise.sample(op(x), torch.Generator().manual_seed(seed + 1))
+    return Problem(op, noise, y.repeat(batch, *([1] * (y.dim() - 1))))
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("operator_name", OPERATOR_NAMES)
+@pytest.mark.parametrize("solver_name", SOLVER_NAMES)
+def test_every_solver_runs_on_every_operator(prior, solver_name: str, operator_name: str) -> None:
+    solver = get_solver(solver_name, "fast", **FEW_STEPS[solver_name])
+    problem = make_problem(operator_name)
+    a = solver.run(prior, problem, generator=gen(0))
+    assert a.shape == (2, *SHAPE) and a.dtype == torch.float32
+    assert torch.isfinite(a).all()
+    torch.manual_seed(123)  # the global RNG must play no part
+    b = solver.run(prior, problem, generator=gen(0))
+    assert torch.equal(a, b)
+    c = solver.run(prior, problem, generator=gen(1))
+    assert not torch.allclose(a, c)
+    assert not torch.allclose(a[0], a[1])  # two posterior samples, not one copied
+
+
+@pytest.mark.parametrize("solver_name", SOLVER_NAMES)
+def test_guidance_is_per_image_not_pooled_over_the_batch(prior, solver_name: str) -> None:
+    # Image 0 sees the same y and the same noise draws in both runs; only image 1's measurement differs.
+    solver = get_solver(solver_name, "fast", **FEW_STEPS[solver_name])
+    p1 = make_problem("sr", seed=0)
+    p2 = make_problem("sr", seed=0)
+    p2.y[1] = make_problem("sr", seed=5).y[1] * 3.0
+    a = solver.run(prior, p1, generator=gen(0))
+    b = solver.run(prior, p2, generator=gen(0))
+    torch.testing.assert_close(a[0], b[0], atol=1e-6, rtol=0)
+    assert not torch.allclose(a[1], b[1])
+
+
+@pytest.mark.parametrize("solver_name", SOLVER_NAMES)
+def test_poisson_noise_runs(prior, solver_name: str) -> None:
+    solver = get_solver(solver_name, "fast", **FEW_STEPS[solver_name])
+    problem = make_problem("gaussian_blur", noise=PoissonNoise(50.0))
+    out = solver.run(prior, problem, generator=gen(0))
+    assert torch.isfinite(out).all()
+
+
+def test_progress_reports_every_step(prior) -> None:
+    calls = []
+    get_solver("daps", "fast", steps=4, ode_steps=1, langevin_steps=2).run(
+        prior, make_problem("inpaint"), generator=gen(0), progress=lambda d, t, w: calls.append((d, t, w))
+    )
+    assert calls == [(1, 4, "daps"), (2, 4, "daps"), (3, 4, "daps"), (4, 4, "daps")]
+
+
+def test_presets_hold_the_papers_settings() -> None:
+    dps = get_solver("dps", "paper")
+    assert dps.config.steps == 1000 and dps.network_calls() == 1000 and dps.needs_network_gradient()
+    daps = get_solver("daps", "paper")
+    assert (daps.config.steps, daps.config.ode_steps, daps.config.langevin_steps) == (200, 5, 100)
+    assert daps.network_calls() == 1000 and not daps.needs_network_gradient()
+    assert (daps.config.sigma_max, daps.config.sigma_min) == (100.0, 0.1)
+    assert get_solver("mcg", "paper").config.steps == 1000
+    assert get_solver("dps", "fast", steps=7).config.steps == 7
+
+
+def test_per_task_step_sizes_follow_the_official_configs() -> None:
+    from diffrestore.solvers.daps import default_lr
+
+    dps = get_solver("dps", "paper")
+    assert dps.guidance_scale(make_problem("inpaint")) == 0.5
+    assert dps.guidance_scale(make_problem("sr")) == 0.3
+    assert dps.guidance_scale(make_problem("phase_retrieval")) == 1.0
+    assert get_solver("dps", "fast").guidance_scale(make_problem("sr")) == pytest.approx(3.0)  # 0.3 * 1000 / 100
+    box = build_operator("inpaint", SHAPE, box=(2, 2, 4, 4))
+    assert default_lr(box) == 5e-5 and default_lr(make_problem("inpaint").operator) == 1e-4
+    assert default_lr(make_problem("hdr").operator) == 2e-5
+
+
+def test_bad_names_and_fields_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match=r"unknown solver 'dsp'.*dps, mcg, daps"):
+        get_solver("dsp")
+    with pytest.raises(UsageError, match=r"unknown preset 'quick' for solver daps.*paper, fast"):
+        get_solver("daps", "quick")
+    with pytest.raises(UsageError, match=r"unknown hyper-parameter\(s\) langevin for solver daps"):
+        get_solver("daps", langevin=3)
+    with pytest.raises(UsageError, match="steps must be at least 1"):
+        get_solver("dps", steps=0)
+
+
+def test_solver_refuses_a_prior_of_the_wrong_size(prior) -> None:
+    fixed = DiffusersPixelPrior(prior.unet, DDPMScheduler(num_train_timesteps=1000), native_size=(16, 16))
+    with pytest.raises(UsageError, match="native size 16x16 but the image is 8x8"):
+        get_solver("dps", steps=2).run(fixed, make_problem("identity"), generator=gen(0))
+    with pytest.raises(UsageError, match=r"explicit torch\.Generator"):
+        get_solver("dps", steps=2).run(prior, make_problem("identity"), generator=None)  # type: ignore[arg-type]
