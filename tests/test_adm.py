@@ -41,15 +41,6 @@ FFHQ = dict(
 IMAGENET = dict(FFHQ, num_channels=256, num_res_blocks=2, attention_resolutions="32,16,8")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a busy CI machine thread spin-waits cost seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _meta_net(flags: dict) -> ADMNet:
     with torch.device("meta"):  # shapes only: no memory, no time
         return ADMNet(ADMConfig.from_flags(flags))

@@ -27,14 +27,6 @@ OVERRIDES = {"dps": {}, "mcg": {}, "daps": {"steps": 50, "langevin_steps": 20}}
 DAPS_STD_RATIO = (0.8, 1.6)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def build_cases(seed: int = 0):
     """The prior and, per problem, (Problem with y repeated SAMPLES times, exact mean, exact std, pinv(y))."""
     prior = GaussianPrior.stationary(SHAPE, length_scale=1.5, std=0.5, jitter=0.01)

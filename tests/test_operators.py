@@ -74,16 +74,6 @@ SHAPES = [(1, 3, 17, 23), (2, 3, 31, 20)]
 CLOSED_FORM = {"identity", "inpaint", "colorize"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: with several torch threads on a busy CI machine, thread hand-offs cost more than the
-    # arithmetic (measured 10-25x slower CG loops). Restore the setting for whatever runs next.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _build(name: str, params: dict, shape: tuple[int, ...], seed: int = 0) -> Operator:
     return build_operator(name, tuple(shape[1:]), generator=torch.Generator().manual_seed(seed), **params)
 

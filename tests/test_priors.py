@@ -12,15 +12,6 @@ from diffrestore.priors.analytic import GaussianMixturePrior, GaussianPrior, gau
 from diffrestore.priors.diffusers_pixel import DiffusersPixelPrior
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # One BLAS thread is much faster on a busy CI box; restore for the other modules.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_unet(channels: int = 1, out_channels: int | None = None, seed: int = 0) -> UNet2DModel:
     torch.manual_seed(seed)
     return UNet2DModel(

@@ -28,14 +28,6 @@ FEW_STEPS: dict[str, dict] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def prior() -> DiffusersPixelPrior:
     torch.manual_seed(0)
