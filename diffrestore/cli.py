@@ -340,19 +340,34 @@ def train_command(
                                              show_default=False, metavar="DATA_DIR")],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write (usable as --model DIR); an "
                                       "existing checkpoint there from the same recipe is resumed.")],
-    size: Annotated[int, typer.Option("--size", help="Training crop size in pixels.")] = 32,
-    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 8000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 32,
+    size: Annotated[int, typer.Option("--size", help="Training crop size in pixels (a multiple of 16).")] = 48,
+    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 10000,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 16,
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, crops and noise.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.",
                                         metavar="auto|cpu|cuda[:N]|mps")] = "auto",
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (after a 200-step warm-up).")] = 1e-3,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every",
+                                                  help="Write OUT/checkpoint.pt every N steps.")] = 250,
+    max_downscale: Annotated[float, typer.Option("--max-downscale", help="Crop regions up to this many times the "
+                                                 "crop size, resized down (1 = plain crops).")] = 1.0,
+    permute_channels: Annotated[bool, typer.Option("--permute-channels", help="Shuffle colour channels (helps "
+                                                   "when few training images are in colour).")] = False,
+    flips: Annotated[bool, typer.Option("--flips/--no-flips", help="Random flips and 90-degree rotations "
+                                        "(turn off for data with a fixed orientation, e.g. documents).")] = True,
+    pixel_unshuffle: Annotated[int, typer.Option("--pixel-unshuffle", help="Run the UNet at 1/N resolution "
+                                                 "behind a pixel-unshuffle stem (2 = the default prior's).")] = 2,
+    channels: Annotated[int | None, typer.Option("--channels", help="1 (grey) or 3 (RGB); default: 3 if any "
+                                                 "training image has colour, else 1.")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoint.pt "
+                                         "if it exists.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     progress: Annotated[str, typer.Option("--progress", help="auto, rich, plain or none.",
                                           metavar="auto|rich|plain|none")] = "auto",
 ) -> int:
     """Train a small prior (the builtin architecture) on a folder of images.
 
-    Example: diffrestore train photos/ --out my-model --size 32 --steps 2000, then
+    Example: diffrestore train photos/ --out my-model --steps 2000, then
     diffrestore inpaint x.png --box 8,8,16,16 --model my-model
     """
     import time
@@ -364,6 +379,9 @@ def train_command(
     from .train import train
 
     mode = engine.progress_mode(progress, quiet=quiet)
+    recipe = dict(size=size, steps=steps, batch_size=batch_size, seed=seed, device=device, lr=lr,
+                  checkpoint_every=checkpoint_every, max_downscale=max_downscale, permute_channels=permute_channels,
+                  dihedral=flips, pixel_unshuffle=pixel_unshuffle, channels=channels, resume=resume)
     t0 = time.perf_counter()
     if mode == "rich":
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -375,8 +393,7 @@ def train_command(
             def report(done: int, total: int, what: str) -> None:
                 bar.update(task_id, completed=done, total=total, description=what)
 
-            result = train(data_dir, out, size=size, steps=steps, batch_size=batch_size, seed=seed, device=device,
-                           progress=report)
+            result = train(data_dir, out, progress=report, **recipe)
     else:
         every = max(1, steps // 20)
 
@@ -384,8 +401,7 @@ def train_command(
             if mode == "plain" and (done % every == 0 or done == total):
                 typer.echo(f"[{done}/{total}] {what}", err=True)
 
-        result = train(data_dir, out, size=size, steps=steps, batch_size=batch_size, seed=seed, device=device,
-                       progress=report)
+        result = train(data_dir, out, progress=report, **recipe)
     if not quiet:
         typer.echo(f"trained in {time.perf_counter() - t0:.1f} s", err=True)
         typer.echo(str(result))

@@ -1,0 +1,330 @@
+"""Train a built-in diffusion prior (an EDM-preconditioned denoiser, see priors/builtin.py) on a folder of images.
+
+Recipe (Karras et al. 2022, arXiv:2206.00364): random crops of the images (optionally downscaled first, so one
+crop sees more structure), the 8 flips/rotations, ``ln sigma ~ N(p_mean, p_std^2)``, loss
+``lambda(sigma) * |D(x0 + sigma * eps; sigma) - x0|^2`` with ``lambda = (sigma^2 + sd^2) / (sigma * sd)^2``, Adam
+with a short warm-up, and an exponential moving average (EMA) of the weights, which is what gets saved.
+
+Every ``checkpoint_every`` steps ``OUT_DIR/checkpoint.pt`` (model, EMA, optimizer, step, RNG state) and the model
+directory files (``config.json`` + ``model.safetensors`` of the EMA weights) are written atomically. Running the
+same command again after a kill resumes from the checkpoint; all random numbers come from one CPU
+``torch.Generator`` whose state is in the checkpoint, so a resumed run draws the same crops and noise as an
+uninterrupted one.
+
+This module is imported lazily by the CLI; torch is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ImageReadError, InputError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pgm", ".ppm")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+#: progress(done, total, what): called after every step; ``what`` carries the running loss.
+TrainProgress = Callable[[int, int, str], None]
+
+
+def find_images(data_dir: Path) -> list[Path]:
+    """Image files directly in ``data_dir`` or below it, sorted (so the order, and thus training, is stable)."""
+    return sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_image(path: Path, channels: int | None):
+    """(C, H, W) float32 numpy array in [0, 1]; alpha dropped, grey replicated or colour converted as asked."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img, dtype=np.float32) / 65535.0
+                arr = np.clip(arr, 0.0, 1.0)[None]
+            elif mode == "F":
+                arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)[None]
+            elif mode in ("L", "LA", "1"):
+                arr = np.asarray(img.convert("L"), dtype=np.float32)[None] / 255.0
+            else:
+                arr = np.asarray(img.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageReadError(f"cannot read training image '{path}': {exc}", hint="remove or fix the file") from None
+    if channels == 3 and arr.shape[0] == 1:
+        arr = np.repeat(arr, 3, axis=0)
+    elif channels == 1 and arr.shape[0] == 3:
+        arr = (0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2])[None].astype(np.float32)
+    return np.ascontiguousarray(arr)
+
+
+def _is_colour(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.mode not in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "F")
+    except OSError:
+        return False
+
+
+def load_training_images(data_dir: str | Path, size: int, channels: int | None = None) -> tuple[list, int, list[str]]:
+    """Read every image of ``data_dir`` at least ``size`` x ``size``; returns (tensors in [-1, 1], channels, skipped).
+
+    ``channels=None`` picks 3 if any image is colour, else 1. Raises InputError with the reason when nothing is
+    usable (missing folder, no images, all images smaller than the crop size).
+    """
+    import torch
+
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise InputError(f"training data folder '{data_dir}' does not exist")
+    if not data_dir.is_dir():
+        raise InputError(f"training data path '{data_dir}' is not a folder", hint="pass a folder of images")
+    paths = find_images(data_dir)
+    if not paths:
+        raise InputError(
+            f"no images found in '{data_dir}'",
+            hint=f"put image files ({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES[:5])}, ...) in the folder",
+        )
+    if channels is None:
+        channels = 3 if any(_is_colour(p) for p in paths) else 1
+    images, skipped, largest = [], [], (0, 0)
+    for path in paths:
+        arr = _read_image(path, channels)
+        h, w = arr.shape[1:]
+        largest = max(largest, (h, w), key=lambda hw: min(hw))
+        if h < size or w < size:
+            skipped.append(path.name)
+            continue
+        images.append(torch.from_numpy(arr) * 2 - 1)
+    if not images:
+        raise InputError(
+            f"all {len(paths)} images in '{data_dir}' are smaller than the crop size {size}x{size} "
+            f"(the largest is {largest[1]}x{largest[0]})",
+            hint=f"use --size {min(largest)} or smaller, or add larger images",
+        )
+    return images, channels, skipped
+
+
+def _sample_batch(images: list, size: int, batch_size: int, max_downscale: float, gen: torch.Generator,
+                  permute_channels: bool = False, dihedral: bool = True):
+    """Random crops (optionally of a downscaled region) with a random one of the 8 flips/rotations.
+
+    ``permute_channels`` also shuffles the colour channels of each crop: with few colour images it stops the
+    prior from tying structure to the hues of those particular photos.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    idx = torch.randint(len(images), (batch_size,), generator=gen).tolist()
+    u = torch.rand(batch_size, 3, generator=gen).tolist()
+    transforms = torch.randint(8, (batch_size,), generator=gen).tolist() if dihedral else [0] * batch_size
+    perms = [torch.randperm(images[0].shape[0], generator=gen) for _ in range(batch_size)] if permute_channels else None
+    crops = []
+    for i, (a, b, c), d in zip(idx, u, transforms, strict=True):
+        img = images[i]
+        h, w = img.shape[1:]
+        # A region of side size*f (f in [1, max_downscale], limited by the image) resized to size: more context.
+        f = 1.0 + (max_downscale - 1.0) * a
+        side = max(size, min(round(size * f), h, w))
+        top = int(b * (h - side + 1))
+        left = int(c * (w - side + 1))
+        crop = img[:, top : top + side, left : left + side]
+        if side != size:
+            crop = F.interpolate(crop[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        if d & 4:
+            crop = crop.flip(-1)
+        crop = torch.rot90(crop, d & 3, dims=(-2, -1))
+        if perms is not None:
+            crop = crop[perms[len(crops)]]
+        crops.append(crop)
+    return torch.stack(crops).clamp(-1, 1)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def train(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    size: int = 48,
+    steps: int = 10000,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: str = "cpu",
+    lr: float = 1e-3,
+    checkpoint_every: int = 250,
+    progress: TrainProgress | None = None,
+    channels: int | None = None,
+    base_channels: int = 32,
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4),
+    num_res_blocks: int = 1,
+    pixel_unshuffle: int = 2,
+    ema_decay: float = 0.999,
+    max_downscale: float = 1.0,
+    permute_channels: bool = False,
+    dihedral: bool = True,
+    p_mean: float = -1.0,
+    p_std: float = 1.4,
+    warmup_steps: int = 200,
+    resume: bool = True,
+) -> Path:
+    """Train a prior on random ``size`` x ``size`` crops of the images in ``data_dir``; returns ``out_dir``.
+
+    ``out_dir`` becomes a model directory (config.json + model.safetensors of the EMA weights, loadable by
+    ``priors.builtin.load_model_dir`` and accepted as ``--model``) and holds ``checkpoint.pt``. If a checkpoint
+    from the same recipe is there and ``resume`` is true, training continues from it up to ``steps`` total.
+    ``channels=None``: 3 if any image is colour (grey images are replicated), else 1.
+    """
+    import torch
+
+    from .engine import resolve_device
+    from .priors.builtin import DenoiserUNet, UNetConfig, apply_denoiser, count_parameters, save_model_dir
+
+    for name, value, low in (("size", size, 8), ("steps", steps, 1), ("batch_size", batch_size, 1),
+                             ("checkpoint_every", checkpoint_every, 1)):
+        if int(value) < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise UsageError(f"ema_decay must be in [0, 1), got {ema_decay}")
+    if max_downscale < 1.0:
+        raise UsageError(f"max_downscale must be at least 1, got {max_downscale}")
+    if channels not in (None, 1, 3):
+        raise UsageError(f"channels must be 1 or 3, got {channels}")
+    if pixel_unshuffle not in (1, 2, 4):
+        raise UsageError(f"pixel_unshuffle must be 1, 2 or 4, got {pixel_unshuffle}")
+    multiple = pixel_unshuffle * 2 ** (len(channel_mults) - 1)
+    if size % multiple:
+        raise UsageError(
+            f"--size {size} is not a multiple of {multiple} (the network works on blocks of {multiple} pixels)",
+            hint=f"use --size {max(multiple, size - size % multiple)}",
+        )
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    images, channels, skipped = load_training_images(data_dir, size, channels)
+
+    config = UNetConfig(channels=channels, base_channels=base_channels, channel_mults=tuple(channel_mults),
+                        num_res_blocks=num_res_blocks, pixel_unshuffle=pixel_unshuffle)
+    # Everything that changes what a step computes: a checkpoint from a different recipe must not be resumed.
+    recipe = {
+        "size": size, "batch_size": batch_size, "seed": seed, "lr": lr, "ema_decay": ema_decay,
+        "max_downscale": max_downscale, "permute_channels": permute_channels, "dihedral": dihedral, "p_mean": p_mean,
+        "p_std": p_std, "warmup_steps": warmup_steps, "architecture": config.to_json_dict(), "num_images": len(images),
+    }
+    with torch.random.fork_rng(devices=[]):  # seed the weight initialisation without touching the caller's RNG
+        torch.manual_seed(seed)
+        net = DenoiserUNet(config).to(dev)
+    ema = DenoiserUNet(config).to(dev)
+    ema.load_state_dict(net.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
+    step, elapsed_before, losses = 0, 0.0, []
+
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        if json.loads(ckpt["recipe"]) != recipe:
+            raise UsageError(
+                f"'{ckpt_path}' was written by a different training recipe (data, size, batch size, seed or "
+                "architecture differ), so it cannot be resumed",
+                hint="use another --out folder, or --no-resume to start over",
+            )
+        net.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        gen.set_state(ckpt["rng"])
+        step = int(ckpt["step"])
+        elapsed_before = float(ckpt["elapsed_s"])
+        losses = list(ckpt["losses"].tolist())
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def metadata() -> dict[str, Any]:
+        return {
+            "steps": step, "requested_steps": steps, "train_seconds": round(elapsed_before + time.time() - t0, 1),
+            "data_dir": str(data_dir), "num_images": len(images), "skipped_small_images": skipped,
+            "size": size, "batch_size": batch_size, "seed": seed, "lr": lr, "ema_decay": ema_decay,
+            "max_downscale": max_downscale, "permute_channels": permute_channels, "dihedral": dihedral,
+            "p_mean": p_mean, "p_std": p_std, "warmup_steps": warmup_steps,
+            "parameters": count_parameters(net), "device": str(dev), "torch": torch.__version__,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "threads": torch.get_num_threads(),
+            "final_loss_ema": round(loss_avg, 5) if loss_avg is not None else None,
+        }
+
+    def checkpoint() -> None:
+        _atomic_torch_save(
+            {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+             "rng": gen.get_state(), "step": step, "elapsed_s": elapsed_before + time.time() - t0,
+             "losses": torch.tensor(losses, dtype=torch.float32), "recipe": json.dumps(recipe)},
+            ckpt_path,
+        )
+        save_model_dir(ema, out_dir, metadata=metadata())
+
+    t0 = time.time()
+    loss_avg: float | None = losses[-1] if losses else None
+    sd = config.sigma_data
+    net.train()
+    while step < steps:
+        x0 = _sample_batch(images, size, batch_size, max_downscale, gen, permute_channels, dihedral).to(dev)
+        ln_sigma = p_mean + p_std * torch.randn(batch_size, generator=gen)
+        sigma = ln_sigma.exp().to(dev)
+        noise = torch.randn(x0.shape, generator=gen).to(dev)
+        weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+        denoised = apply_denoiser(net, x0 + sigma[:, None, None, None] * noise, sigma)
+        loss = (weight[:, None, None, None] * (denoised - x0) ** 2).mean()
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / max(1, warmup_steps))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        # EMA with a warm-up ((1 + n) / (10 + n)) so short runs are not dominated by the random initial weights.
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pn in zip(ema.parameters(), net.parameters(), strict=True):
+                pe.lerp_(pn, 1 - decay)
+            for be, bn in zip(ema.buffers(), net.buffers(), strict=True):
+                be.copy_(bn)
+        step += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise UsageError(f"training diverged at step {step} (loss {value})", hint="lower --lr")
+        losses.append(value)
+        loss_avg = value if loss_avg is None else 0.98 * loss_avg + 0.02 * value
+        if progress is not None:
+            progress(step, steps, f"loss {loss_avg:.4f}")
+        if step % checkpoint_every == 0 or step == steps:
+            checkpoint()
+    # A resumed run that had already reached `steps` (or a run killed between a checkpoint and the model files):
+    # make sure the model directory describes the final step.
+    written = json.loads((out_dir / "config.json").read_text()) if (out_dir / "config.json").is_file() else {}
+    if not (out_dir / "model.safetensors").is_file() or written.get("training", {}).get("steps") != step:
+        checkpoint()
+    return out_dir
+
+
+def training_losses(out_dir: str | Path) -> list[float]:
+    """Per-step losses recorded in ``out_dir/checkpoint.pt`` (for tests and plots)."""
+    import torch
+
+    ckpt = torch.load(Path(out_dir) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    return [float(v) for v in ckpt["losses"]]
