@@ -68,6 +68,7 @@ def env_command(
             return None
 
     from .engine import available_devices
+    from .registry import cache_dir
 
     info = {
         "diffrestore": __version__,
@@ -76,7 +77,7 @@ def env_command(
         "torch": _pkg("torch"),
         "diffusers": _pkg("diffusers"),
         "devices": available_devices(),
-        "cache_dir": str(_cache_dir()),
+        "cache_dir": str(cache_dir()),
     }
     if json_output:
         typer.echo(json.dumps(info, indent=2))
@@ -424,20 +425,6 @@ def _mount_models_app() -> None:
 
 
 _mount_models_app()
-
-
-def _cache_dir():
-    try:
-        from .registry import cache_dir
-    except ImportError:  # registry not built yet in this tree
-        from pathlib import Path
-
-        env = os.environ.get("DIFFRESTORE_CACHE")
-        if env:
-            return Path(env).expanduser()
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "diffrestore"
-    return cache_dir()
 
 
 def _debug() -> bool:

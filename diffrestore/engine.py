@@ -116,20 +116,11 @@ def make_generator(seed: int) -> torch.Generator:
     return generator
 
 
-def randn(shape, generator: torch.Generator, device=None, dtype=None) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device, then moved to ``device``."""
-    import torch
-
-    noise = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return noise.to(device=device or noise.device, dtype=dtype or torch.float32)
-
-
 # ==============================================================================================================
 # Running a restoration job: plan -> validate -> load the model once -> batches -> atomic saves -> summary.
 # Nothing below parses flags: the CLI and the Python API both fill a ``RunOptions``.
 
 PROGRESS_MODES = ("auto", "rich", "plain", "none")
-PRESET_NAMES = ("fast", "paper")
 #: The uncertainty map stores gain * std (std of the samples on the [0, 1] scale), clamped: white = std >= 0.25.
 STD_MAP_GAIN = 4.0
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -413,8 +404,10 @@ def check_run_options(opts: RunOptions) -> None:
         raise UsageError(f"--batch-size must be at least 1, got {opts.batch_size}")
     if opts.steps is not None and opts.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {opts.steps}")
+    from .solvers import PRESET_NAMES  # the solvers own their presets
+
     if opts.preset not in PRESET_NAMES:
-        raise UsageError(f"unknown preset '{opts.preset}'", hint="use fast or paper")
+        raise UsageError(f"unknown preset '{opts.preset}'", hint=f"use {' or '.join(sorted(PRESET_NAMES))}")
     if opts.progress not in PROGRESS_MODES:
         raise UsageError(f"unknown --progress '{opts.progress}'", hint=f"use {', '.join(PROGRESS_MODES)}")
     if opts.suffix is not None and ("/" in opts.suffix or os.sep in opts.suffix):

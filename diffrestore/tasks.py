@@ -314,7 +314,8 @@ def build_mask(
     """A bool tensor (1, 1, H, W), True = missing, for an image of ``size`` = (width, height)."""
     import torch
 
-    from . import imageio
+    from . import imageio, operators
+    from .engine import make_generator
 
     w, h = size
     if source.kind == "file":
@@ -323,12 +324,10 @@ def build_mask(
         x0, y0, bw, bh = opts.box  # type: ignore[misc]
         if x0 + bw > w or y0 + bh > h:
             raise UsageError(f"--box {x0},{y0},{bw},{bh} does not fit in a {w}x{h} image")
-        mask = torch.zeros(1, 1, h, w, dtype=torch.bool)
-        mask[..., y0 : y0 + bh, x0 : x0 + bw] = True
+        mask = operators.box_mask((h, w), y0, x0, bh, bw)
     elif source.kind == "random":
         # Drawn from the run's seed only, so the same seed gives the same holes whatever the batching.
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        mask = torch.rand(1, 1, h, w, generator=generator) < float(opts.random_fraction)  # type: ignore[arg-type]
+        mask = operators.random_mask((h, w), float(opts.random_fraction), make_generator(seed))  # type: ignore[arg-type]
     elif source.kind == "alpha":
         mask = imageio.mask_from_alpha(loaded) if loaded is not None else None
         if mask is None or not bool(mask.any()):
@@ -355,11 +354,9 @@ def build_noise(task: str, opts: TaskOptions):
     """The noise model in tensor units (see operators.GaussianNoise: sigma on the [0, 1] scale)."""
     from . import operators
 
-    if opts.noise == "none" or (opts.noise == "gaussian" and noise_sigma(task, opts) == 0.0):
-        return operators.NoNoise()
-    if opts.noise == "poisson":
-        return operators.PoissonNoise(float(opts.poisson_rate or DEFAULT_POISSON_RATE))
-    return operators.GaussianNoise(noise_sigma(task, opts))
+    sigma = noise_sigma(task, opts)
+    kind = "none" if opts.noise == "gaussian" and sigma == 0.0 else opts.noise
+    return operators.build_noise(kind, sigma=sigma, rate=float(opts.poisson_rate or DEFAULT_POISSON_RATE))
 
 
 def operator_spec(task: str, opts: TaskOptions, *, mask: torch.Tensor | None = None) -> tuple[str, dict[str, Any]]:
@@ -400,13 +397,11 @@ def build_operator(
     Random operator parts (the motion-blur kernel) come from a generator seeded with ``seed`` alone, so every
     image of a run sees the same kernel and a rerun sees it again.
     """
-    import torch
-
     from . import operators
+    from .engine import make_generator
 
     name, params = operator_spec(task, opts, mask=mask)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    return operators.build_operator(name, tuple(x_shape), generator=generator, **params)
+    return operators.build_operator(name, tuple(x_shape), generator=make_generator(seed), **params)
 
 
 def x_channels(task: str, input_channels: int, prior_channels: int) -> int:
@@ -428,15 +423,6 @@ def check_channels(task: str, input_channels: int, prior_channels: int, name: st
             f"the image has {input_channels} channel(s) but model {name} has {prior_channels}",
             hint="use a model with matching channels",
         )
-
-
-def to_x_channels(t: torch.Tensor, channels: int) -> torch.Tensor:
-    """Replicate a grayscale tensor to ``channels`` (a gray image is an RGB image with equal channels)."""
-    if t.shape[1] == channels:
-        return t
-    if t.shape[1] == 1:
-        return t.expand(-1, channels, -1, -1).contiguous()
-    raise ValueError(f"cannot turn {t.shape[1]} channels into {channels}")
 
 
 def to_output_channels(task: str, x: torch.Tensor, input_channels: int) -> torch.Tensor:
@@ -464,17 +450,19 @@ def measurement(
     """
     import torch
 
+    from . import imageio
+
     task = canonical_task(task)
     with torch.no_grad():
         if is_simulated(task, simulate):
-            x = to_x_channels(image, channels)
+            x = imageio.to_channels(image, channels)
             y = noise.sample(operator(x), generator)
             return y.to(torch.float32), x
         if task == "colorize":
             # A gray file is the luminance already; an RGB one is reduced by the operator itself.
             y = image if image.shape[1] == 1 else operator(image)
             return y.to(torch.float32), None
-        y = to_x_channels(image, channels)
+        y = imageio.to_channels(image, channels)
         if task in _APPLY_OPERATOR_TO_FILE:
             y = operator(y)
         return y.to(torch.float32), None
