@@ -32,7 +32,7 @@ the same normalisation with W = I); the two noise guards above.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
@@ -65,10 +65,7 @@ WELL_CONDITIONED = ("identity", "inpaint", "colorize")
 class MCG(DPS):
     name: ClassVar[str] = "mcg"
     config_class: ClassVar[type[SolverConfig]] = MCGConfig
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {"steps": 1000},
-        "fast": {"steps": 100, "zeta_reference_steps": 1000},
-    }
+    # presets: DPS's (same step counts; MCG's step size follows the same zeta table)
 
     def projects(self, operator: object) -> bool:
         """Whether the projection step applies to this operator (see MCGConfig.project)."""
