@@ -493,3 +493,18 @@ def test_cg_pinv_handles_a_zero_item_in_the_batch() -> None:
     x = op.pinv(y)
     assert torch.isfinite(x).all() and (x[0] == 0).all()
     assert float((op(x[1:]) - y[1:]).norm() / y[1:].norm()) < 1e-4
+
+
+def test_blur_fft_grid_is_the_smallest_7_smooth_size() -> None:
+    from diffrestore.operators import _fast_length
+
+    def smooth(m: int) -> bool:
+        for p in (2, 3, 5, 7):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in range(1, 700):
+        m = _fast_length(n)
+        assert m >= n and smooth(m) and not any(smooth(k) for k in range(n, m))
+    assert _fast_length(316) == 320  # 316 = 4 x 79: the 61-tap blur grid of a 256 x 256 image

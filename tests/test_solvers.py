@@ -109,6 +109,7 @@ def test_presets_hold_the_papers_settings() -> None:
     assert (daps.config.steps, daps.config.ode_steps, daps.config.langevin_steps) == (200, 5, 100)
     assert daps.network_calls() == 1000 and not daps.needs_network_gradient()
     assert (daps.config.sigma_max, daps.config.sigma_min) == (100.0, 0.1)
+    assert get_solver("daps", "fast").config.sigma_min == 0.01  # our preset: no visible final Langevin noise
     assert get_solver("mcg", "paper").config.steps == 1000
     assert get_solver("dps", "fast", steps=7).config.steps == 7
 
