@@ -44,6 +44,9 @@ def test_default_prior_ships_with_card_and_small_weights(prior):
     config = json.loads((DEFAULT_WEIGHTS_DIR / "config.json").read_text())
     assert config["training"]["steps"] > 0
     assert "diffrestore train" in card
+    # The card describes the weights that ship: its step count and reproduce command match config.json.
+    steps = config["training"]["steps"]
+    assert f"Steps run: **{steps}**" in card and f"--steps {steps}" in card
 
 
 @pytest.mark.parametrize("sigma", [0.1, 0.2, 0.4])
