@@ -10,7 +10,8 @@ The benchmark: 256 x 256 centre crops of the four held-out images, five tasks (t
 DPS with the default prior against classical baselines, PSNR / SSIM (skimage.metrics, [0, 1] scale) and wall
 time per image. Classical baselines with a free parameter (TV weight, Gaussian width, Wiener balance) get the
 best value of a small grid chosen against the ground truth ("oracle-tuned"), which favours them. Everything is
-seeded: measurement noise and masks from seed ``--seed`` + image index, solvers from ``--seed``.
+seeded: measurement noise and masks from seed ``--seed`` + the image's index in astronaut, coffee, chelsea, rocket
+(0-3, whichever --images are run), solvers from ``--seed``.
 """
 
 from __future__ import annotations
@@ -157,7 +158,10 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
 
     prior = load_model_dir(model) if model else default_prior()
     rows = []
-    for i, name in enumerate(images):
+    for name in images:
+        # The image's place in HELD_OUT, not in the --images list: a run split over several processes
+        # measures exactly what one run over all images does.
+        i = HELD_OUT.index(name)
         x = held_out_crop(name)
         for task in tasks:
             op_name, params, sigma = TASKS[task]

@@ -50,14 +50,19 @@ def test_non_tty_output_has_no_ansi_escapes(tmp_path, model) -> None:
 
 def test_sigint_exits_130_and_leaves_no_partial_file(tmp_path, model) -> None:
     folder = tmp_path / "in"
-    names = [f"img{i}.png" for i in range(4)]
+    # Long enough that the signal lands mid-run on a fast machine: with 3 steps all 4 images once finished within
+    # the 50 ms poll (about 0.2 s per image here with 100 steps, so ~1.4 s of margin after the first).
+    names = [f"img{i}.png" for i in range(8)]
     for i, name in enumerate(names):
         write_image(folder / name, seed=i)
-    argv = ["denoise", folder, "--model", model, "--steps", "3", "--method", "dps", "--batch-size", "1",
+    argv = ["denoise", folder, "--model", model, "--steps", "100", "--method", "dps", "--batch-size", "1",
             "--device", "cpu"]
     process = subprocess.Popen(
         [sys.executable, "-m", "diffrestore.cli", *[str(a) for a in argv]],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell's background job (`pytest &`) ignores SIGINT, and a child inherits that; the CLI rightly keeps
+        # an ignored SIGINT ignored, so give the child the default disposition this test is about.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = folder / "img0_denoise.png"
     deadline = time.monotonic() + 90
