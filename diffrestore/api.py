@@ -201,9 +201,10 @@ def restore(
             source = tasks.mask_source(task, opts, Path(getattr(loaded, "path", "image")), ())
             mask = tasks.build_mask(source, opts, out_size, seed=seed, loaded=loaded)
 
+    solver = engine.make_solver(method, preset, steps)
+    engine.check_method(solver, task, opts, num_samples)
     if prior is None:
         prior = _get_prior(model, device, dtype, offline)
-    solver = engine.make_solver(method, preset, steps)
     [result] = engine.restore_batch(prior, solver, task, opts, [tensor], mask=mask, num_samples=num_samples,
                                     seed=seed, simulate=simulate, progress=progress)
     return Restoration(image=result.image, samples=result.samples, std=result.std, measurement=result.measurement,

@@ -129,7 +129,8 @@ _NOISE_PARAMS = [
 
 _SHARED_PARAMS = [
     _param("method", Annotated[str, _opt(
-        "--method", help="Posterior sampler: daps, dps or mcg.", panel=_PANEL_SAMPLING)], "daps"),
+        "--method", help="Posterior sampler: daps, dps or mcg; or mmse (denoise only: "
+        "the posterior mean in one call).", panel=_PANEL_SAMPLING)], "daps"),
     _param("model", Annotated[str, _opt(
         "--model", help="Prior: a name from 'diffrestore models list' or a local model folder.",
         panel=_PANEL_SAMPLING, metavar="NAME|DIR")], "builtin"),

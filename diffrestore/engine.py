@@ -580,11 +580,18 @@ def load_prior(
         raise ModelError(f"cannot load model '{name}': {error}") from error
 
 
-def make_solver(method: str, preset: str, steps: int | None) -> Any:
-    from .solvers import SOLVER_NAMES, get_solver
+def check_method(solver: Any, task: str, task_opts: tasks.TaskOptions, num_samples: int) -> None:
+    """UsageError, before any model loads, when the method cannot solve this task (mmse: denoising only)."""
+    from .solvers import check_method as check
 
-    if method not in SOLVER_NAMES:
-        raise UsageError(f"unknown method '{method}'", hint=f"use one of {', '.join(SOLVER_NAMES)}")
+    check(solver, tasks.canonical_task(task), task_opts.noise, num_samples)
+
+
+def make_solver(method: str, preset: str, steps: int | None) -> Any:
+    from .solvers import METHOD_NAMES, get_solver
+
+    if method not in METHOD_NAMES:
+        raise UsageError(f"unknown method '{method}'", hint=f"use one of {', '.join(METHOD_NAMES)}")
     overrides = {"steps": steps} if steps is not None else {}
     try:
         return get_solver(method, preset, **overrides)
@@ -732,6 +739,7 @@ def run(
     tasks.validate_options(task, task_opts)
     simulated = tasks.is_simulated(task, opts.simulate)
     solver = make_solver(opts.method, opts.preset, opts.steps)
+    check_method(solver, task, task_opts, opts.num_samples)
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
 
