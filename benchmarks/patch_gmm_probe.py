@@ -11,7 +11,12 @@ posterior mean under the GMM,
 
 and the overlapping estimates are averaged (the one-pass version of Zoran & Weiss's EPLL, ICCV 2011). Prints the
 same table as ``default_prior.py denoise`` (noise in tensor units, seeded by image index), to compare the two
-families on the quality that matters to the samplers: the denoiser.
+families as denoisers. With ``--daps-images``, it then runs DAPS (fast preset) with this denoiser as the prior
+(float32, patches every ``--stride`` pixels, for speed) and with the shipped UNet on ``--crop``-sized centre crops:
+what matters in the end is the sampler's result, not the one-call denoiser. Results: the model card's
+"Architecture choice".
+
+    python benchmarks/patch_gmm_probe.py --save /tmp/gmm20.npz --daps-images astronaut,coffee --stride 2
 """
 
 from __future__ import annotations
@@ -76,6 +81,79 @@ def gmm_denoise(gmm, y, sigma: float, patch: int):
     return (summed / counts).float()
 
 
+def gmm_prior(means, covs, weights, patch: int, stride: int):
+    """The patch GMM as a diffrestore Prior for the samplers: the same per-patch posterior means as gmm_denoise,
+    in float32 through each covariance's eigenbasis (two matrix products per component), patches every ``stride``
+    pixels (stride 1 = gmm_denoise). Built inside a function so importing this script needs no torch."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from diffrestore.priors.base import Prior, sigma_per_item
+
+    class PatchGMMPrior(Prior):
+        sigma_min, sigma_max, channels = 0.002, 80.0, 3
+
+        def __init__(self) -> None:
+            lam, vecs = np.linalg.eigh(covs)
+            self.mu = torch.from_numpy(means).float()
+            self.vecs = torch.from_numpy(vecs).float()
+            self.lam = torch.from_numpy(np.clip(lam, 1e-6, None)).float()
+            self.log_w = torch.from_numpy(np.log(weights)).float()
+
+        def denoise(self, x, sigma):
+            s = sigma_per_item(sigma, x.shape[0])
+            return torch.cat([self._one(x[i : i + 1], float(s[i])) for i in range(x.shape[0])])
+
+        def _one(self, y, sigma: float):
+            h, w = y.shape[-2:]
+            cols = F.unfold(y, patch, stride=stride)[0].T
+            log_r, est = [], []
+            for k in range(self.mu.shape[0]):
+                z = (cols - self.mu[k]) @ self.vecs[k]
+                den = self.lam[k] + sigma**2
+                log_r.append(self.log_w[k] - 0.5 * (z.square() / den).sum(1) - 0.5 * torch.log(den).sum())
+                est.append(self.mu[k] + (z * (self.lam[k] / den)) @ self.vecs[k].T)
+            r = torch.softmax(torch.stack(log_r), 0)
+            mean = sum(r[k][:, None] * est[k] for k in range(len(est)))
+            summed = F.fold(mean.T[None], (h, w), patch, stride=stride)
+            counts = F.fold(F.unfold(torch.ones_like(y), patch, stride=stride), (h, w), patch, stride=stride)
+            return summed / counts
+
+    return PatchGMMPrior()
+
+
+def daps_comparison(prior_gmm, images: list[str], tasks: list[str], crop: int) -> None:
+    """DAPS fast, one sample, seed 0, with the GMM and with the shipped UNet, against the classical baseline."""
+    import json
+
+    from default_prior import TASKS, classical
+
+    from diffrestore.engine import make_generator
+    from diffrestore.operators import GaussianNoise, build_operator, simulate
+    from diffrestore.priors.builtin import default_prior
+    from diffrestore.solvers import get_solver
+
+    unet = default_prior()
+    for name in images:
+        full = held_out_crop(name)
+        top = (full.shape[-1] - crop) // 2
+        x = full[..., top : top + crop, top : top + crop]
+        for task in tasks:
+            op_name, params, noise_sigma = TASKS[task]
+            gen = make_generator(0)
+            op = build_operator(op_name, tuple(x.shape[1:]), generator=gen, **params)
+            problem = simulate(op, GaussianNoise(noise_sigma), x, gen)
+            row = {"image": name, "task": task, "crop": crop,
+                   "classical": round(_scores(classical(task, problem, x)[1], x)[0], 2)}
+            for label, prior in (("daps_unet", unet), ("daps_gmm", prior_gmm)):
+                t0 = time.time()
+                sample = get_solver("daps", "fast").run(prior, problem, generator=make_generator(0)).clamp(-1, 1)
+                row[label] = round(_scores(sample, x)[0], 2)
+                row[label + "_s"] = round(time.time() - t0, 1)
+            print(json.dumps(row), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
     from sklearn.mixture import GaussianMixture
@@ -87,17 +165,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", type=int, default=8)
     parser.add_argument("--patches", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sigmas", default=",".join(f"{s:g}" for s in DENOISE_SIGMAS))
+    parser.add_argument("--sigmas", default=",".join(f"{s:g}" for s in DENOISE_SIGMAS),
+                        help="one-call denoising levels (tensor units); 'none' skips the table")
+    parser.add_argument("--save", type=Path, help="write the fitted GMM here (.npz), or load it if it exists")
+    parser.add_argument("--daps-images", default="", help="comma list of held-out images for the DAPS comparison")
+    parser.add_argument("--daps-tasks", default="denoise,sr4,inpaint_random")
+    parser.add_argument("--stride", type=int, default=2, help="patch stride of the GMM prior inside DAPS")
+    parser.add_argument("--crop", type=int, default=128, help="centre-crop size for the DAPS comparison")
     args = parser.parse_args(argv)
 
-    t0 = time.time()
-    data = training_patches(args.patches, args.patch, args.seed)
-    gmm = GaussianMixture(args.components, covariance_type="full", max_iter=100, random_state=args.seed,
-                          reg_covar=1e-6).fit(data)
-    fit_s = time.time() - t0
-    print(f"# patch GMM: {args.components} components, {args.patch}x{args.patch} RGB patches, "
-          f"{len(data)} training patches, EM {gmm.n_iter_} iterations, converged {gmm.converged_}, "
-          f"fit {fit_s:.0f} s", flush=True)
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    if args.save is not None and args.save.is_file():
+        z = np.load(args.save)
+        gmm = SimpleNamespace(n_components=len(z["weights"]), means_=z["means"], covariances_=z["covs"],
+                              weights_=z["weights"])
+        print(f"# patch GMM loaded from {args.save}", flush=True)
+    else:
+        t0 = time.time()
+        data = training_patches(args.patches, args.patch, args.seed)
+        gmm = GaussianMixture(args.components, covariance_type="full", max_iter=100, random_state=args.seed,
+                              reg_covar=1e-6).fit(data)
+        print(f"# patch GMM: {args.components} components, {args.patch}x{args.patch} RGB patches, "
+              f"{len(data)} training patches, EM {gmm.n_iter_} iterations, converged {gmm.converged_}, "
+              f"fit {time.time() - t0:.0f} s", flush=True)
+        if args.save is not None:
+            np.savez(args.save, means=gmm.means_, covs=gmm.covariances_, weights=gmm.weights_)
+    if args.daps_images:
+        prior = gmm_prior(gmm.means_, gmm.covariances_, gmm.weights_, args.patch, args.stride)
+        daps_comparison(prior, args.daps_images.split(","), args.daps_tasks.split(","), args.crop)
+    if args.sigmas == "none":
+        return 0
     sigmas = [float(s) for s in args.sigmas.split(",")]
     row = []
     for sigma in sigmas:

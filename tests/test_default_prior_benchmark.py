@@ -56,3 +56,32 @@ def test_goal_lines_compare_daps_with_the_classical_baseline_on_the_same_images(
     mean4 = -10 * math.log10(0.004 + 0.006 / 4)
     assert f"margin {mean4 - 21.0:+.2f} dB" in text
     assert "goal +1.00: met" in text
+
+
+def test_patch_gmm_probe_denoiser_is_the_exact_gaussian_posterior_mean_for_one_whole_image_patch():
+    # benchmarks/patch_gmm_probe.py: with one patch covering the image and one (or two identical) components,
+    # the patch-GMM denoiser must be the closed-form Gaussian posterior mean mu + S (S + s^2 I)^-1 (y - mu).
+    import sys
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("patch_gmm_probe", SCRIPT.parent / "patch_gmm_probe.py")
+        probe = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(probe)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    rng = np.random.default_rng(0)
+    d, sigma = 3 * 4 * 4, 0.3
+    a = rng.normal(size=(d, d)) / d**0.5
+    cov, mu = a @ a.T + 0.01 * np.eye(d), rng.normal(scale=0.2, size=d)
+    y = torch.from_numpy(rng.normal(size=(1, 3, 4, 4))).float()
+    exact = mu + cov @ np.linalg.solve(cov + sigma**2 * np.eye(d), y.double().numpy().reshape(-1) - mu)
+    for k in (1, 2):
+        gmm = SimpleNamespace(n_components=k, means_=np.stack([mu] * k), covariances_=np.stack([cov] * k),
+                              weights_=np.full(k, 1.0 / k))
+        out = probe.gmm_denoise(gmm, y, sigma, patch=4)
+        np.testing.assert_allclose(out.double().numpy().reshape(-1), exact, atol=1e-5)
