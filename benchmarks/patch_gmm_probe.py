@@ -52,69 +52,47 @@ def training_patches(count: int, patch: int, seed: int):
     return patches[rng.permutation(len(patches))[:count]]
 
 
-def gmm_denoise(gmm, y, sigma: float, patch: int):
-    """One-pass patch-GMM denoising of y (1, 3, H, W) in tensor units: exact patch posterior means, averaged."""
-    import torch
-    import torch.nn.functional as F
+def gmm_prior(means, covs, weights, patch: int, stride: int = 1, dtype: str = "float64"):
+    """The patch GMM as a diffrestore Prior: every patch taken every ``stride`` pixels gets its exact posterior mean
+    under the GMM, computed in ``dtype`` through each covariance's eigenbasis S = V diag(lam) V^T,
 
-    h, w = y.shape[-2:]
-    cols = F.unfold(y.double(), patch)[0].T  # (P, c * patch * patch), same layout as training_patches
-    d = cols.shape[1]
-    eye = torch.eye(d, dtype=torch.float64)
-    log_r, means = [], []
-    for k in range(gmm.n_components):
-        mu = torch.from_numpy(gmm.means_[k])
-        cov = torch.from_numpy(gmm.covariances_[k])
-        chol = torch.linalg.cholesky(cov + sigma**2 * eye)
-        diff = cols - mu
-        z = torch.linalg.solve_triangular(chol, diff.T, upper=False)  # L^-1 (y - mu)
-        log_r.append(float(torch.log(torch.tensor(gmm.weights_[k]))) - 0.5 * z.square().sum(0)
-                     - torch.log(chol.diagonal()).sum())
-        # S (S + s^2 I)^-1 (y - mu) = (y - mu) - s^2 (S + s^2 I)^-1 (y - mu)
-        inv_diff = torch.cholesky_solve(diff.T, chol)
-        means.append(cols - sigma**2 * inv_diff.T)
-    r = torch.softmax(torch.stack(log_r), dim=0)  # (K, P)
-    est = sum(r[k][:, None] * means[k] for k in range(len(means)))
-    ones = torch.ones_like(y, dtype=torch.float64)
-    summed = F.fold(est.T[None], (h, w), patch)
-    counts = F.fold(F.unfold(ones, patch), (h, w), patch)
-    return (summed / counts).float()
+        (S + s^2 I)^-1 = V diag(1 / (lam + s^2)) V^T,   S (S + s^2 I)^-1 (y - mu) = V (lam / (lam + s^2) * z),
 
-
-def gmm_prior(means, covs, weights, patch: int, stride: int):
-    """The patch GMM as a diffrestore Prior for the samplers: the same per-patch posterior means as gmm_denoise,
-    in float32 through each covariance's eigenbasis (two matrix products per component), patches every ``stride``
-    pixels (stride 1 = gmm_denoise). Built inside a function so importing this script needs no torch."""
+    with z = V^T (y - mu) (two matrix products per component), and the overlapping estimates are averaged. The
+    one-call table uses stride 1 in float64; DAPS uses stride 2 in float32 for speed. Built inside a function so
+    importing this script needs no torch."""
     import numpy as np
     import torch
     import torch.nn.functional as F
 
     from diffrestore.priors.base import Prior, sigma_per_item
 
+    work = getattr(torch, dtype)
+
     class PatchGMMPrior(Prior):
         sigma_min, sigma_max, channels = 0.002, 80.0, 3
 
         def __init__(self) -> None:
-            lam, vecs = np.linalg.eigh(covs)
-            self.mu = torch.from_numpy(means).float()
-            self.vecs = torch.from_numpy(vecs).float()
-            self.lam = torch.from_numpy(np.clip(lam, 1e-6, None)).float()
-            self.log_w = torch.from_numpy(np.log(weights)).float()
+            lam, vecs = np.linalg.eigh(covs)  # once, not per call
+            self.mu = torch.from_numpy(means).to(work)
+            self.vecs = torch.from_numpy(vecs).to(work)
+            self.lam = torch.from_numpy(np.clip(lam, 1e-6, None)).to(work)
+            self.log_w = torch.from_numpy(np.log(weights)).to(work)
 
         def denoise(self, x, sigma):
             s = sigma_per_item(sigma, x.shape[0])
-            return torch.cat([self._one(x[i : i + 1], float(s[i])) for i in range(x.shape[0])])
+            return torch.cat([self._one(x[i : i + 1].to(work), float(s[i])) for i in range(x.shape[0])]).float()
 
         def _one(self, y, sigma: float):
             h, w = y.shape[-2:]
-            cols = F.unfold(y, patch, stride=stride)[0].T
+            cols = F.unfold(y, patch, stride=stride)[0].T  # (P, 3 * patch * patch), the layout of training_patches
             log_r, est = [], []
             for k in range(self.mu.shape[0]):
                 z = (cols - self.mu[k]) @ self.vecs[k]
                 den = self.lam[k] + sigma**2
                 log_r.append(self.log_w[k] - 0.5 * (z.square() / den).sum(1) - 0.5 * torch.log(den).sum())
                 est.append(self.mu[k] + (z * (self.lam[k] / den)) @ self.vecs[k].T)
-            r = torch.softmax(torch.stack(log_r), 0)
+            r = torch.softmax(torch.stack(log_r), 0)  # (K, P) responsibilities
             mean = sum(r[k][:, None] * est[k] for k in range(len(est)))
             summed = F.fold(mean.T[None], (h, w), patch, stride=stride)
             counts = F.fold(F.unfold(torch.ones_like(y), patch, stride=stride), (h, w), patch, stride=stride)
@@ -174,14 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=128, help="centre-crop size for the DAPS comparison")
     args = parser.parse_args(argv)
 
-    from types import SimpleNamespace
-
     import numpy as np
 
     if args.save is not None and args.save.is_file():
         z = np.load(args.save)
-        gmm = SimpleNamespace(n_components=len(z["weights"]), means_=z["means"], covariances_=z["covs"],
-                              weights_=z["weights"])
+        means, covs, weights = z["means"], z["covs"], z["weights"]
         print(f"# patch GMM loaded from {args.save}", flush=True)
     else:
         t0 = time.time()
@@ -191,14 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# patch GMM: {args.components} components, {args.patch}x{args.patch} RGB patches, "
               f"{len(data)} training patches, EM {gmm.n_iter_} iterations, converged {gmm.converged_}, "
               f"fit {time.time() - t0:.0f} s", flush=True)
+        means, covs, weights = gmm.means_, gmm.covariances_, gmm.weights_
         if args.save is not None:
-            np.savez(args.save, means=gmm.means_, covs=gmm.covariances_, weights=gmm.weights_)
+            np.savez(args.save, means=means, covs=covs, weights=weights)
     if args.daps_images:
-        prior = gmm_prior(gmm.means_, gmm.covariances_, gmm.weights_, args.patch, args.stride)
+        prior = gmm_prior(means, covs, weights, args.patch, args.stride, "float32")
         daps_comparison(prior, args.daps_images.split(","), args.daps_tasks.split(","), args.crop)
     if args.sigmas == "none":
         return 0
     sigmas = [float(s) for s in args.sigmas.split(",")]
+    exact = gmm_prior(means, covs, weights, args.patch)  # every patch, float64
     row = []
     for sigma in sigmas:
         t1 = time.time()
@@ -206,12 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         for i, name in enumerate(HELD_OUT):
             x = held_out_crop(name)
             y = x + sigma * torch.randn(x.shape, generator=make_generator(i))
-            scores.append(_scores(gmm_denoise(gmm, y, sigma, args.patch), x)[0])
+            scores.append(_scores(exact.denoise(y, sigma), x)[0])
         row.append(sum(scores) / len(scores))
         print(f"# sigma {sigma:g}: {row[-1]:.2f} dB, {(time.time() - t1) / len(HELD_OUT):.1f} s / image", flush=True)
     print("| sigma (tensor units) | " + " | ".join(f"{s:g}" for s in sigmas) + " |")
     print("|---" * (len(sigmas) + 1) + "|")
-    print(f"| patch GMM ({args.components} x {args.patch}x{args.patch}), one pass | "
+    print(f"| patch GMM ({len(weights)} x {args.patch}x{args.patch}), one pass | "
           + " | ".join(f"{v:.2f}" for v in row) + " |")
     return 0
 

@@ -202,7 +202,7 @@ def restore(
             mask = tasks.build_mask(source, opts, out_size, seed=seed, loaded=loaded)
 
     solver = engine.make_solver(method, preset, steps)
-    engine.check_method(solver, task, opts, num_samples)
+    solver.check_task(task, opts.noise, num_samples)
     if prior is None:
         prior = _get_prior(model, device, dtype, offline)
     [result] = engine.restore_batch(prior, solver, task, opts, [tensor], mask=mask, num_samples=num_samples,

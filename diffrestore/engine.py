@@ -580,13 +580,6 @@ def load_prior(
         raise ModelError(f"cannot load model '{name}': {error}") from error
 
 
-def check_method(solver: Any, task: str, task_opts: tasks.TaskOptions, num_samples: int) -> None:
-    """UsageError, before any model loads, when the method cannot solve this task (mmse: denoising only)."""
-    from .solvers import check_method as check
-
-    check(solver, tasks.canonical_task(task), task_opts.noise, num_samples)
-
-
 def make_solver(method: str, preset: str, steps: int | None) -> Any:
     from .solvers import METHOD_NAMES, get_solver
 
@@ -739,7 +732,7 @@ def run(
     tasks.validate_options(task, task_opts)
     simulated = tasks.is_simulated(task, opts.simulate)
     solver = make_solver(opts.method, opts.preset, opts.steps)
-    check_method(solver, task, task_opts, opts.num_samples)
+    solver.check_task(task, task_opts.noise, opts.num_samples)  # e.g. mmse: denoising only
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
 

@@ -62,7 +62,6 @@ def test_patch_gmm_probe_denoiser_is_the_exact_gaussian_posterior_mean_for_one_w
     # benchmarks/patch_gmm_probe.py: with one patch covering the image and one (or two identical) components,
     # the patch-GMM denoiser must be the closed-form Gaussian posterior mean mu + S (S + s^2 I)^-1 (y - mu).
     import sys
-    from types import SimpleNamespace
 
     import numpy as np
     import torch
@@ -81,7 +80,6 @@ def test_patch_gmm_probe_denoiser_is_the_exact_gaussian_posterior_mean_for_one_w
     y = torch.from_numpy(rng.normal(size=(1, 3, 4, 4))).float()
     exact = mu + cov @ np.linalg.solve(cov + sigma**2 * np.eye(d), y.double().numpy().reshape(-1) - mu)
     for k in (1, 2):
-        gmm = SimpleNamespace(n_components=k, means_=np.stack([mu] * k), covariances_=np.stack([cov] * k),
-                              weights_=np.full(k, 1.0 / k))
-        out = probe.gmm_denoise(gmm, y, sigma, patch=4)
+        prior = probe.gmm_prior(np.stack([mu] * k), np.stack([cov] * k), np.full(k, 1.0 / k), patch=4)
+        out = prior.denoise(y, sigma)
         np.testing.assert_allclose(out.double().numpy().reshape(-1), exact, atol=1e-5)

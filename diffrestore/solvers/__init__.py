@@ -22,7 +22,7 @@ from .mmse import MMSE, MMSEConfig
 
 #: the posterior samplers (every problem); benchmarks and generic tests run these
 SOLVER_NAMES: tuple[str, ...] = ("dps", "mcg", "daps")
-#: every --method: the samplers, then estimators that only solve some problems (check_method says which)
+#: every --method: the samplers, then estimators that only solve some problems (their check_task says which)
 METHOD_NAMES: tuple[str, ...] = (*SOLVER_NAMES, "mmse")
 PRESET_NAMES: tuple[str, ...] = ("paper", "fast")
 
@@ -42,7 +42,6 @@ __all__ = [
     "MMSEConfig",
     "Solver",
     "SolverConfig",
-    "check_method",
     "get_solver",
 ]
 
@@ -55,9 +54,3 @@ def get_solver(name: str, preset: str = "fast", **overrides: Any) -> Solver:
         raise UsageError(f"unknown solver '{name}'", hint=f"use one of {', '.join(METHOD_NAMES)}")
     return _SOLVERS[key].from_preset(preset, **overrides)
 
-
-def check_method(solver: Solver, task: str, noise: str, num_samples: int) -> None:
-    """UsageError when ``solver`` cannot solve this task (the samplers solve every task; MMSE only denoising)."""
-    check = getattr(solver, "check_task", None)
-    if check is not None:
-        check(task, noise, num_samples)

@@ -208,6 +208,11 @@ class Solver(ABC):
         """Denoiser evaluations one run makes (the cost unit of the benchmarks)."""
         return int(self.config.steps)
 
+    def check_task(self, task: str, noise: str, num_samples: int) -> None:
+        """UsageError, before any model loads, when this method cannot solve ``task`` with ``noise`` (a noise
+        kind) and ``num_samples``. Posterior samplers solve every task; estimators such as MMSE override this."""
+        return None
+
     def needs_network_gradient(self) -> bool:
         """Whether each network call is followed by a backward pass through the network."""
         return False

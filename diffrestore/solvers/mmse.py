@@ -51,8 +51,7 @@ class MMSE(Solver):
                              hint="drop --steps")
         return solver
 
-    @staticmethod
-    def check_task(task: str, noise: str, num_samples: int) -> None:
+    def check_task(self, task: str, noise: str, num_samples: int) -> None:
         """UsageError unless this is Gaussian denoising with one output per image."""
         if task != "denoise":
             raise UsageError(f"method mmse only restores 'denoise' (gaussian noise), not '{task}'",
