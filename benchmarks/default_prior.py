@@ -151,7 +151,7 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
 
     import torch
 
-    from diffrestore.engine import make_generator
+    from diffrestore.runtime import make_generator
     from diffrestore.operators import GaussianNoise, Problem, build_operator, simulate
     from diffrestore.priors.builtin import default_prior, load_model_dir
     from diffrestore.solvers import get_solver
@@ -237,7 +237,7 @@ def denoise_table(model: str | None) -> str:
     held-out crops, noise in tensor units from a generator seeded with the image's index."""
     import torch
 
-    from diffrestore.engine import make_generator
+    from diffrestore.runtime import make_generator
     from diffrestore.priors.builtin import default_prior, load_model_dir
 
     prior = load_model_dir(model) if model else default_prior()

@@ -107,7 +107,7 @@ def daps_comparison(prior_gmm, images: list[str], tasks: list[str], crop: int) -
 
     from default_prior import TASKS, classical
 
-    from diffrestore.engine import make_generator
+    from diffrestore.runtime import make_generator
     from diffrestore.operators import GaussianNoise, build_operator, simulate
     from diffrestore.priors.builtin import default_prior
     from diffrestore.solvers import get_solver
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from sklearn.mixture import GaussianMixture
 
-    from diffrestore.engine import make_generator
+    from diffrestore.runtime import make_generator
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--components", type=int, default=20)

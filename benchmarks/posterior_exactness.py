@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from diffrestore.engine import make_generator
+from diffrestore.runtime import make_generator
 from diffrestore.operators import GaussianNoise, LinearOperator, Problem, build_operator
 from diffrestore.priors.analytic import GaussianPrior, gaussian_posterior, operator_matrix
 from diffrestore.solvers import SOLVER_NAMES, get_solver

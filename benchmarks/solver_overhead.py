@@ -25,7 +25,7 @@ import time
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from diffrestore.engine import make_generator
+from diffrestore.runtime import make_generator
 from diffrestore.operators import GaussianNoise, Problem, build_operator
 from diffrestore.priors.diffusers_pixel import DiffusersPixelPrior
 from diffrestore.solvers import SOLVER_NAMES, get_solver

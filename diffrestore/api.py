@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .engine import ProgressCallback
+    from .progress import ProgressCallback
 
 _PRIOR_CACHE: dict[tuple[str, str, str], Any] = {}
 
@@ -165,12 +165,9 @@ def restore(
     Raises the same errors as the CLI (``diffrestore.errors``), with the same messages.
     """
     from . import engine
+    from .plan import RunOptions
 
     task = tasks.canonical_task(task)
-    if num_samples < 1:
-        raise UsageError(f"num_samples must be at least 1, got {num_samples}")
-    if steps is not None and steps < 1:
-        raise UsageError(f"steps must be at least 1, got {steps}")
     mask_value = task_options.pop("mask", None)
     mask_is_path = isinstance(mask_value, (str, Path))
     if mask_value is not None and mask_is_path:
@@ -183,7 +180,9 @@ def restore(
             raise UsageError(f"mask only applies to inpaint, not to {task}")
         if opts.box is not None or opts.random_fraction is not None or opts.mask_dir is not None:
             raise UsageError("give one mask source: mask, mask_dir, box or random_fraction")
-    tasks.validate_options(task, opts)
+    run_opts = RunOptions(task=task, method=method, model=model, preset=preset, steps=steps, seed=seed,
+                          num_samples=num_samples, device=device, dtype=dtype, simulate=simulate, offline=offline)
+    solver = engine.validate(run_opts, opts, prior=prior)  # the CLI's checks and messages
     if opts.mask_dir is not None:
         raise UsageError("mask_dir is for folders of images (the CLI); pass mask= for one image")
 
@@ -201,8 +200,6 @@ def restore(
             source = tasks.mask_source(task, opts, Path(getattr(loaded, "path", "image")), ())
             mask = tasks.build_mask(source, opts, out_size, seed=seed, loaded=loaded)
 
-    solver = engine.make_solver(method, preset, steps)
-    solver.check_task(task, opts.noise, num_samples)
     if prior is None:
         prior = _get_prior(model, device, dtype, offline)
     [result] = engine.restore_batch(prior, solver, task, opts, [tensor], mask=mask, num_samples=num_samples,

@@ -67,7 +67,7 @@ def env_command(
         except PackageNotFoundError:
             return None
 
-    from .engine import available_devices
+    from .runtime import available_devices
     from .registry import cache_dir
 
     info = {
@@ -300,18 +300,18 @@ _RUN_OPTION_NAMES = (
 
 def _run_task(task: str, values: dict[str, Any]) -> int:
     """Shared body of every task command: flags -> options -> engine.run -> exit code."""
-    from . import engine, tasks
+    from . import engine, plan, tasks
 
     inputs = values.pop("inputs")
     run_values = {name: values.pop(name) for name in _RUN_OPTION_NAMES}
     run_values["offline"] = True if run_values["offline"] else None
-    opts = engine.RunOptions(task=task, **run_values)
+    opts = plan.RunOptions(task=task, **run_values)
     if "box" in values and values["box"] is not None:
         values["box"] = tasks.parse_box(values["box"])
     task_opts = tasks.TaskOptions(**values)
     summary = engine.run(inputs, opts, task_opts)
     if opts.json_output:
-        typer.echo(engine.summary_json(summary))
+        typer.echo(plan.summary_json(summary))
     return summary.exit_code
 
 
@@ -374,13 +374,14 @@ def train_command(
     """
     import time
 
-    from . import engine
+    from . import plan
+    from .progress import progress_mode
 
-    if progress not in engine.PROGRESS_MODES:
+    if progress not in plan.PROGRESS_MODES:
         raise UsageError(f"unknown --progress '{progress}'", hint="use auto, rich, plain or none")
     from .train import train
 
-    mode = engine.progress_mode(progress, quiet=quiet)
+    mode = progress_mode(progress, quiet=quiet)
     recipe = dict(size=size, steps=steps, batch_size=batch_size, seed=seed, device=device, lr=lr,
                   checkpoint_every=checkpoint_every, max_downscale=max_downscale, permute_channels=permute_channels,
                   dihedral=flips, pixel_unshuffle=pixel_unshuffle, channels=channels, resume=resume)

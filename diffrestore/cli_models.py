@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from . import registry as reg
 from .errors import ChecksumError, DownloadError
+from .methods import methods_for_kind
 
 models_app = typer.Typer(
     name="models",
@@ -46,6 +47,16 @@ def _registry(ctx: typer.Context) -> reg.Registry:
     return reg.load_registry(ctx.meta.get(_REGISTRY_KEY))
 
 
+def _describe(entry: reg.ModelEntry) -> dict[str, Any]:
+    """The registry's view of an entry plus the --method names that fit its prior kind.
+
+    The registry only knows files and kinds; which methods exist is diffrestore/methods.py's business.
+    """
+    info = reg.describe(entry)
+    info["methods"] = list(methods_for_kind(entry.kind))
+    return info
+
+
 def _err(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -63,7 +74,7 @@ def list_command(
 ) -> None:
     """Show every model: name, family, download size, whether it is cached, licence."""
     registry = _registry(ctx)
-    rows = [reg.describe(entry) for entry in registry]
+    rows = [_describe(entry) for entry in registry]
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -92,7 +103,7 @@ def info_command(
 ) -> None:
     """Everything the registry knows about one model: licence, files with sha256, sources, cache state."""
     entry = _registry(ctx).get(name)
-    info = reg.describe(entry)
+    info = _describe(entry)
     recorded = reg.read_lock(entry).get("files", {}) if entry.downloadable else {}
     if json_output:
         info["recorded"] = recorded
@@ -103,7 +114,9 @@ def info_command(
     family = entry.family + (f" (built like {entry.of})" if entry.of else "")
     out(f"  family      {family}")
     out(f"  resolution  {entry.resolution or 'any'}")
-    out(f"  solvers     {', '.join(entry.solvers)}")
+    out(f"  kind        {entry.kind}")
+    methods = ", ".join(info["methods"]) or f"none yet (no --method uses {entry.kind} priors)"
+    out(f"  methods     {methods}")
     out(f"  tasks       {', '.join(entry.tasks)}")
     if entry.prompt:
         out(f"  prompt      {entry.prompt}")

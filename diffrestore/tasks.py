@@ -315,7 +315,7 @@ def build_mask(
     import torch
 
     from . import imageio, operators
-    from .engine import make_generator
+    from .runtime import make_generator
 
     w, h = size
     if source.kind == "file":
@@ -391,16 +391,25 @@ def build_operator(
     *,
     seed: int,
     mask: torch.Tensor | None = None,
+    input_channels: int | None = None,
 ):
-    """The operator for a restored image of shape ``x_shape`` = (C, H, W).
+    """The operator for a restored image of shape ``x_shape`` = (C, H, W) measured by a file of
+    ``input_channels`` channels (default: C).
 
+    A gray file restored with an RGB prior is one look at the luminance: the task's operator is built for one
+    channel and composed with the BT.601 luminance of the 3-channel x (``Compose(A, Colorize)``), so one noise
+    draw counts once in the likelihood (copying the gray file into three channels would count it three times).
     Random operator parts (the motion-blur kernel) come from a generator seeded with ``seed`` alone, so every
     image of a run sees the same kernel and a rerun sees it again.
     """
     from . import operators
-    from .engine import make_generator
+    from .runtime import make_generator
 
     name, params = operator_spec(task, opts, mask=mask)
+    channels, height, width = (int(v) for v in x_shape)
+    if canonical_task(task) != "colorize" and input_channels == 1 and channels == 3:
+        measured = operators.build_operator(name, (1, height, width), generator=make_generator(seed), **params)
+        return operators.Compose(measured, operators.Colorize((3, height, width)))
     return operators.build_operator(name, tuple(x_shape), generator=make_generator(seed), **params)
 
 
@@ -426,11 +435,15 @@ def check_channels(task: str, input_channels: int, prior_channels: int, name: st
 
 
 def to_output_channels(task: str, x: torch.Tensor, input_channels: int) -> torch.Tensor:
-    """Back to the input's channels: gray in -> gray out (channel mean), except colorize which outputs RGB."""
+    """Back to the input's channels: a gray input gets the BT.601 luminance of an RGB x (the quantity its
+    operator measured); colorize outputs RGB."""
     if canonical_task(task) == "colorize" or x.shape[1] == input_channels:
         return x
     if input_channels == 1:
-        return x.mean(dim=1, keepdim=True)
+        from .operators import BT601_WEIGHTS
+
+        weights = x.new_tensor(BT601_WEIGHTS).view(1, 3, 1, 1)
+        return (x * weights).sum(dim=1, keepdim=True)
     return x
 
 
@@ -462,7 +475,7 @@ def measurement(
             # A gray file is the luminance already; an RGB one is reduced by the operator itself.
             y = image if image.shape[1] == 1 else operator(image)
             return y.to(torch.float32), None
-        y = imageio.to_channels(image, channels)
         if task in _APPLY_OPERATOR_TO_FILE:
-            y = operator(y)
-        return y.to(torch.float32), None
+            return operator(imageio.to_channels(image, channels)).to(torch.float32), None
+        # The file is y itself (a gray file on an RGB prior is measured through the luminance: see build_operator)
+        return image.to(torch.float32), None

@@ -195,7 +195,7 @@ def train(
     """
     import torch
 
-    from .engine import resolve_device
+    from .runtime import resolve_device
     from .priors.builtin import DenoiserUNet, UNetConfig, apply_denoiser, count_parameters, save_model_dir
 
     for name, value, low in (("size", size, 8), ("steps", steps, 1), ("batch_size", batch_size, 1),

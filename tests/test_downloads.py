@@ -80,7 +80,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     cache = tmp_path / "cache"
     monkeypatch.setenv("DIFFRESTORE_CACHE", str(cache))
-    monkeypatch.setattr(reg, "HUB_DOWNLOAD", _no_hub)
+    monkeypatch.setattr(reg.download, "HUB_DOWNLOAD", _no_hub)  # the module that calls it
     return cache
 
 
@@ -102,7 +102,6 @@ description = "test"
 licence = "TEST-LICENCE-1.0"
 licence_note = "read me first"
 resolution = 16
-solvers = ["dps"]
 tasks = ["any"]
 verified = false
 arch = {{ image_size = 16, num_channels = 32, num_res_blocks = 1 }}
@@ -287,7 +286,6 @@ family = "pixel"
 description = "test"
 licence = "L"
 resolution = 8
-solvers = ["dps"]
 tasks = ["any"]
 verified = false
 [[models.h.files]]

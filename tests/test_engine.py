@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_cli_support import write_image
 
-from diffrestore import engine, metrics, tasks
+from diffrestore import engine, metrics, plan, progress, tasks
 from diffrestore.errors import OutputError, UsageError
 
 EXT = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -28,31 +28,31 @@ def _files(tmp_path: Path, *names: str) -> None:
 
 def test_folder_inputs_are_sorted_images_only(tmp_path) -> None:
     _files(tmp_path, "b.png", "a.JPG", "c.txt", ".hidden.png", "sub/d.png")
-    found = engine.expand_inputs([tmp_path], recursive=False, extensions=EXT)
+    found = plan.expand_inputs([tmp_path], recursive=False, extensions=EXT)
     assert [f.path.name for f in found] == ["a.JPG", "b.png"]
-    deep = engine.expand_inputs([tmp_path], recursive=True, extensions=EXT)
+    deep = plan.expand_inputs([tmp_path], recursive=True, extensions=EXT)
     assert [f.path.relative_to(tmp_path).as_posix() for f in deep] == ["a.JPG", "b.png", "sub/d.png"]
 
 
 def test_globs_and_duplicates(tmp_path) -> None:
     _files(tmp_path, "x1.png", "x2.png", "y.png")
-    found = engine.expand_inputs([str(tmp_path / "x*.png"), tmp_path / "x1.png"], recursive=False, extensions=EXT)
+    found = plan.expand_inputs([str(tmp_path / "x*.png"), tmp_path / "x1.png"], recursive=False, extensions=EXT)
     assert [f.path.name for f in found] == ["x1.png", "x2.png"]  # x1 given twice, kept once
 
 
 def test_input_errors_name_the_path(tmp_path) -> None:
     with pytest.raises(UsageError, match=r"input not found: .*missing\.png"):
-        engine.expand_inputs([tmp_path / "missing.png"], recursive=False, extensions=EXT)
+        plan.expand_inputs([tmp_path / "missing.png"], recursive=False, extensions=EXT)
     with pytest.raises(UsageError, match="no images match"):
-        engine.expand_inputs([str(tmp_path / "*.png")], recursive=False, extensions=EXT)
+        plan.expand_inputs([str(tmp_path / "*.png")], recursive=False, extensions=EXT)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match=r"no images in folder .*empty.*--recursive"):
-        engine.expand_inputs([tmp_path / "empty"], recursive=False, extensions=EXT)
+        plan.expand_inputs([tmp_path / "empty"], recursive=False, extensions=EXT)
 
 
 def test_folder_scan_skips_this_commands_earlier_outputs(tmp_path) -> None:
     _files(tmp_path, "a.png", "a_inpaint.png", "a_inpaint_s1.png", "a_inpaint_std.png", "a_denoise.png")
-    found = engine.expand_inputs([tmp_path], recursive=False, extensions=EXT, skip_suffix="_inpaint")
+    found = plan.expand_inputs([tmp_path], recursive=False, extensions=EXT, skip_suffix="_inpaint")
     assert [f.path.name for f in found] == ["a.png", "a_denoise.png"]
 
 
@@ -60,11 +60,11 @@ def test_folder_scan_skips_this_commands_earlier_outputs(tmp_path) -> None:
 # Outputs
 
 
-def _plan(tmp_path: Path, names: list[str], **kwargs) -> list[engine.Item]:
+def _plan(tmp_path: Path, names: list[str], **kwargs) -> list[plan.Item]:
     _files(tmp_path, *names)
-    opts = engine.RunOptions(task=kwargs.pop("task", "inpaint"), **kwargs)
-    files = engine.expand_inputs([tmp_path / n for n in names], recursive=False, extensions=EXT)
-    return engine.plan_outputs(files, opts, EXT)
+    opts = plan.RunOptions(task=kwargs.pop("task", "inpaint"), **kwargs)
+    files = plan.expand_inputs([tmp_path / n for n in names], recursive=False, extensions=EXT)
+    return plan.plan_outputs(files, opts, EXT)
 
 
 def test_default_output_names(tmp_path) -> None:
@@ -78,21 +78,21 @@ def test_default_output_names(tmp_path) -> None:
 
 def test_output_dir_keeps_the_layout_of_folder_inputs(tmp_path) -> None:
     _files(tmp_path, "in/a.png", "in/sub/a.png")
-    files = engine.expand_inputs([tmp_path / "in"], recursive=True, extensions=EXT)
-    items = engine.plan_outputs(files, engine.RunOptions(task="denoise", output=tmp_path / "out"), EXT)
+    files = plan.expand_inputs([tmp_path / "in"], recursive=True, extensions=EXT)
+    items = plan.plan_outputs(files, plan.RunOptions(task="denoise", output=tmp_path / "out"), EXT)
     assert [i.output for i in items] == [tmp_path / "out" / "a_denoise.png", tmp_path / "out" / "sub" / "a_denoise.png"]
 
 
 def test_collisions_are_refused(tmp_path) -> None:
     _files(tmp_path, "x/a.png", "y/a.png")
-    files = engine.expand_inputs([tmp_path / "x/a.png", tmp_path / "y/a.png"], recursive=False, extensions=EXT)
+    files = plan.expand_inputs([tmp_path / "x/a.png", tmp_path / "y/a.png"], recursive=False, extensions=EXT)
     with pytest.raises(OutputError, match="would both be written to"):
-        engine.plan_outputs(files, engine.RunOptions(task="denoise", output=tmp_path / "out"), EXT)
+        plan.plan_outputs(files, plan.RunOptions(task="denoise", output=tmp_path / "out"), EXT)
     # An output that is another input.
     _files(tmp_path, "b.png", "b_denoise.png")
-    files = engine.expand_inputs([tmp_path / "b.png", tmp_path / "b_denoise.png"], recursive=False, extensions=EXT)
+    files = plan.expand_inputs([tmp_path / "b.png", tmp_path / "b_denoise.png"], recursive=False, extensions=EXT)
     with pytest.raises(OutputError, match="would overwrite the input"):
-        engine.plan_outputs(files, engine.RunOptions(task="denoise"), EXT)
+        plan.plan_outputs(files, plan.RunOptions(task="denoise"), EXT)
 
 
 def test_output_extension_and_file_vs_dir(tmp_path) -> None:
@@ -106,8 +106,8 @@ def test_existing_outputs(tmp_path) -> None:
     items = _plan(tmp_path, ["a.png", "b.png", "a_inpaint.png"][:2])
     (tmp_path / "a_inpaint.png").write_bytes(b"old")
     with pytest.raises(OutputError, match=r"a_inpaint\.png already exists"):
-        engine.check_existing(items, engine.RunOptions(task="inpaint"))
-    engine.check_existing(items, engine.RunOptions(task="inpaint", skip_existing=True))
+        plan.check_existing(items, plan.RunOptions(task="inpaint"))
+    plan.check_existing(items, plan.RunOptions(task="inpaint", skip_existing=True))
     assert [i.status for i in items] == ["skipped", "pending"]
 
 
@@ -126,26 +126,26 @@ class _Stream(io.StringIO):
 
 def test_progress_mode(monkeypatch) -> None:
     monkeypatch.delenv("CI", raising=False)
-    assert engine.progress_mode("auto", quiet=False, stream=_Stream(True)) == "rich"
-    assert engine.progress_mode("auto", quiet=False, stream=_Stream(False)) == "plain"
-    assert engine.progress_mode("rich", quiet=True, stream=_Stream(True)) == "none"
+    assert progress.progress_mode("auto", quiet=False, stream=_Stream(True)) == "rich"
+    assert progress.progress_mode("auto", quiet=False, stream=_Stream(False)) == "plain"
+    assert progress.progress_mode("rich", quiet=True, stream=_Stream(True)) == "none"
     monkeypatch.setenv("CI", "true")
-    assert engine.progress_mode("auto", quiet=False, stream=_Stream(True)) == "plain"
+    assert progress.progress_mode("auto", quiet=False, stream=_Stream(True)) == "plain"
 
 
 def test_reporter_streams() -> None:
     out, err = _Stream(False), _Stream(False)
-    reporter = engine.Reporter(out=out, err=err)
+    reporter = progress.Reporter(out=out, err=err)
     reporter.start(2)
-    ok = engine.Item(index=0, input=Path("a.png"), output=Path("a_x.png"), status="done", seconds=1.25)
-    bad = engine.Item(index=1, input=Path("b.png"), output=Path("b_x.png"), status="failed", error="cannot decode")
+    ok = plan.Item(index=0, input=Path("a.png"), output=Path("a_x.png"), status="done", seconds=1.25)
+    bad = plan.Item(index=1, input=Path("b.png"), output=Path("b_x.png"), status="failed", error="cannot decode")
     reporter.result("a_x.png")
     reporter.item_finished(ok)
     reporter.item_finished(bad)
     assert out.getvalue() == "a_x.png\n"
     assert err.getvalue().splitlines() == ["[1/2] a.png -> a_x.png (1.2 s)", "failed: b.png: cannot decode"]
     quiet_err = _Stream(False)
-    quiet = engine.Reporter(quiet=True, out=_Stream(False), err=quiet_err)
+    quiet = progress.Reporter(quiet=True, out=_Stream(False), err=quiet_err)
     quiet.start(1)
     quiet.item_finished(ok)
     quiet.message("note")
@@ -155,17 +155,17 @@ def test_reporter_streams() -> None:
 
 def test_batches_group_by_key_and_keep_order() -> None:
     def prepared(i: int, key: str) -> engine._Prepared:
-        return engine._Prepared(item=engine.Item(index=i, input=Path(f"{i}.png"), output=Path(f"{i}o.png")), key=(key,))
+        return engine._Prepared(item=plan.Item(index=i, input=Path(f"{i}.png"), output=Path(f"{i}o.png")), key=(key,))
 
     batches = engine._batches([prepared(0, "a"), prepared(1, "b"), prepared(2, "a"), prepared(3, "a")], 2)
     assert [[p.item.index for p in b] for b in batches] == [[0, 2], [1], [3]]
 
 
 def test_summary_line_and_exit_code() -> None:
-    items = [engine.Item(index=0, input=Path("a.png"), output=Path("x"), status="done"),
-             engine.Item(index=1, input=Path("dir/b.png"), output=Path("y"), status="failed", error="bad"),
-             engine.Item(index=2, input=Path("c.png"), output=Path("z"), status="skipped")]
-    summary = engine.RunSummary(task="denoise", items=items, seconds=2.04)
+    items = [plan.Item(index=0, input=Path("a.png"), output=Path("x"), status="done"),
+             plan.Item(index=1, input=Path("dir/b.png"), output=Path("y"), status="failed", error="bad"),
+             plan.Item(index=2, input=Path("c.png"), output=Path("z"), status="skipped")]
+    summary = plan.RunSummary(task="denoise", items=items, seconds=2.04)
     assert summary.line() == "1 done, 1 skipped, 1 failed (b.png) in 2.0 s"
     assert summary.exit_code == 1
     items[1].status = "done"
@@ -230,10 +230,11 @@ def test_measurement_of_a_real_file_and_of_a_simulation(tmp_path) -> None:
                                        channels=3, simulate=True, generator=torch.Generator().manual_seed(0))
     assert tuple(y_sim.shape) == (1, 3, 10, 12) and torch.equal(ref_sim, loaded.tensor)
     gray = loaded.tensor.mean(dim=1, keepdim=True)
-    y_gray, _ = tasks.measurement("denoise", tasks.build_operator("denoise", tasks.TaskOptions(), (3, 20, 24), seed=0),
-                                  tasks.build_noise("denoise", tasks.TaskOptions()), gray, channels=3, simulate=False,
-                                  generator=torch.Generator().manual_seed(0))
-    assert y_gray.shape[1] == 3 and torch.equal(y_gray[:, 0], y_gray[:, 2])  # gray replicated for an RGB prior
+    gray_op = tasks.build_operator("denoise", tasks.TaskOptions(), (3, 20, 24), seed=0, input_channels=1)
+    y_gray, _ = tasks.measurement("denoise", gray_op, tasks.build_noise("denoise", tasks.TaskOptions()), gray,
+                                  channels=3, simulate=False, generator=torch.Generator().manual_seed(0))
+    # A gray file on an RGB prior is one look at its luminance: y stays one channel, A = identity o luminance.
+    assert torch.equal(y_gray, gray) and gray_op.output_shape == (1, 20, 24) and gray_op.image_shape == (3, 20, 24)
 
 
 def test_noise_sigma_defaults_and_zero() -> None:

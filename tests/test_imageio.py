@@ -20,7 +20,6 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from diffrestore import imageio
 from diffrestore.errors import ImageReadError, InputError, OutputError, SizeMismatchError, UsageError
 from diffrestore.imageio import (
     IMAGE_EXTENSIONS,
@@ -34,6 +33,8 @@ from diffrestore.imageio import (
     save_image,
     to_channels,
 )
+from diffrestore.imageio import png as imageio_png
+from diffrestore.imageio import write as imageio_write
 
 RNG = np.random.default_rng(1234)
 
@@ -186,9 +187,9 @@ def test_16bit_encoder_filters_decode_with_pillow_on_a_smooth_image(tmp_path: Pa
     yy, xx = np.mgrid[0:40, 0:50]
     source = np.stack([xx * 1300, yy * 1600, (xx + yy) * 700 + RNG.integers(0, 400, xx.shape), xx * yy * 30], axis=2)
     source = source.astype(np.uint16)
-    data = imageio._png_encode(source, bit_depth=16)
+    data = imageio_png._png_encode(source, bit_depth=16)
     rows = np.frombuffer(
-        zlib.decompress(b"".join(body for k, body in imageio._png_chunks(data) if k == b"IDAT")), np.uint8
+        zlib.decompress(b"".join(body for k, body in imageio_png._png_chunks(data) if k == b"IDAT")), np.uint8
     )
     used = set(rows.reshape(40, -1)[:, 0].tolist())
     assert used & {3, 4}, f"filters used: {used}"
@@ -201,12 +202,13 @@ def test_16bit_encoder_filters_decode_with_pillow_on_a_smooth_image(tmp_path: Pa
 @pytest.mark.parametrize("block", [1 << 24, 1], ids=["one-strip", "many-strips"])
 def test_own_png_decoder_matches_pillow_on_pillow_written_8bit(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
     # block = 1 forces one row per wavefront strip, so the row carried between strips is exercised too.
-    monkeypatch.setattr(imageio, "_UNFILTER_BLOCK", block)
+    # Patched on the submodule that reads it: a patch on the package would not reach _unfilter's global.
+    monkeypatch.setattr(imageio_png, "_UNFILTER_BLOCK", block)
     yy, xx = np.mgrid[0:30, 0:41]
     source = np.stack([(xx * 7 + yy) % 256, (yy * 5) % 256, (xx * yy) % 256, 255 - xx], axis=2).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(source, mode="RGBA").save(buffer, "PNG", optimize=True)
-    decoded = imageio._png_decode(buffer.getvalue())
+    decoded = imageio_png._png_decode(buffer.getvalue())
     np.testing.assert_array_equal(np.concatenate([decoded.pixels, decoded.alpha[:, :, None]], axis=2), source)
 
 
@@ -235,7 +237,7 @@ def test_unfilter_inverts_reference_filters(kinds: tuple[int, ...], bpp: int) ->
     raw[:, : 2 * bpp] = 250  # long runs and wrap-around near 255 stress the modulo arithmetic
     rows = [int(k) for k in RNG.choice(kinds, size=9)]
     rows[: len(kinds)] = list(kinds)
-    np.testing.assert_array_equal(imageio._unfilter(_reference_filter(raw, rows, bpp), bpp), raw)
+    np.testing.assert_array_equal(imageio_png._unfilter(_reference_filter(raw, rows, bpp), bpp), raw)
 
 
 def test_16bit_rgb_png_transparent_colour_becomes_alpha(tmp_path: Path) -> None:
@@ -867,7 +869,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.Mo
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(imageio.os, "fsync", broken_fsync)
+    monkeypatch.setattr(imageio_write.os, "fsync", broken_fsync)
     with pytest.raises(OutputError) as info:
         save_image(torch.zeros(1, 3, 4, 4), tmp_path / "full.png")
     assert_one_line(info.value, "full.png", "No space left on device")

@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from diffrestore import registry as reg
-from diffrestore.errors import ModelError
-from diffrestore.priors import loaders
+from diffrestore.errors import ModelError, UsageError
+from diffrestore.priors import files, loaders
+from diffrestore.priors.base import Conditioning, DiscretePrior, LatentPrior, Prior
+from diffrestore.priors.load import load_prior, prior_kind
+from diffrestore.priors.tiny import build_tiny
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +25,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_hub(*args: object, **kwargs: object) -> str:
         raise AssertionError("no hub call expected")
 
-    monkeypatch.setattr(reg, "HUB_DOWNLOAD", no_hub)
+    monkeypatch.setattr(reg.download, "HUB_DOWNLOAD", no_hub)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def shipped() -> reg.Registry:
 
 @pytest.mark.parametrize("name", ["tiny-pixel", "tiny-adm"])
 def test_tiny_pixel_priors_denoise(name: str, shipped: reg.Registry) -> None:
-    prior = reg.resolve_prior(name, device="cpu", dtype=torch.float32, offline=True)
+    prior = load_prior(name, device="cpu", dtype=torch.float32, offline=True)
     size = shipped.get(name).resolution
     assert prior.channels == 3 and prior.native_size == (size, size)
     assert 0 < prior.sigma_min < 0.02 and prior.sigma_max > 100
@@ -50,87 +53,128 @@ def test_tiny_models_are_seeded_and_leave_the_global_rng_alone(shipped: reg.Regi
     torch.manual_seed(123)
     expected_next = torch.rand(1)
     torch.manual_seed(123)
-    a = reg.resolve_prior("tiny-pixel")
+    a = load_prior("tiny-pixel")
     assert torch.equal(torch.rand(1), expected_next)
-    b = reg.resolve_prior("tiny-pixel")
+    b = load_prior("tiny-pixel")
     for (key, pa), pb in zip(a.unet.state_dict().items(), b.unet.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), key
 
 
-def test_tiny_latent_kl_components() -> None:
-    c = reg.resolve_components("tiny-latent-kl", offline=True)
-    assert isinstance(c, loaders.LatentComponents) and c.family == "latent-kl"
-    assert c.latent_scale == pytest.approx(0.18215)
+def test_tiny_latent_kl_prior() -> None:
+    prior = load_prior("tiny-latent-kl", offline=True)
+    assert isinstance(prior, LatentPrior) and prior.kind == "latent" and prior.conditional
+    assert prior.latent_scale == pytest.approx(0.18215) and prior.native_size == (32, 32)
+    assert prior.latent_shape((3, 32, 48)) == (4, 16, 24)
+    with pytest.raises(UsageError, match="divisible by 4"):
+        prior.latent_shape((3, 30, 32))
     x = torch.rand(1, 3, 32, 32) * 2 - 1
+    embeddings = torch.randn(1, 77, prior.unet.config.cross_attention_dim)  # prompts can be fed as embeddings
+    cond = Conditioning(embeddings=embeddings)
     with torch.no_grad():
-        z = c.encode(x)
+        z = prior.encode(x)
         assert z.shape == (1, 4, 16, 16)
-        assert c.decode(z).shape == (1, 3, 32, 32)
-        embeddings = torch.randn(1, 77, c.unet.config.cross_attention_dim)  # prompts are fed as embeddings
-        eps = c.unet(z, 10, encoder_hidden_states=embeddings).sample
-    assert eps.shape == z.shape
-    assert hasattr(c.scheduler, "alphas_cumprod") and c.prompt
-    if c.tokenizer is None:
-        with pytest.raises(ModelError, match="cannot encode a prompt"):
-            c.encode_prompt()
+        assert prior.decode(z).shape == (1, 3, 32, 32)
+        z0 = prior.denoise(z, 2.0, cond)
+        # the one VP conversion, by hand: eps at the table timestep of sigma, x0 = z - sigma eps
+        t = prior.vp.timestep(torch.tensor([2.0]))
+        eps = prior.unet(z / 5**0.5, t, encoder_hidden_states=embeddings).sample
+    assert torch.allclose(z0, z - 2.0 * eps, atol=1e-5)
+    # classifier-free guidance: negative + g (cond - negative), in eps space
+    negative = torch.zeros_like(embeddings)
+    with torch.no_grad():
+        guided = prior.denoise(z, 2.0, Conditioning(embeddings=embeddings, negative=negative, guidance=3.0))
+        z0_neg = prior.denoise(z, 2.0, Conditioning(embeddings=negative))
+    assert torch.allclose(guided, z0_neg + 3.0 * (z0 - z0_neg), atol=1e-5)
+    # decode is differentiable in z (the data term of latent solvers goes through it)
+    zg = z.clone().requires_grad_(True)
+    prior.decode(zg).square().sum().backward()
+    assert zg.grad is not None and torch.isfinite(zg.grad).all() and zg.grad.abs().sum() > 0
+    if prior.tokenizer is None:  # no tokenizer in the tiny model: a prompt cannot be encoded, and we say why
+        with pytest.raises(ModelError, match=r"cannot encode a prompt.*diffrestore\[text\]"):
+            prior.condition("a photo")
 
 
-def test_tiny_latent_vq_components_use_scale_one() -> None:
-    c = reg.resolve_components("tiny-latent-vq", offline=True)
+def test_tiny_latent_vq_prior_uses_scale_one_and_its_own_alpha_bar() -> None:
+    prior = load_prior("tiny-latent-vq", offline=True)
     # VQModel's config carries diffusers' default scaling_factor 0.18215: the registry value must win
-    assert c.autoencoder.config.scaling_factor == pytest.approx(0.18215)
-    assert c.latent_scale == 1.0
+    assert prior.autoencoder.config.scaling_factor == pytest.approx(0.18215)
+    assert prior.latent_scale == 1.0 and not prior.conditional
+    # sigma -> t through the model's own (scaled-linear 0.0015..0.0195) table: LDM at sigma 0.1 is t ~ 6, not the
+    # t ~ 27 of the DDPM-linear table the official LatentDAPS code uses
+    t = float(prior.vp.timestep(torch.tensor([0.1]))[0])
+    assert 5.0 < t < 7.5
     with torch.no_grad():
-        z = c.encode(torch.zeros(1, 3, 32, 32))
+        z = prior.encode(torch.zeros(1, 3, 32, 32))
         assert z.shape == (1, 3, 16, 16)
-        assert c.unet(z, 5).sample.shape == z.shape
-        assert c.decode(z).shape == (1, 3, 32, 32)
+        assert prior.denoise(z, 1.0).shape == z.shape
+        assert prior.decode(z).shape == (1, 3, 32, 32)
+    with pytest.raises(UsageError, match="unconditional"):
+        prior.condition("a face")
 
 
-def test_tiny_discrete_components() -> None:
-    c = reg.resolve_components("tiny-discrete-vq", offline=True)
-    assert isinstance(c, loaders.DiscreteComponents)
-    assert c.codebook_size == 12 and c.token_grid == (8, 8)
-    assert c.cfg_embeddings is not None and c.cfg_embeddings.shape == (77, 32)
-    ids = torch.randint(0, 12, (2, 64))
+def test_tiny_discrete_prior() -> None:
+    prior = load_prior("tiny-discrete-vq", offline=True)
+    assert isinstance(prior, DiscretePrior) and prior.kind == "discrete"
+    assert prior.codebook_size == 12 and prior.mask_id == 12 and prior.num_steps == 12
+    assert prior.token_grid((3, 16, 16)) == (8, 8) and prior.native_size == (16, 16)
+    with pytest.raises(UsageError, match="native size 16x16"):
+        prior.token_grid((3, 32, 32))
+    assert prior.cfg_embeddings is not None and prior.cfg_embeddings.shape == (77, 32)
+    ids = torch.randint(0, 13, (2, 64))  # some tokens masked
+    cond = Conditioning(embeddings=torch.randn(1, 77, 32), negative=prior.cfg_embeddings[None], guidance=5.0)
     with torch.no_grad():
-        images = c.decode_tokens(ids)
-        logits = c.transformer(
-            ids, encoder_hidden_states=c.cfg_embeddings[None].expand(2, -1, -1), timestep=torch.tensor(3)
-        ).sample  # one t per call, as in VQ-Diffusion
-    assert images.shape == (2, 3, 16, 16)
-    assert logits.shape == (2, 12, 64)  # log p(z0 | z_t) over the codebook (the mask class is never predicted)
-    assert hasattr(c.scheduler, "num_embed")
+        log_p = prior.log_p0(ids, 3, cond)
+    assert log_p.shape == (2, 12, 64)  # over the codebook (the mask class is never predicted)
+    assert torch.allclose(log_p.exp().sum(dim=1), torch.ones(2, 64), atol=1e-5)
+    with pytest.raises(UsageError, match="outside the model's 0..11"):
+        prior.log_p0(ids, 12, cond)
+    schedule = prior.schedule()
+    gamma = schedule["gamma_bar"]
+    assert gamma.shape == (12,) and bool((gamma[1:] > gamma[:-1]).all()) and gamma[-1] > 0.99
+    total = schedule["alpha_bar"] + prior.codebook_size * schedule["beta_bar"] + gamma
+    assert torch.allclose(total, torch.ones(12), atol=1e-5)  # keep + resample uniformly + mask = 1
+    # soft codes: one-hot weights decode exactly as the codebook lookup; the soft path is differentiable
+    tokens = torch.randint(0, 12, (2, 64))
+    with torch.no_grad():
+        lookup = prior.decode_tokens(tokens)
+        soft = prior.decode_soft(torch.nn.functional.one_hot(tokens, 12).float())
+    assert lookup.shape == (2, 3, 16, 16) and torch.allclose(soft, lookup, atol=1e-6)
+    weights = torch.softmax(torch.randn(1, 64, 12), dim=-1).requires_grad_(True)
+    prior.decode_soft(weights).sum().backward()
+    assert weights.grad is not None and weights.grad.abs().sum() > 0
+    assert prior.codebook().shape == (12, 3)
 
 
-def test_latent_models_are_not_pixel_priors() -> None:
-    with pytest.raises(ModelError, match=r"'tiny-latent-kl' is a latent-kl model.*latentdaps"):
-        reg.resolve_prior("tiny-latent-kl")
-    with pytest.raises(ModelError, match="load it with resolve_prior"):
-        reg.resolve_components("tiny-adm")
+def test_kinds_before_loading(tmp_path: Path, shipped: reg.Registry) -> None:
+    assert prior_kind("builtin") == "pixel" and prior_kind("tiny-adm") == "pixel"
+    assert prior_kind("tiny-latent-kl") == prior_kind("sd15") == "latent"
+    assert prior_kind("tiny-discrete-vq") == "discrete"
+    folder = build_tiny(shipped.get("tiny-latent-vq"), tmp_path / "ldm")
+    assert prior_kind(str(folder)) == "latent"
+    assert prior_kind(str(tmp_path / "nowhere")) is None  # the loader reports it, after the inputs are checked
+    assert not (tmp_path / "cache").exists()  # nothing downloaded, nothing built in the cache
 
 
 def test_local_diffusers_unet_folder_and_pipeline_folder(tmp_path: Path, shipped: reg.Registry) -> None:
-    flat = loaders.build_tiny(shipped.get("tiny-pixel"), tmp_path / "flat")  # google/ddpm-* layout
-    prior = reg.resolve_prior(str(flat))
+    flat = build_tiny(shipped.get("tiny-pixel"), tmp_path / "flat")  # google/ddpm-* layout
+    prior = load_prior(str(flat))
     assert prior.native_size == (8, 8)
     pipeline = tmp_path / "pipe"
-    loaders.build_tiny(shipped.get("tiny-pixel"), pipeline / "unet")
+    build_tiny(shipped.get("tiny-pixel"), pipeline / "unet")
     (pipeline / "scheduler").mkdir()
     (pipeline / "unet" / "scheduler_config.json").rename(pipeline / "scheduler" / "scheduler_config.json")
     (pipeline / "model_index.json").write_text('{"_class_name": "DDPMPipeline"}')
-    other = reg.resolve_prior(str(pipeline))
+    other = load_prior(str(pipeline))
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(prior.denoise(x, 2.0), other.denoise(x, 2.0), atol=1e-6)
 
 
-def test_local_latent_pipeline_folder_gives_components(tmp_path: Path, shipped: reg.Registry) -> None:
-    folder = loaders.build_tiny(shipped.get("tiny-latent-vq"), tmp_path / "ldm")
-    with pytest.raises(ModelError, match="latent-vq pipeline, not a pixel-space prior"):
-        reg.resolve_prior(str(folder))
-    c = reg.resolve_components(str(folder))
-    assert c.family == "latent-vq" and c.latent_scale == 1.0  # VQ folders: never the 0.18215 default
+def test_local_latent_pipeline_folder_gives_a_latent_prior(tmp_path: Path, shipped: reg.Registry) -> None:
+    folder = build_tiny(shipped.get("tiny-latent-vq"), tmp_path / "ldm")
+    prior = load_prior(str(folder))
+    assert isinstance(prior, LatentPrior) and prior.latent_scale == 1.0  # VQ folders: never the 0.18215 default
+    assert files.detect_family(folder) == "latent-vq"
 
 
 def test_local_builtin_model_folder(tmp_path: Path) -> None:
@@ -138,16 +182,16 @@ def test_local_builtin_model_folder(tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     save_model_dir(DenoiserUNet(UNetConfig(base_channels=8, channel_mults=(1, 2))), tmp_path / "mine")
-    prior = reg.resolve_prior(str(tmp_path / "mine"))
+    prior = load_prior(str(tmp_path / "mine"))
     assert isinstance(prior, BuiltinPrior)
 
 
 def test_not_a_model_folder(tmp_path: Path) -> None:
     (tmp_path / "junk").mkdir()
     with pytest.raises(ModelError, match="is not a model folder"):
-        reg.resolve_prior(str(tmp_path / "junk"))
+        load_prior(str(tmp_path / "junk"))
     with pytest.raises(ModelError, match="does not exist"):
-        reg.resolve_prior(str(tmp_path / "nowhere"))
+        load_prior(str(tmp_path / "nowhere"))
 
 
 def _sha(path: Path) -> str:
@@ -160,7 +204,7 @@ def test_registry_entry_downloads_through_the_hub_then_loads(
 ) -> None:
     """A real-style entry (pinned files, hf source) whose repo is a tiny model served by a fake hub."""
     tiny = {"pixel": "tiny-pixel", "adm": "tiny-adm", "latent-vq": "tiny-latent-vq"}[family]
-    repo = loaders.build_tiny(shipped.get(tiny), tmp_path / "repo")
+    repo = build_tiny(shipped.get(tiny), tmp_path / "repo")
     files = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
     file_tables = "".join(
         f'[[models.real.files]]\npath = "{f}"\nsha256 = "{_sha(repo / f)}"\nsize = {(repo / f).stat().st_size}\n'
@@ -178,7 +222,6 @@ family = "{family}"
 description = "d"
 licence = "L"
 resolution = 16
-solvers = ["dps"]
 tasks = ["any"]
 verified = true
 {extra}{file_tables}
@@ -196,37 +239,32 @@ revision = "{"b" * 40}"
         target.write_bytes((repo / filename).read_bytes())
         return str(target)
 
-    monkeypatch.setattr(reg, "HUB_DOWNLOAD", fake_hub)
+    monkeypatch.setattr(reg.download, "HUB_DOWNLOAD", fake_hub)
     registry = reg.load_registry(tmp_path / "models.toml")
     messages: list[str] = []
-    if family == "latent-vq":
-        loaded = reg.resolve_components("real", registry=registry, echo=messages.append)
-        assert loaded.latent_scale == 1.0
-    else:
-        loaded = reg.resolve_prior("real", registry=registry, echo=messages.append)
-        assert loaded.channels == 3
+    loaded = load_prior("real", registry=registry, echo=messages.append)
+    assert loaded.channels == 3 and loaded.name == "real"
+    assert isinstance(loaded, LatentPrior if family == "latent-vq" else Prior)
     assert sorted(calls) == files
     assert messages[0].startswith("real: licence: L")
     # second time: from the cache, no hub call, even offline
-    reg.resolve_prior("real", registry=registry, offline=True) if family != "latent-vq" else reg.resolve_components(
-        "real", registry=registry, offline=True
-    )
+    load_prior("real", registry=registry, offline=True)
     assert sorted(calls) == files
 
 
 def test_registry_name_wins_over_a_same_named_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "tiny-adm").mkdir()  # e.g. a results folder the user happens to be next to
     monkeypatch.chdir(tmp_path)
-    assert reg.resolve_prior("tiny-adm").native_size == (16, 16)
+    assert load_prior("tiny-adm").native_size == (16, 16)
     with pytest.raises(ModelError, match="is not a model folder"):
-        reg.resolve_prior("./tiny-adm")
+        load_prior("./tiny-adm")
 
 
 def test_builtin_entry_loads_the_folder_inside_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from diffrestore.priors.builtin import BuiltinPrior, DenoiserUNet, UNetConfig, save_model_dir
 
     save_model_dir(DenoiserUNet(UNetConfig(base_channels=8, channel_mults=(1, 2))), tmp_path / "weights" / "default")
-    monkeypatch.setattr(reg, "PACKAGE_DIR", tmp_path)  # stands in for the installed package folder
+    monkeypatch.setattr(reg.schema, "PACKAGE_DIR", tmp_path)  # stands in for the installed package folder
     for name in ("builtin", "default"):
-        prior = reg.resolve_prior(name, offline=True)
+        prior = load_prior(name, offline=True)
         assert isinstance(prior, BuiltinPrior) and prior.name == "builtin"

@@ -496,7 +496,7 @@ def test_cg_pinv_handles_a_zero_item_in_the_batch() -> None:
 
 
 def test_blur_fft_grid_is_the_smallest_7_smooth_size() -> None:
-    from diffrestore.operators import _fast_length
+    from diffrestore.operators.blur import _fast_length
 
     def smooth(m: int) -> bool:
         for p in (2, 3, 5, 7):

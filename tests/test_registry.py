@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from diffrestore import registry as reg
 from diffrestore.cli_models import models_app
 from diffrestore.errors import DownloadError, ModelError, RegistryError
+from diffrestore.methods import METHOD_KINDS, methods_for_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +53,18 @@ def test_issue_entries_exist_with_their_families(shipped: reg.Registry) -> None:
         assert shipped.get(name).family == family
     tiny_targets = {e.of for e in shipped if e.family == "tiny"}
     assert tiny_targets == set(reg.DOWNLOADED_FAMILIES)  # a tiny model of every downloaded family
+
+
+#: the prior kind of each family, as the issue defines it (a tiny model: the kind of its family `of`)
+EXPECTED_KIND = {"builtin": "pixel", "pixel": "pixel", "adm": "pixel", "latent-kl": "latent", "latent-vq": "latent",
+                 "discrete-vq": "discrete"}
+
+
+def test_every_shipped_entry_has_the_kind_of_its_family(shipped: reg.Registry) -> None:
+    for entry in shipped:
+        assert entry.kind == EXPECTED_KIND[entry.of if entry.family == "tiny" else entry.family], entry.name
+    assert shipped.get("tiny-adm").kind == "pixel" and shipped.get("tiny-latent-vq").kind == "latent"
+    assert shipped.get("tiny-discrete-vq").kind == "discrete"
 
 
 def test_verified_flag_is_honest(shipped: reg.Registry) -> None:
@@ -107,7 +120,6 @@ family = "pixel"
 description = "d"
 licence = "L"
 resolution = 8
-solvers = ["dps"]
 tasks = ["any"]
 verified = false
 [[models.m.files]]
@@ -204,6 +216,30 @@ def test_family_specific_requirements(tmp_path: Path) -> None:
         _load(tmp_path, no_sources)
 
 
+@pytest.mark.parametrize(
+    ("family", "of"), [(family, "") for family in EXPECTED_KIND] + [("tiny", of) for of in reg.DOWNLOADED_FAMILIES]
+)
+def test_kind_follows_the_family_and_a_tiny_model_its_target(family: str, of: str) -> None:
+    entry = reg.ModelEntry(name="m", family=family, of=of, description="d", licence="L", resolution=0,
+                           tasks=["any"], verified=True)
+    assert entry.kind == EXPECTED_KIND[of or family]
+
+
+def test_tiny_entry_parsed_from_toml_has_the_kind_of_its_target(tmp_path: Path) -> None:
+    tiny = GOOD.split("[[models.m.files]]")[0].replace('family = "pixel"', 'family = "tiny"\nof = "latent-vq"')
+    entry = _load(tmp_path, tiny + "latent_scale = 1.0\n[models.m.config]\nunet = { sample_size = 8 }\n").get("m")
+    assert entry.kind == "latent" and "kind" not in vars(entry)  # derived, never stored
+
+
+def test_retired_solvers_key_is_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError) as info:
+        _load(tmp_path, GOOD.replace('tasks = ["any"]', 'solvers = ["dps", "psld"]\ntasks = ["any"]', 1))
+    message = str(info.value)
+    assert "\n" not in message and "entry 'm'" in message and "key 'solvers'" in message, message
+    assert "no longer part of the schema" in message and "remove this key" in message, message
+    assert info.value.exit_code == 3
+
+
 def test_broken_toml_and_wrong_schema_version(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="not valid TOML"):
         _load(tmp_path, GOOD + "[models.m\n")
@@ -250,6 +286,27 @@ def test_list_plain_and_json() -> None:
     assert by_name["imagenet-256"]["files"][0]["sha256"].startswith("a37c32ff")
 
 
+def test_list_json_shows_kind_and_fitting_methods_instead_of_solvers() -> None:
+    rows = json.loads(CliRunner().invoke(models_app, ["list", "--json"]).stdout)
+    by_name = {row["name"]: row for row in rows}
+    assert all("solvers" not in row for row in rows)
+    assert by_name["ffhq-256"]["kind"] == "pixel"
+    assert by_name["ffhq-256"]["methods"] == ["daps", "dps", "mcg", "mmse"]
+    assert by_name["tiny-adm"]["kind"] == "pixel" and by_name["tiny-adm"]["methods"] == ["daps", "dps", "mcg", "mmse"]
+    assert by_name["sd15"]["kind"] == "latent" and by_name["sd15"]["methods"] == []
+    assert by_name["vq-diffusion-ithq"]["kind"] == "discrete"
+
+
+def test_info_shows_kind_and_methods() -> None:
+    runner = CliRunner()
+    pixel = runner.invoke(models_app, ["info", "ffhq-256"]).stdout
+    assert "  kind        pixel" in pixel and "  methods     daps, dps, mcg, mmse" in pixel and "solvers" not in pixel
+    latent = runner.invoke(models_app, ["info", "sd15"]).stdout
+    assert "  kind        latent" in latent and "methods     none yet" in latent
+    info = json.loads(runner.invoke(models_app, ["info", "tiny-latent-kl", "--json"]).stdout)
+    assert info["kind"] == "latent" and info["methods"] == [] and "solvers" not in info
+
+
 def test_info_marks_unverified_hashes() -> None:
     out = CliRunner().invoke(models_app, ["info", "celebahq-256"]).stdout
     assert "diffusion_pytorch_model.bin" in out and "UNVERIFIED" in out
@@ -286,6 +343,23 @@ def test_registry_and_cli_models_do_not_import_torch() -> None:
         "sys.exit(1 if 'torch' in sys.modules or 'diffusers' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_registry_never_imports_the_priors() -> None:
+    """The registry handles files only; the priors package builds networks from what it returns."""
+    code = "import sys, diffrestore.registry; sys.exit(1 if 'diffrestore.priors' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    for source in sorted((reg.PACKAGE_DIR / "registry").glob("*.py")):  # not even inside a function
+        text = source.read_text(encoding="utf-8")
+        assert "priors import" not in text and "from ..priors" not in text and "import diffrestore.priors" not in text
+    assert not hasattr(reg, "resolve_prior") and not hasattr(reg, "resolve_components")
+
+
+def test_methods_for_kind() -> None:
+    assert methods_for_kind("pixel") == ("daps", "dps", "mcg", "mmse")
+    assert methods_for_kind("latent") == () and methods_for_kind("discrete") == ()
+    assert methods_for_kind("no-such-kind") == ()
+    assert set(METHOD_KINDS.values()) <= set(reg.FAMILY_KINDS.values())  # every method fits some family
 
 
 def test_alias_clashing_with_a_model_name_is_rejected(tmp_path: Path) -> None:

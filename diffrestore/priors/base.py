@@ -1,19 +1,31 @@
-"""The one thing every solver asks of a prior: a denoiser in the variance-exploding (EDM) convention.
+"""The three kinds of prior a solver can rely on; each solver declares the kind it needs (``Solver.prior_kind``).
+
+pixel (``Prior``): a denoiser in the variance-exploding (EDM) convention on images,
 
     x_sigma = x0 + sigma * eps,  eps ~ N(0, I),  images in [-1, 1] ("tensor units")
     denoise(x_sigma, sigma) = E[x0 | x_sigma]                  (Tweedie: score = (denoise - x) / sigma^2)
 
-Variance-preserving networks (DDPM, ADM) are wrapped once in ``DiffusersPixelPrior``; analytic priors
-(``analytic.py``) answer exactly. Solvers never see a network, a scheduler or a timestep.
+latent (``LatentPrior``, priors/latent.py): the same denoiser on autoencoder latents z, with conditioning
+(prompt embeddings, classifier-free guidance), ``encode``, a differentiable ``decode``, ``latent_shape`` and the
+model's own alpha_bar table.
+
+discrete (``DiscretePrior``, priors/discrete.py): log p(z0 | z_t) over a VQ codebook for token ids at step t
+(with guidance), the mask id, the noise schedule, the codebook and a differentiable decode of soft codes.
+
+Variance-preserving networks are converted once (``vp.VPDenoiser``); analytic priors (``analytic.py``) answer
+exactly. Solvers never see a network or a scheduler.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from ..errors import UsageError
+from ..errors import DeviceError, UsageError
 
 
 class Prior(ABC):
@@ -30,6 +42,7 @@ class Prior(ABC):
         device: where ``denoise`` runs; dtype: the dtype the network runs in (solver state stays float32).
     """
 
+    kind: ClassVar[str] = "pixel"
     sigma_min: float
     sigma_max: float
     channels: int
@@ -78,3 +91,141 @@ def sigma_per_item(sigma: torch.Tensor | float, batch: int, device: torch.device
     if s.numel() != batch:
         raise ValueError(f"sigma has {s.numel()} entries for a batch of {batch}")
     return s
+
+
+def freeze_network(module: torch.nn.Module, dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype]:
+    """Put a network in eval mode without parameter gradients (solvers differentiate images, never weights) and
+    cast it to ``dtype`` (None keeps its own). Returns (its device, its dtype). fp16 on the CPU is refused."""
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    net_dtype = param.dtype if param is not None else torch.float32
+    dtype = dtype or net_dtype
+    if dtype == torch.float16 and device.type == "cpu":
+        raise DeviceError("fp16 is not supported on the CPU", hint="use float32 (or bf16) on the CPU, or run on cuda/mps")
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise DeviceError(f"unsupported network dtype {dtype}", hint="use float32, float16 or bfloat16")
+    if dtype != net_dtype:
+        module.to(dtype=dtype)
+    module.eval()
+    module.requires_grad_(False)
+    return device, dtype
+
+
+# ------------------------------------------------------------------------------------------ latent and discrete
+
+
+@dataclass
+class Conditioning:
+    """What a conditional network is told: prompt embeddings (N or 1, L, D), the negative (unconditional)
+    embeddings for classifier-free guidance, and the guidance scale (1 = conditional only, no negative pass).
+    ``embeddings=None`` means an unconditional model."""
+
+    embeddings: torch.Tensor | None = None
+    negative: torch.Tensor | None = None
+    guidance: float = 1.0
+
+    @property
+    def guided(self) -> bool:
+        return self.negative is not None and self.guidance != 1.0
+
+
+def guide(network: Callable[[torch.Tensor | None], torch.Tensor], cond: Conditioning) -> torch.Tensor:
+    """Classifier-free guidance: out_neg + g (out_cond - out_neg), in whatever space the network outputs (eps, v
+    and x0 are affine in each other at fixed sigma, so guiding any of them is the same)."""
+    out = network(cond.embeddings)
+    if not cond.guided:
+        return out
+    negative = network(cond.negative)
+    return negative + cond.guidance * (out - negative)
+
+
+class LatentPrior(ABC):
+    """A diffusion prior on autoencoder latents: images x in [-1, 1] <-> latents z = encode(x), decode(z).
+
+    Attributes: sigma_min / sigma_max (latent units), latent_channels, channels (image channels),
+    native_size (image (H, W) the model was trained at, or None), alphas_cumprod (the model's own table), device,
+    dtype (the networks'; solver state stays float32)."""
+
+    kind: ClassVar[str] = "latent"
+    sigma_min: float
+    sigma_max: float
+    channels: int = 3
+    latent_channels: int
+    native_size: tuple[int, int] | None = None
+    clip_range: tuple[float, float] | None = (-1.0, 1.0)
+    alphas_cumprod: torch.Tensor
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+
+    @abstractmethod
+    def denoise(self, z: torch.Tensor, sigma: torch.Tensor | float, cond: Conditioning | None = None) -> torch.Tensor:
+        """E[z0 | z] for z = z0 + sigma * eps (latent units), with ``cond``'s guidance; float32 of z's shape."""
+
+    @abstractmethod
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1] -> latents (float32, already scaled to the diffusion's units)."""
+
+    @abstractmethod
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents -> images in [-1, 1] (float32), differentiable in z (no clamping)."""
+
+    @abstractmethod
+    def latent_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The latent (c, h, w) of an image (C, H, W); UsageError when the size does not fit the autoencoder."""
+
+    @abstractmethod
+    def condition(self, prompt: str | None = None, negative_prompt: str | None = None,
+                  guidance: float = 1.0) -> Conditioning:
+        """The conditioning for a prompt (None: the model's default prompt); ModelError when it needs a text
+        encoder that is not installed."""
+
+    def check_image_shape(self, shape: tuple[int, ...] | torch.Size) -> None:
+        self.latent_shape(tuple(int(v) for v in tuple(shape)[-3:]))  # type: ignore[arg-type]
+
+
+class DiscretePrior(ABC):
+    """A discrete (masked) diffusion prior on VQ tokens: an image is a grid of codebook ids; token ``mask_id``
+    means "masked"; step t in 0..num_steps-1 has mask probability gamma_bar[t].
+
+    Attributes: codebook_size K (ids 0..K-1, mask_id = K), num_steps, channels, native_size (image (H, W)),
+    device, dtype."""
+
+    kind: ClassVar[str] = "discrete"
+    codebook_size: int
+    mask_id: int
+    num_steps: int
+    channels: int = 3
+    native_size: tuple[int, int] | None = None
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+
+    @abstractmethod
+    def log_p0(self, tokens: torch.Tensor, t: int, cond: Conditioning | None = None) -> torch.Tensor:
+        """log p(z0 | z_t) for token ids (N, L) at step t: float32 (N, K, L), normalised over K, with guidance."""
+
+    @abstractmethod
+    def schedule(self) -> dict[str, torch.Tensor]:
+        """The noise schedule per step t: ``alpha_bar`` (keep), ``beta_bar`` (uniform resample), ``gamma_bar``
+        (masked), float32 (num_steps,), cumulative products as the model was trained."""
+
+    @abstractmethod
+    def codebook(self) -> torch.Tensor:
+        """(K, D) code vectors."""
+
+    @abstractmethod
+    def decode_soft(self, weights: torch.Tensor) -> torch.Tensor:
+        """Soft codes (N, L, K), rows summing to 1, -> images (N, C, H, W) in [-1, 1]: the weighted mix of code
+        vectors through the decoder, no quantisation; differentiable in ``weights``. One-hot weights give the
+        decode of those tokens."""
+
+    @abstractmethod
+    def token_grid(self, image_shape: tuple[int, int, int]) -> tuple[int, int]:
+        """(h, w) of the token grid of an image (C, H, W); UsageError when it does not fit."""
+
+    @abstractmethod
+    def condition(self, prompt: str | None = None, negative_prompt: str | None = None,
+                  guidance: float = 1.0) -> Conditioning:
+        """As LatentPrior.condition."""
+
+    def check_image_shape(self, shape: tuple[int, ...] | torch.Size) -> None:
+        self.token_grid(tuple(int(v) for v in tuple(shape)[-3:]))  # type: ignore[arg-type]

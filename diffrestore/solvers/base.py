@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -19,7 +19,7 @@ import torch
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..operators import Operator, Problem
+    from ..operators import Operator, OperatorKind, Problem
     from ..priors.base import Prior
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -63,19 +63,10 @@ def poly_sigmas(steps: int, sigma_max: float, sigma_min: float, *, rho: float = 
 # ------------------------------------------------------------------------------------------------- measurement terms
 
 
-def operator_task(operator: Operator) -> str:
-    """A lower-case task key for per-task defaults: the operator's ``name`` attribute, else its class name."""
-    name = getattr(operator, "name", None) or type(operator).__name__
-    return str(name).lower()
-
-
-def pick_by_task(table: dict[str, float], operator: Operator, default: float) -> float:
-    """The value of the first key of ``table`` that occurs in the operator's task key (dicts keep order)."""
-    task = operator_task(operator)
-    for key, value in table.items():
-        if key in task:
-            return value
-    return default
+def by_kind(table: dict[OperatorKind, float], operator: Operator, default: float) -> float:
+    """A per-task hyper-parameter: ``table[operator.kind]``, else ``default`` (kinds are typed, see
+    ``operators.OperatorKind``; a composed operator has its outer operator's kind)."""
+    return table.get(getattr(operator, "kind", None), default)  # type: ignore[arg-type]
 
 
 def _poisson_rate(problem: Problem) -> float | None:
@@ -84,16 +75,19 @@ def _poisson_rate(problem: Problem) -> float | None:
 
 
 def residual_weights(problem: Problem, y: torch.Tensor) -> torch.Tensor | None:
-    """Inverse-variance weights of the residual y - A(x), up to a constant, or None for uniform weights.
+    """Inverse-variance weights of the residual y - A(x), normalised to mean 1 per image, or None (uniform).
 
     Poisson counts ~ Poisson(rate * x01) have variance proportional to the intensity, so (as the DPS paper's
-    Poisson variant) residuals are weighted by 1 / y01, with a floor of one count so zeros stay finite.
+    Poisson variant) residuals are weighted by 1 / y01, with a floor of one count so zeros stay finite. The
+    normalisation is per image: a dark image beside a bright one neither weakens nor strengthens its guidance,
+    and the step size means the same on every image (only the relative weights carry information).
     """
     if getattr(problem.noise, "kind", "gaussian") != "poisson":
         return None
     rate = _poisson_rate(problem) or 1.0
     y01 = (y + 1.0) / 2.0
-    return 1.0 / y01.clamp_min(1.0 / rate)
+    w = 1.0 / y01.clamp_min(1.0 / rate)
+    return w / w.flatten(1).mean(dim=1).view(-1, *([1] * (w.dim() - 1)))
 
 
 def residual_norms(problem: Problem, y: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
@@ -124,12 +118,10 @@ def data_gradient(problem: Problem, y: torch.Tensor, x: torch.Tensor, tau: float
     """grad_x of ||y - A(x)||_W^2 / (2 tau^2), per image (summed losses: images do not interact).
 
     Linear operators use the adjoint (exact and cheaper than autograd); nonlinear ones go through autograd.
-    Poisson problems use the inverse-variance weights of ``residual_weights`` normalised to mean 1.
+    Poisson problems use the per-image inverse-variance weights of ``residual_weights``.
     """
     op = problem.operator
     w = residual_weights(problem, y)
-    if w is not None:
-        w = w / w.mean()
     if getattr(op, "linear", False) and hasattr(op, "adjoint"):
         r = op(x) - y
         if w is not None:
@@ -146,9 +138,22 @@ def data_gradient(problem: Problem, y: torch.Tensor, x: torch.Tensor, tau: float
 # --------------------------------------------------------------------------------------------------------- the solver
 
 
-def randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Standard normal float32 noise drawn on the generator's device, then moved (same seed, same numbers)."""
-    return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=torch.float32).to(device)
+Generators = torch.Generator | Sequence[torch.Generator]
+
+
+def randn(shape: tuple[int, ...] | torch.Size, generator: Generators, device: torch.device) -> torch.Tensor:
+    """Standard normal float32 noise drawn on the generators' device, then moved (same seed, same numbers).
+
+    ``generator`` is one generator for the whole tensor, or one per item of the batch (dim 0): item i then draws
+    from generator i only, so its numbers do not depend on the other items (the engine passes one per sample).
+    """
+    shape = tuple(shape)
+    if isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32).to(device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    rows = [torch.randn(shape[1:], generator=g, device=g.device, dtype=torch.float32) for g in generator]
+    return torch.stack(rows).to(device)
 
 
 def image_shape_of(problem: Problem) -> tuple[int, int, int]:
@@ -178,6 +183,8 @@ class Solver(ABC):
     """
 
     name: ClassVar[str]
+    #: the prior kind the solver works with ("pixel", "latent" or "discrete"; see priors/base.py)
+    prior_kind: ClassVar[str] = "pixel"
     config_class: ClassVar[type[SolverConfig]] = SolverConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -213,6 +220,11 @@ class Solver(ABC):
         kind) and ``num_samples``. Posterior samplers solve every task; estimators such as MMSE override this."""
         return None
 
+    def check_channels(self, image_channels: int, prior_channels: int) -> None:
+        """UsageError when this method cannot restore an image of ``image_channels`` with a prior of
+        ``prior_channels`` (checked once the model is loaded). Samplers take any combination the task allows."""
+        return None
+
     def needs_network_gradient(self) -> bool:
         """Whether each network call is followed by a backward pass through the network."""
         return False
@@ -222,33 +234,38 @@ class Solver(ABC):
         prior: Prior,
         problem: Problem,
         *,
-        generator: torch.Generator,
+        generator: Generators,
         progress: ProgressCallback | None = None,
     ) -> torch.Tensor:
-        """One posterior sample per item of ``problem.y``'s batch: (N, C, H, W) float32 on the prior's device."""
-        if not isinstance(generator, torch.Generator):
-            raise UsageError("solvers need an explicit torch.Generator (e.g. diffrestore.engine.make_generator(seed))")
+        """One posterior sample per item of ``problem.y``'s batch: (N, C, H, W) float32 on the prior's device.
+
+        ``generator``: one ``torch.Generator`` for the batch, or a list with one per item (then each item's
+        sample depends on its own generator only: what the engine passes)."""
         shape = image_shape_of(problem)
+        batch = int(problem.y.shape[0])
+        generators = [generator] if isinstance(generator, torch.Generator) else list(generator or [])
+        if not generators or not all(isinstance(g, torch.Generator) for g in generators):
+            raise UsageError("solvers need an explicit torch.Generator (e.g. diffrestore.runtime.make_generator(seed))"
+                             " or a list of them, one per item")
+        if not isinstance(generator, torch.Generator) and len(generators) != batch:
+            raise UsageError(f"{len(generators)} generators for a batch of {batch}: give one per item")
+        kind = getattr(prior, "kind", "pixel")
+        if kind != self.prior_kind:
+            raise UsageError(f"method {self.name} needs a {self.prior_kind} prior, not a {kind} one")
         prior.check_image_shape(shape)
         device = torch.device(prior.device)
         problem.operator.to(device)
         y = problem.y.detach().to(device=device, dtype=torch.float32)
         report = progress or (lambda done, total, what: None)
         with torch.no_grad():
-            x = self._sample(prior, problem, y, (y.shape[0], *shape), generator, report)
+            x = self._sample(prior, problem, y, (batch, *shape), generator, report)
         return x.detach().to(torch.float32)
 
     @abstractmethod
-    def _sample(
-        self,
-        prior: Prior,
-        problem: Problem,
-        y: torch.Tensor,
-        shape: tuple[int, int, int, int],
-        generator: torch.Generator,
-        progress: ProgressCallback,
-    ) -> torch.Tensor:
-        """The algorithm; runs under no_grad with ``y`` already on the prior's device."""
+    def _sample(self, prior: Prior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
+                generator: Generators, progress: ProgressCallback) -> torch.Tensor:
+        """The algorithm; runs under no_grad with ``y`` already on the prior's device. Draw noise only through
+        ``randn(shape, generator, device)`` so per-item generators keep items independent."""
 
 
 def clamp_x0(x0: torch.Tensor, prior: Prior, enabled: bool) -> torch.Tensor:

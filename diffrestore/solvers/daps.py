@@ -35,8 +35,8 @@ Deviations:
   (``lr_reference_tau``), which keeps the data term's step lr / tau^2 as in the paper; without it the Langevin
   chain barely moves at tau = 0.05 (x2 super-resolution mean error 0.54 instead of 0.04). tau=0.01 reproduces the
   official configs to the letter.
-- the Langevin step is capped at 1 / (1 / r_t^2 + 1 / tau^2) (beyond it the chain oscillates or diverges); at the
-  official settings the cap is 0.99e-4 against lr 1e-4, so it only bites for tiny tau.
+- the Langevin step is capped at 1 / (1 / r_t^2 + L^2 / tau^2), L = max(1, the operator's norm or Jacobian bound)
+  (beyond it the chain oscillates or diverges); at the official settings the cap is 0.99e-4 against lr 1e-4.
 - the annealing schedule is clipped to the prior's sigma range.
 Known limit (measured, docs/benchmarks.md): with r_t = sigma_t isotropic, a Langevin step moves unobserved pixels
 only through x0_hat, so on random inpainting of a smooth Gaussian prior the sample mean stays ~6 % shrunk towards
@@ -52,13 +52,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from ..operators import OperatorKind
 from .base import (
+    Generators,
     ProgressCallback,
     Solver,
     SolverConfig,
+    by_kind,
     data_gradient,
     likelihood_std,
-    operator_task,
     poly_sigmas,
     randn,
 )
@@ -67,31 +69,31 @@ if TYPE_CHECKING:
     from ..operators import Problem
     from ..priors.base import Prior
 
-#: the official per-task Langevin learning rates, matched against the operator's task name in this order
-#: ("inpaint_box" is an inpainting mask whose missing pixels fill one rectangle; random masks get the default)
-LR_BY_TASK: dict[str, float] = {"hdr": 2e-5, "phase": 5e-5, "motion": 5e-5, "inpaint_box": 5e-5}
+#: the official per-task Langevin learning rates (box inpainting: the missing pixels fill one rectangle; random
+#: masks, super-resolution, gaussian and file-kernel blur, denoising and colorization get the default)
+LR_BY_KIND: dict[OperatorKind, float] = {
+    OperatorKind.HDR: 2e-5,
+    OperatorKind.PHASE_RETRIEVAL: 5e-5,
+    OperatorKind.MOTION_BLUR: 5e-5,
+    OperatorKind.INPAINT_BOX: 5e-5,
+}
 LR_DEFAULT = 1e-4
-
-
-def _is_box_mask(operator: object) -> bool:
-    missing = getattr(operator, "missing", None)
-    if not isinstance(missing, torch.Tensor) or not bool(missing.any()):
-        return False
-    rows = missing.flatten(0, -2).any(dim=-1).nonzero()
-    cols = missing.flatten(0, -3).any(dim=0).any(dim=0).nonzero()
-    box = missing[..., int(rows.min()) : int(rows.max()) + 1, int(cols.min()) : int(cols.max()) + 1]
-    return bool(box.all())
 
 
 def default_lr(operator: object) -> float:
     """The official Langevin lr for this operator's task."""
-    task = operator_task(operator)  # type: ignore[arg-type]
-    if "inpaint" in task and _is_box_mask(operator):
-        task = "inpaint_box"
-    for key, value in LR_BY_TASK.items():
-        if key in task:
-            return value
-    return LR_DEFAULT
+    return by_kind(LR_BY_KIND, operator, LR_DEFAULT)  # type: ignore[arg-type]
+
+
+def operator_bound(operator: object) -> float:
+    """max(1, L) for L a bound on ||A|| (linear) or on the Jacobian of A (nonlinear); 1 where none is known.
+
+    The Langevin step cap below assumed ||A|| <= 1; reflect blur measures 1.01-1.04 and HDR's Jacobian is its
+    gain (2 by default), so the cap uses the operator's own bound. Bounds under 1 keep the old cap (a looser
+    cap would change results for no stability gain)."""
+    bound = getattr(operator, "lipschitz", None)
+    value = bound() if callable(bound) else None
+    return max(1.0, float(value)) if value is not None else 1.0
 
 
 @dataclasses.dataclass
@@ -150,12 +152,13 @@ class DAPS(Solver):
         r: float,
         tau: float,
         lr: float,
-        generator: torch.Generator,
+        generator: Generators,
     ) -> torch.Tensor:
-        # Stability guard: the drift's curvature is about 1/r^2 + 1/tau^2 (||A|| <= 1 for our linear operators);
-        # a step above 1/curvature makes the Langevin chain oscillate or diverge (e.g. tau = a tiny noise std).
-        # It only bites when tau is far below the paper's 0.01 (at tau = 0.01 the cap is 0.99e-4 vs lr 1e-4).
-        lr = min(lr, 1.0 / (1.0 / r**2 + 1.0 / tau**2))
+        # Stability guard: the drift's curvature is at most 1/r^2 + ||A||^2/tau^2; a step above 1/curvature makes
+        # the Langevin chain oscillate or diverge (e.g. tau = a tiny noise std). At the paper's tau = 0.01 and
+        # ||A|| = 1 the cap is 0.99e-4 against lr 1e-4.
+        norm = operator_bound(problem.operator)
+        lr = min(lr, 1.0 / (1.0 / r**2 + norm**2 / tau**2))
         x = x0_hat
         noise_scale = math.sqrt(2.0 * lr)
         for _ in range(int(self.config.langevin_steps)):
@@ -163,15 +166,8 @@ class DAPS(Solver):
             x = x - lr * drift + noise_scale * randn(x.shape, generator, x.device)
         return x
 
-    def _sample(
-        self,
-        prior: Prior,
-        problem: Problem,
-        y: torch.Tensor,
-        shape: tuple[int, int, int, int],
-        generator: torch.Generator,
-        progress: ProgressCallback,
-    ) -> torch.Tensor:
+    def _sample(self, prior: Prior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
+                generator: Generators, progress: ProgressCallback) -> torch.Tensor:
         cfg = self.config
         sigmas = self.annealing_sigmas(prior)
         tau = likelihood_std(problem, cfg.tau)

@@ -16,7 +16,8 @@ we do, so zeta means the same as in the official configs.
 Step size as the official code (not the paper's zeta / ||residual||): the gradient of the UNSQUARED residual norm,
 taken per image (the reference code takes it over the whole batch, so the batch size changed results),
 zeta = 0.3 (super-resolution, deblurring and everything else), 0.5 (inpainting), 1.0 (phase retrieval).
-Poisson noise: residuals weighted by 1 / y (the paper's weighted least squares; scale-free with the unsquared norm).
+Poisson noise: residuals weighted by 1 / y normalised to mean 1 per image (the paper's weighted least squares; with
+the unsquared norm the step does not depend on the weights' scale, so a dark image gets the same step as a bright one).
 x0_hat is clamped to the data range as in the official code (``clip_x0``; analytic priors have no range).
 
 Fewer steps: the official zeta is a per-step size tuned for 1000 steps; respaced to 100 steps the same zeta gives a
@@ -38,13 +39,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from ..operators import OperatorKind
 from .base import (
+    Generators,
     ProgressCallback,
     Solver,
     SolverConfig,
+    by_kind,
     clamp_x0,
     ddpm_sigmas,
-    pick_by_task,
     randn,
     residual_norms,
 )
@@ -53,8 +56,12 @@ if TYPE_CHECKING:
     from ..operators import Problem
     from ..priors.base import Prior
 
-#: the official configs' guidance scales, matched against the operator's task name in this order
-ZETA_BY_TASK: dict[str, float] = {"inpaint": 0.5, "phase": 1.0}
+#: the official configs' guidance scales by task (every other task: ZETA_DEFAULT)
+ZETA_BY_KIND: dict[OperatorKind, float] = {
+    OperatorKind.INPAINT: 0.5,
+    OperatorKind.INPAINT_BOX: 0.5,
+    OperatorKind.PHASE_RETRIEVAL: 1.0,
+}
 ZETA_DEFAULT = 0.3
 
 
@@ -84,7 +91,7 @@ class DPS(Solver):
 
     def guidance_scale(self, problem: Problem) -> float:
         cfg = self.config
-        zeta = float(cfg.zeta) if cfg.zeta is not None else pick_by_task(ZETA_BY_TASK, problem.operator, ZETA_DEFAULT)
+        zeta = float(cfg.zeta) if cfg.zeta is not None else by_kind(ZETA_BY_KIND, problem.operator, ZETA_DEFAULT)
         if cfg.zeta_reference_steps:
             zeta *= float(cfg.zeta_reference_steps) / float(cfg.steps)
         return zeta
@@ -101,7 +108,7 @@ class DPS(Solver):
         return x0.detach(), grad.detach()
 
     def _reverse_step(
-        self, x: torch.Tensor, x0: torch.Tensor, s: float, s_prev: float, generator: torch.Generator
+        self, x: torch.Tensor, x0: torch.Tensor, s: float, s_prev: float, generator: Generators
     ) -> torch.Tensor:
         """A sample of the DDPM posterior q(x_{i-1} | x_i, x0) in the VE view; the mean only when s_prev == 0."""
         ratio = (s_prev / s) ** 2
@@ -111,15 +118,8 @@ class DPS(Solver):
         std = s_prev * math.sqrt(max(1.0 - ratio, 0.0))
         return mean + std * randn(x.shape, generator, x.device)
 
-    def _sample(
-        self,
-        prior: Prior,
-        problem: Problem,
-        y: torch.Tensor,
-        shape: tuple[int, int, int, int],
-        generator: torch.Generator,
-        progress: ProgressCallback,
-    ) -> torch.Tensor:
+    def _sample(self, prior: Prior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
+                generator: Generators, progress: ProgressCallback) -> torch.Tensor:
         sigmas = ddpm_sigmas(int(self.config.steps)).clamp(max=prior.sigma_max).tolist()
         zeta = self.guidance_scale(problem)
         device = torch.device(prior.device)
@@ -135,7 +135,7 @@ class DPS(Solver):
         return x
 
     def _after_step(
-        self, problem: Problem, y: torch.Tensor, x: torch.Tensor, sigma: float, generator: torch.Generator
+        self, problem: Problem, y: torch.Tensor, x: torch.Tensor, sigma: float, generator: Generators
     ) -> torch.Tensor:
         """Hook for MCG's projection; DPS does nothing."""
         return x

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 
 from ..errors import UsageError
-from .base import SolverConfig, operator_task, randn
+from ..operators import OperatorKind
+from .base import Generators, SolverConfig, randn
 from .dps import DPS
 
 if TYPE_CHECKING:
@@ -59,7 +60,9 @@ class MCGConfig(SolverConfig):
 
 
 #: operators whose A A^T is diagonal with entries of order 1, so A^+ passes measurement noise through unamplified
-WELL_CONDITIONED = ("identity", "inpaint", "colorize")
+WELL_CONDITIONED = frozenset(
+    {OperatorKind.DENOISE, OperatorKind.INPAINT, OperatorKind.INPAINT_BOX, OperatorKind.COLORIZE}
+)
 
 
 class MCG(DPS):
@@ -75,11 +78,11 @@ class MCG(DPS):
             return True
         if self.config.project != "auto":
             raise UsageError(f"mcg: project must be 'auto', True or False, got {self.config.project!r}")
-        task = operator_task(operator)  # type: ignore[arg-type]
-        return task in WELL_CONDITIONED or (task == "sr" and getattr(operator, "kernel", None) == "box")
+        kind = getattr(operator, "kind", None)
+        return kind in WELL_CONDITIONED or (kind == OperatorKind.SUPERRES and getattr(operator, "kernel", None) == "box")
 
     def _after_step(
-        self, problem: Problem, y: torch.Tensor, x: torch.Tensor, sigma: float, generator: torch.Generator
+        self, problem: Problem, y: torch.Tensor, x: torch.Tensor, sigma: float, generator: Generators
     ) -> torch.Tensor:
         op = problem.operator
         if not self.projects(op):

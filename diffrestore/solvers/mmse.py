@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ..errors import UsageError
-from .base import Solver, SolverConfig, operator_task
+from ..operators import OperatorKind
+from .base import Solver, SolverConfig
 
 if TYPE_CHECKING:
     from ..operators import Problem
     from ..priors.base import Prior
-    from .base import ProgressCallback
+    from .base import Generators, ProgressCallback
 
 
 @dataclasses.dataclass
@@ -62,9 +63,21 @@ class MMSE(Solver):
             raise UsageError("method mmse gives one deterministic estimate, not samples",
                              hint="drop --num-samples, or use --method daps for posterior samples")
 
+    def check_channels(self, image_channels: int, prior_channels: int) -> None:
+        """A gray image on an RGB prior is a noisy look at the luminance only: Tweedie's one call needs every
+        channel observed, so there is no one-call posterior mean to give."""
+        if image_channels != prior_channels:
+            raise UsageError(
+                f"method mmse needs an image with the model's {prior_channels} channel(s), got {image_channels}: "
+                "a gray image on an RGB model is a luminance measurement, which one denoiser call cannot invert",
+                hint="use --method daps, or a gray model",
+            )
+
     def _sample(self, prior: Prior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
-                generator: torch.Generator, progress: ProgressCallback) -> torch.Tensor:
-        if "identity" not in operator_task(problem.operator) or getattr(problem.noise, "kind", None) != "gaussian":
+                generator: Generators, progress: ProgressCallback) -> torch.Tensor:
+        op = problem.operator
+        identity = getattr(op, "kind", None) == OperatorKind.DENOISE and tuple(y.shape[1:]) == tuple(shape[1:])
+        if not identity or getattr(problem.noise, "kind", None) != "gaussian":
             raise UsageError("method mmse needs the identity operator and gaussian noise (the denoise task)",
                              hint="use --method daps, dps or mcg")
         sigma = float(problem.noise.std)

@@ -1,0 +1,215 @@
+"""Operators by name: ``build_operator`` turns a task's name and parameters (as flags deliver them) into an
+operator for one image shape, checking every parameter with a one-line ``UsageError``; and
+``image_shape_for_measurement`` says which image shape a user's measurement file belongs to.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..errors import UsageError
+from .base import Operator, OperatorKind
+from .blur import BLUR_BOUNDARIES, BlurOperator
+from .colour import Colorize
+from .identity import Identity
+from .inpaint import Inpaint, box_mask, random_mask
+from .kernels import gaussian_kernel, motion_blur_kernel
+from .nonlinear import HighDynamicRange, PhaseRetrieval
+from .resample import SR_KERNELS, SuperResolution
+
+#: Every name ``build_operator`` accepts; the tests are parametrised over this tuple.
+OPERATOR_NAMES: tuple[str, ...] = (
+    "identity",
+    "inpaint",
+    "sr",
+    "gaussian_blur",
+    "motion_blur",
+    "kernel_blur",
+    "colorize",
+    "phase_retrieval",
+    "hdr",
+)
+#: The parameters each operator accepts; any other is refused with the accepted list, so typos do not pass.
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "identity": (),
+    "inpaint": ("mask", "box", "fraction"),
+    "sr": ("factor", "kernel"),
+    "gaussian_blur": ("kernel_size", "sigma", "boundary"),
+    "motion_blur": ("kernel_size", "intensity", "boundary"),
+    "kernel_blur": ("kernel", "kernel_path", "boundary"),
+    "colorize": (),
+    "phase_retrieval": ("oversampling",),
+    "hdr": ("scale",),
+}
+
+
+def _int_param(op: str, key: str, value: Any, low: int, high: int | None = None, odd: bool = False) -> int:
+    # Numbers and numeric strings (as flags arrive) are accepted; 4.0 is 4, 2.5 and True are not integers.
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    ok = math.isfinite(number) and number == int(number)
+    if ok:
+        value = int(number)
+        ok = value >= low and (high is None or value <= high) and (not odd or value % 2 == 1)
+    if not ok:
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        raise UsageError(f"{op}: {key} must be an {'odd ' if odd else ''}integer in {span}, got {value!r}")
+    return int(value)
+
+
+def _float_param(op: str, key: str, value: Any, low: float, high: float | None = None, low_open: bool = True) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    below = number <= low if low_open else number < low
+    if isinstance(value, bool) or not math.isfinite(number) or below or (high is not None and number > high):
+        bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise UsageError(f"{op}: {key} must be a number {bound}, got {value!r}")
+    return number
+
+
+def _boundary(op: str, params: dict[str, Any]) -> str:
+    boundary = params.get("boundary", "reflect")
+    if boundary not in BLUR_BOUNDARIES:
+        raise UsageError(f"{op}: boundary must be one of {', '.join(BLUR_BOUNDARIES)}, got {boundary!r}")
+    return boundary
+
+
+def build_operator(
+    name: str, image_shape: tuple[int, int, int], *, generator: torch.Generator | None = None, **params: Any
+) -> Operator:
+    """Build operator ``name`` for images of shape ``image_shape = (C, H, W)``.
+
+    Parameters per operator (defaults are the papers' settings where they have one):
+
+    - ``identity``: none (denoising).
+    - ``inpaint``: one of ``mask`` (bool tensor/array ``(H, W)`` or ``(1|N, 1, H, W)``, True = missing),
+      ``box = (top, left, height, width)``, ``fraction`` (share of pixels missing at random, drawn from
+      ``generator``); none given: a centred box of half the height and width (128 x 128 on 256 x 256).
+    - ``sr``: ``factor`` integer 2..16 (papers: 2, 3, 4, 8; default 4), ``kernel`` ``"bicubic"`` (default) or
+      ``"box"``. Output ``ceil(H / factor) x ceil(W / factor)``.
+    - ``gaussian_blur``: ``kernel_size`` odd (default 61), ``sigma`` in pixels (default 3.0), ``boundary``.
+    - ``motion_blur``: ``kernel_size`` odd (default 61), ``intensity`` in [0, 1] (default 0.5), ``boundary``;
+      the kernel is drawn once from ``generator`` (None: seed 0).
+    - ``kernel_blur``: ``kernel`` (2-D tensor/array) or ``kernel_path`` (``.npy`` or an image), normalised to sum 1;
+      ``boundary``.
+    - ``colorize``: none; needs 3 channels; output has 1 channel.
+    - ``phase_retrieval``: ``oversampling`` >= 1 (default 2.0).
+    - ``hdr``: ``scale`` > 0 (default 2.0).
+
+    Blur ``boundary`` is ``"reflect"`` (default), ``"replicate"`` or ``"circular"`` (see ``operators.blur``).
+    Bad names or parameters raise ``UsageError`` with a one-line message.
+    """
+    if name not in OPERATOR_NAMES:
+        raise UsageError(f"unknown operator '{name}' (choose one of: {', '.join(OPERATOR_NAMES)})")
+    try:
+        channels, height, width = (int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        raise UsageError(f"image_shape must be (C, H, W), got {image_shape!r}") from None
+    if min(channels, height, width) < 1:
+        raise UsageError(f"image_shape must be positive (C, H, W), got {tuple(image_shape)}")
+    shape = (channels, height, width)
+    unknown = sorted(set(params) - set(_PARAMS[name]))
+    if unknown:
+        accepted = ", ".join(_PARAMS[name]) or "none"
+        raise UsageError(f"unknown parameter(s) {', '.join(unknown)} for operator '{name}' (accepted: {accepted})")
+
+    if name == "identity":
+        return Identity(shape)
+    if name == "inpaint":
+        given = [key for key in ("mask", "box", "fraction") if params.get(key) is not None]
+        if len(given) > 1:
+            raise UsageError(f"inpaint: give only one of mask, box, fraction (got {', '.join(given)})")
+        if "mask" in given:
+            return Inpaint(shape, torch.as_tensor(params["mask"]))
+        if "box" in given:
+            box = params["box"]
+            if isinstance(box, str):  # "top,left,height,width" as typed on a command line
+                box = box.replace(" ", "").split(",")
+            try:
+                top, left, box_h, box_w = (_int_param(name, "box", v, 0) for v in box)
+            except (TypeError, ValueError, UsageError):
+                raise UsageError(
+                    f"inpaint: box must be four integers (top, left, height, width), got {params['box']!r}"
+                ) from None
+            return Inpaint(shape, box_mask((height, width), top, left, box_h, box_w))
+        if "fraction" in given:
+            fraction = _float_param(name, "fraction", params["fraction"], 0.0, 1.0, low_open=False)
+            if fraction >= 1.0:
+                raise UsageError(f"inpaint: fraction must be below 1 (some pixels must be known), got {fraction}")
+            return Inpaint(shape, random_mask((height, width), fraction, generator))
+        box_h, box_w = max(1, height // 2), max(1, width // 2)
+        return Inpaint(shape, box_mask((height, width), (height - box_h) // 2, (width - box_w) // 2, box_h, box_w))
+    if name == "sr":
+        factor = _int_param(name, "factor", params.get("factor", 4), 2, 16)
+        kernel = params.get("kernel", "bicubic")
+        if kernel not in SR_KERNELS:
+            raise UsageError(f"sr: kernel must be one of {', '.join(SR_KERNELS)}, got {kernel!r}")
+        return SuperResolution(shape, factor, kernel)
+    if name == "gaussian_blur":
+        size = _int_param(name, "kernel_size", params.get("kernel_size", 61), 1, odd=True)
+        sigma = _float_param(name, "sigma", params.get("sigma", 3.0), 0.0)
+        operator = BlurOperator(
+            shape, gaussian_kernel(size, sigma), _boundary(name, params), kind=OperatorKind.GAUSSIAN_BLUR
+        )
+    elif name == "motion_blur":
+        size = _int_param(name, "kernel_size", params.get("kernel_size", 61), 3, odd=True)
+        intensity = _float_param(name, "intensity", params.get("intensity", 0.5), 0.0, 1.0, low_open=False)
+        kernel = motion_blur_kernel(size, intensity, generator)
+        operator = BlurOperator(shape, kernel, _boundary(name, params), kind=OperatorKind.MOTION_BLUR)
+    elif name == "kernel_blur":
+        has_kernel, has_path = params.get("kernel") is not None, params.get("kernel_path") is not None
+        if has_kernel == has_path:
+            raise UsageError("kernel_blur: give exactly one of kernel (an array) or kernel_path (a .npy or image file)")
+        if has_path:  # file reading (formats, checks, bomb guard) belongs to imageio
+            from ..imageio import load_kernel
+
+            kernel = load_kernel(params["kernel_path"])
+        else:
+            kernel = torch.as_tensor(params["kernel"])
+        operator = BlurOperator(shape, kernel, _boundary(name, params), kind=OperatorKind.KERNEL_BLUR)
+    elif name == "colorize":
+        return Colorize(shape)
+    elif name == "phase_retrieval":
+        oversampling = _float_param(name, "oversampling", params.get("oversampling", 2.0), 1.0, low_open=False)
+        return PhaseRetrieval(shape, oversampling)
+    else:  # hdr
+        return HighDynamicRange(shape, _float_param(name, "scale", params.get("scale", 2.0), 0.0))
+    operator.name = name
+    return operator
+
+
+def image_shape_for_measurement(
+    name: str, measurement_shape: tuple[int, int, int], **params: Any
+) -> tuple[int, int, int]:
+    """The image shape ``(C, H, W)`` to restore when the user's file is the measurement ``y`` of ``name``.
+
+    ``sr`` multiplies the size by ``factor`` (a ``ceil``-sized ``y`` came from exactly ``f`` times its size or a
+    little less; we restore the full multiple); ``colorize`` gives 3 channels; ``phase_retrieval`` divides by
+    ``oversampling``; every other operator keeps the shape. ``params`` are those of ``build_operator``.
+    """
+    if name not in OPERATOR_NAMES:
+        raise UsageError(f"unknown operator '{name}' (choose one of: {', '.join(OPERATOR_NAMES)})")
+    channels, height, width = (int(v) for v in measurement_shape)
+    if name == "sr":
+        factor = _int_param(name, "factor", params.get("factor", 4), 2, 16)
+        return (channels, height * factor, width * factor)
+    if name == "colorize":
+        if channels != 1:
+            raise UsageError(f"colorize needs a 1-channel (grayscale) measurement, got {channels} channels")
+        return (3, height, width)
+    if name == "phase_retrieval":
+        oversampling = _float_param(name, "oversampling", params.get("oversampling", 2.0), 1.0, low_open=False)
+        image_h, image_w = math.floor(height / oversampling), math.floor(width / oversampling)
+        if math.ceil(oversampling * image_h) != height or math.ceil(oversampling * image_w) != width:
+            raise UsageError(
+                f"phase_retrieval: a {width}x{height} measurement is not an oversampling-{oversampling:g} canvas"
+            )
+        return (channels, image_h, image_w)
+    return (channels, height, width)

@@ -1,0 +1,141 @@
+"""Super-resolution: downsampling by an integer factor (antialiased bicubic or box), with an exact adjoint.
+
+Output size is ``ceil(H / f) x ceil(W / f)``. The bicubic kernel reads past the border through mirror reflection;
+sizes not divisible by ``f`` are extended at the bottom / right by the same rule. Box averages each ``f x f`` block;
+a partial block at the bottom / right averages the pixels that exist (``avg_pool2d(..., ceil_mode=True)``).
+Nothing is cropped and the adjoint stays exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import LinearOperator, OperatorKind
+from .extension import extend, extend_adjoint, extension_matrices
+
+SR_KERNELS: tuple[str, ...] = ("bicubic", "box")
+
+
+def _resample_axis(n: int, taps: int, stride: int, before: int, mode: str) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """Geometry of one axis of ``out[i] = sum_t w[t] * ext(x)[stride * i + t]``: the output length
+    ``ceil(n / stride)`` and the extension matrices that make the last window fit."""
+    out = -(-n // stride)
+    after = max(0, stride * (out - 1) + taps - before - n)
+    e_before, e_after = extension_matrices(n, before, after, mode)
+    return out, e_before, e_after
+
+
+def _partial_block_scale(n: int, factor: int) -> torch.Tensor:
+    """Per-output factor turning a sum-over-``factor``/``factor`` into a mean over the pixels that exist."""
+    out = -(-n // factor)
+    counts = torch.full((out,), float(factor))
+    counts[-1] = n - factor * (out - 1)
+    return factor / counts
+
+
+def _cubic(t: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    """Keys' cubic convolution kernel; a = -0.5 is the one PIL and torch's antialiased resize use."""
+    t = t.abs()
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return torch.where(t <= 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
+
+
+def _bicubic_taps(factor: int) -> tuple[torch.Tensor, int]:
+    """Taps of antialiased bicubic downsampling by ``factor`` and how far left of the block they start.
+
+    Output pixel ``i`` is centred at input coordinate ``(i + 0.5) * f - 0.5``; the kernel is the cubic stretched
+    by ``f`` (support ``2 f`` each side), normalised to sum 1.
+    """
+    centre = (factor - 1) / 2
+    first = math.floor(centre - 2 * factor) + 1
+    last = math.ceil(centre + 2 * factor) - 1
+    positions = torch.arange(first, last + 1, dtype=torch.float32)
+    weights = _cubic((positions - centre) / factor)
+    return weights / weights.sum(), -first
+
+
+class SuperResolution(LinearOperator):
+    """Downsampling by an integer ``factor``: antialiased ``"bicubic"`` (the resize kernel of PIL / torch
+    ``antialias=True``, a = -0.5) or ``"box"`` (average pooling over ``f x f`` blocks).
+
+    Output ``(N, C, ceil(H / f), ceil(W / f))``. Bicubic reads past the border by mirror reflection (also to fill
+    the last window when the size is not divisible by ``f``). Box: a partial last block averages the pixels that
+    exist. Box has a closed-form pinv and norm (``A A^T`` is diagonal); bicubic uses the CGLS and power-iteration
+    fallbacks.
+    """
+
+    name = "sr"
+    kind = OperatorKind.SUPERRES
+
+    def __init__(self, image_shape: tuple[int, int, int], factor: int = 4, kernel: str = "bicubic") -> None:
+        super().__init__(image_shape)
+        self.factor, self.kernel = int(factor), kernel
+        channels, height, width = self.image_shape
+        if kernel == "bicubic":
+            weights, before = _bicubic_taps(self.factor)
+            mode = "reflect"
+            row_scale, col_scale = torch.ones(-(-height // self.factor)), torch.ones(-(-width // self.factor))
+        else:
+            # Zero-extend, then rescale the partial last block so it is a mean over the pixels it has.
+            weights, before, mode = torch.full((self.factor,), 1.0 / self.factor), 0, "zero"
+            row_scale, col_scale = _partial_block_scale(height, self.factor), _partial_block_scale(width, self.factor)
+        out_h, rows_before, rows_after = _resample_axis(height, weights.numel(), self.factor, before, mode)
+        out_w, cols_before, cols_after = _resample_axis(width, weights.numel(), self.factor, before, mode)
+        self.register_buffer("weights", weights)
+        self.register_buffer("rows_before", rows_before)
+        self.register_buffer("rows_after", rows_after)
+        self.register_buffer("cols_before", cols_before)
+        self.register_buffer("cols_after", cols_after)
+        self.register_buffer("scale", row_scale[:, None] * col_scale[None, :])
+        self.output_shape = (channels, out_h, out_w)
+        if kernel == "box":
+            # Rows of A touch disjoint pixels, so A A^T is diagonal and A A^T 1 is that diagonal.
+            ones = torch.ones(1, 1, *self.output_shape[1:])
+            self.register_buffer("gram_diagonal", self._forward(self._adjoint(ones)))
+            # Whole blocks only: every row then holds f^2 entries 1 / f^2, so A A^T = I / f^2.
+            self.rows_orthonormal_up_to_scale = height % self.factor == 0 and width % self.factor == 0
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        z = x.reshape(n * c, 1, h, w)
+        z = extend(z, self.rows_before, self.rows_after, -2)
+        z = F.conv2d(z, self.weights.view(1, 1, -1, 1), stride=(self.factor, 1))
+        z = extend(z, self.cols_before, self.cols_after, -1)
+        z = F.conv2d(z, self.weights.view(1, 1, 1, -1), stride=(1, self.factor)) * self.scale
+        return z.reshape(n, c, z.shape[-2], z.shape[-1])
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = y.shape
+        z = y.reshape(n * c, 1, h, w) * self.scale
+        z = F.conv_transpose2d(z, self.weights.view(1, 1, 1, -1), stride=(1, self.factor))
+        z = extend_adjoint(z, self.cols_before, self.cols_after, -1)
+        z = F.conv_transpose2d(z, self.weights.view(1, 1, -1, 1), stride=(self.factor, 1))
+        z = extend_adjoint(z, self.rows_before, self.rows_after, -2)
+        return z.reshape(n, c, z.shape[-2], z.shape[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self._forward(x)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        self._check_output(y)
+        return self._adjoint(y)
+
+    def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "box":
+            self._check_output(y)
+            return self._adjoint(y / self.gram_diagonal)
+        return self.cg_pinv(y)
+
+    def _spectral_norm(self) -> float:
+        if self.kernel == "box":
+            # ||A||^2 is the largest eigenvalue of A A^T, here its largest diagonal entry (the smallest block).
+            return math.sqrt(float(self.gram_diagonal.max()))
+        return self.estimate_norm()
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, kernel={self.kernel!r}, {super().extra_repr()}"

@@ -1,0 +1,329 @@
+"""Planning a run without torch: inputs (files, folders, globs) -> items with output names, every collision and
+existing output checked, and the flag checks that need nothing but the flags. Also the per-item record and the
+run summary that the reporters and ``--json`` print.
+
+Nothing here loads an image or a model, so a bad flag or a colliding output fails before anything heavy starts.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import tasks
+from .errors import OutputError, UsageError
+
+if TYPE_CHECKING:
+    from .tasks import MaskSource
+
+PROGRESS_MODES = ("auto", "rich", "plain", "none")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def image_extensions() -> tuple[str, ...]:
+    """Extensions (lower case, with the dot) that folder and glob inputs pick up."""
+    from .imageio import IMAGE_EXTENSIONS
+
+    return tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in IMAGE_EXTENSIONS)
+
+
+@dataclass
+class RunOptions:
+    """Everything a run needs besides the task options; the CLI's flags with the same names."""
+
+    task: str
+    method: str = "daps"
+    model: str = "builtin"
+    preset: str = "fast"
+    steps: int | None = None
+    seed: int = 0
+    num_samples: int = 1
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 4
+    output: Path | None = None
+    suffix: str | None = None
+    overwrite: bool = False
+    skip_existing: bool = False
+    json_output: bool = False
+    quiet: bool = False
+    progress: str = "auto"
+    fail_fast: bool = False
+    simulate: bool = False
+    recursive: bool = False
+    offline: bool | None = None
+
+
+@dataclass
+class Item:
+    """One input image and what became of it."""
+
+    index: int
+    input: Path
+    output: Path
+    samples: list[Path] = field(default_factory=list)
+    std_map: Path | None = None
+    mask: MaskSource | None = None
+    size: tuple[int, int] | None = None  # (width, height) of the input
+    channels: int | None = None
+    status: str = "pending"  # pending | done | skipped | failed | not-run
+    error: str | None = None
+    seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.output, *self.samples, *([self.std_map] if self.std_map else [])]
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"input": str(self.input), "status": self.status, "output": str(self.output)}
+        if self.samples:
+            data["samples"] = [str(p) for p in self.samples]
+        if self.std_map:
+            data["std_map"] = str(self.std_map)
+        if self.error:
+            data["error"] = self.error
+        if self.metrics:
+            data.update({k: (round(v, 4) if v != float("inf") else None) for k, v in self.metrics.items()})
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass
+class RunSummary:
+    task: str
+    items: list[Item]
+    seconds: float = 0.0
+    load_seconds: float = 0.0
+    interrupted: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(1 for item in self.items if item.status == status)
+
+    @property
+    def exit_code(self) -> int:
+        from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_SOME_FAILED if self.count("failed") or self.count("not-run") else EXIT_OK
+
+    def line(self) -> str:
+        failed = [item.input.name for item in self.items if item.status == "failed"]
+        text = f"{self.count('done')} done, {self.count('skipped')} skipped, {len(failed)} failed"
+        if failed:
+            names = ", ".join(failed[:5]) + (f", and {len(failed) - 5} more" if len(failed) > 5 else "")
+            text += f" ({names})"
+        if self.count("not-run"):
+            text += f", {self.count('not-run')} not run"
+        text += f" in {self.seconds:.1f} s"
+        return ("interrupted: " if self.interrupted else "") + text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.info,
+            "done": self.count("done"),
+            "skipped": self.count("skipped"),
+            "failed": self.count("failed"),
+            "not_run": self.count("not-run"),
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3),
+            "load_seconds": round(self.load_seconds, 3),
+            "items": [item.to_json() for item in self.items],
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Inputs and outputs
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    root: Path | None  # the folder it was found in (outputs in -o DIR mirror the layout below it)
+
+
+def _looks_like_output(path: Path, suffix: str) -> bool:
+    """A file an earlier run of this command wrote (so a folder run does not restore its own outputs)."""
+    stem = path.stem
+    return stem.endswith(suffix) or bool(re.search(re.escape(suffix) + r"_(std|s\d+)$", stem))
+
+
+def expand_inputs(
+    inputs: list[str] | list[Path], *, recursive: bool, extensions: tuple[str, ...], skip_suffix: str | None = None
+) -> list[InputFile]:
+    """Files as given; folders -> their images (sorted, by extension, ``recursive`` descends); globs expanded.
+
+    UsageError for a path that does not exist, a glob without matches, or a folder without images.
+    """
+    found: list[InputFile] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, root: Path | None) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append(InputFile(path, root))
+
+    def is_image(p: Path) -> bool:
+        return p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
+
+    if not inputs:
+        raise UsageError("no input given", hint="pass image files, folders or globs")
+    for raw in inputs:
+        text = str(raw)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted((p for p in path.glob(pattern) if is_image(p)), key=lambda p: p.relative_to(path).as_posix())
+            if skip_suffix:
+                files = [p for p in files if not _looks_like_output(p, skip_suffix)]
+            if not files:
+                raise UsageError(
+                    f"no images in folder {path}",
+                    hint=f"looked for {', '.join(extensions)}"
+                    + ("" if recursive else "; add --recursive for subfolders"),
+                )
+            for p in files:
+                add(p, path)
+        elif path.is_file():
+            add(path, None)
+        elif _GLOB_CHARS.search(text):
+            matches = sorted(Path(m) for m in _glob.glob(os.path.expanduser(text), recursive=recursive))
+            files = [m for m in matches if is_image(m)]
+            if not files:
+                raise UsageError(f"no images match '{text}'")
+            for p in files:
+                add(p, None)
+        elif path.exists():
+            raise UsageError(f"input is not a file or folder: {path}")
+        else:
+            raise UsageError(f"input not found: {path}")
+    return found
+
+
+def default_suffix(task: str) -> str:
+    return f"_{tasks.canonical_task(task)}"
+
+
+def _output_is_dir(output: Path, n_inputs: int, extensions: tuple[str, ...]) -> bool:
+    if output.is_dir() or str(output).endswith(("/", os.sep)):
+        return True
+    if output.suffix.lower() in extensions:
+        if n_inputs > 1:
+            raise UsageError(
+                f"-o {output} names one file but there are {n_inputs} inputs", hint="give a folder: -o DIR/"
+            )
+        return False
+    if output.suffix:
+        raise UsageError(f"-o {output}: unknown image extension '{output.suffix}'",
+                         hint=f"use one of {', '.join(extensions)}, or a folder")
+    return True
+
+
+def plan_outputs(files: list[InputFile], opts: RunOptions, extensions: tuple[str, ...]) -> list[Item]:
+    """Output names for every input, with every collision checked. Raises OutputError / UsageError."""
+    suffix = default_suffix(opts.task) if opts.suffix is None else opts.suffix
+    if opts.output is None and suffix == "":
+        raise UsageError("--suffix '' would overwrite the inputs", hint="give -o DIR or a non-empty --suffix")
+    out_dir: Path | None = None
+    out_file: Path | None = None
+    if opts.output is not None:
+        output = Path(opts.output).expanduser()
+        if _output_is_dir(output, len(files), extensions):
+            out_dir = output
+        else:
+            out_file = output
+    width = len(str(opts.num_samples))
+    items: list[Item] = []
+    for index, f in enumerate(files):
+        if out_file is not None:
+            main = out_file
+        else:
+            folder = f.path.parent
+            if out_dir is not None:
+                relative = f.path.parent.relative_to(f.root) if f.root is not None else Path()
+                folder = out_dir / relative
+            main = folder / f"{f.path.stem}{suffix}{f.path.suffix.lower()}"
+        item = Item(index=index, input=f.path, output=main)
+        if opts.num_samples > 1:
+            item.samples = [main.with_name(f"{main.stem}_s{i:0{width}d}{main.suffix}") for i in
+                            range(1, opts.num_samples + 1)]
+            item.std_map = main.with_name(f"{main.stem}_std.png")
+        items.append(item)
+
+    inputs = {f.path.resolve(): f.path for f in files}
+    owners: dict[Path, Item] = {}
+    for item in items:
+        for out in item.outputs:
+            key = out.resolve()
+            if key in inputs:
+                raise OutputError(f"output {out} would overwrite the input {inputs[key]}",
+                                  hint="inputs are never overwritten: use -o DIR or --suffix")
+            if key in owners and owners[key] is not item:
+                raise OutputError(
+                    f"{owners[key].input} and {item.input} would both be written to {out}",
+                    hint="use -o DIR with distinct names, or rename one input",
+                )
+            owners[key] = item
+    return items
+
+
+def check_existing(items: list[Item], opts: RunOptions) -> None:
+    """Existing outputs: an error, unless --overwrite (replace) or --skip-existing (mark skipped)."""
+    if opts.overwrite and opts.skip_existing:
+        raise UsageError("--overwrite and --skip-existing cannot be combined")
+    existing = [item for item in items if any(p.exists() for p in item.outputs)]
+    if not existing or opts.overwrite:
+        return
+    if opts.skip_existing:
+        for item in existing:
+            item.status = "skipped"
+            item.error = f"{next(p for p in item.outputs if p.exists())} exists"
+        return
+    first = next(p for p in existing[0].outputs if p.exists())
+    more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+    raise OutputError(f"output {first} already exists{more}",
+                      hint="use --overwrite to replace or --skip-existing to keep it")
+
+
+def check_run_options(opts: RunOptions) -> None:
+    """Flag checks that need nothing but the flags."""
+    if opts.overwrite and opts.skip_existing:
+        raise UsageError("--overwrite and --skip-existing cannot be combined")
+    if opts.num_samples < 1:
+        raise UsageError(f"--num-samples must be at least 1, got {opts.num_samples}")
+    if opts.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    if opts.steps is not None and opts.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {opts.steps}")
+    from .methods import PRESET_NAMES
+
+    if opts.preset not in PRESET_NAMES:
+        raise UsageError(f"unknown preset '{opts.preset}'", hint=f"use {' or '.join(sorted(PRESET_NAMES))}")
+    if opts.progress not in PROGRESS_MODES:
+        raise UsageError(f"unknown --progress '{opts.progress}'", hint=f"use {', '.join(PROGRESS_MODES)}")
+    if opts.suffix is not None and ("/" in opts.suffix or os.sep in opts.suffix):
+        raise UsageError(f"--suffix '{opts.suffix}' must not contain a path separator")
+
+
+def summary_json(summary: RunSummary) -> str:
+    """The ``--json`` document of a run."""
+    import json
+
+    return json.dumps(summary.to_json(), indent=2)
+
+
+def plan_run(inputs: list[str] | list[Path], opts: RunOptions) -> list[Item]:
+    """Inputs -> items with their outputs named, collisions refused and existing outputs handled."""
+    extensions = image_extensions()
+    suffix = default_suffix(opts.task) if opts.suffix is None else opts.suffix
+    files = expand_inputs(inputs, recursive=opts.recursive, extensions=extensions, skip_suffix=suffix or None)
+    items = plan_outputs(files, opts, extensions)
+    check_existing(items, opts)
+    return items

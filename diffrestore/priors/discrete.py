@@ -1,0 +1,133 @@
+"""Discrete priors: VQ-Diffusion (VQModel + Transformer2DModel in discrete mode + VQDiffusionScheduler, CLIP text,
+learned classifier-free embeddings), seen through the ``DiscretePrior`` contract of priors/base.py.
+
+An image is a grid of codebook ids in 0..K-1; id K is [MASK]. The transformer maps tokens z_t at step t to
+log p(z0 | z_t) over the K codes (the "x0-parameterisation" of VQ-Diffusion). Classifier-free guidance mixes the
+conditional and unconditional log-probabilities, log p_g = log p_u + g (log p_c - log p_u), renormalised over the
+codes, as diffusers' pipeline does. The unconditional pass uses the learned "empty prompt" embeddings when the
+model has them (ITHQ does), else the encoded empty prompt. Prompt embeddings are normalised per token, as
+VQ-Diffusion was trained.
+
+Traps handled here (see shared/research/LATENT_DISCRETE.md 2.6): the transformer refuses timesteps at or above its
+``num_embeds_ada_norm`` (checked at load against the scheduler, refused per call with a one-line error); the code
+count, the transformer's vector count and the scheduler's classes must agree (K + 1).
+The native size is fixed: the transformer's positional embeddings cover one token grid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import ModelError, UsageError
+from .base import Conditioning, DiscretePrior, freeze_network, guide
+from .files import encode_prompt
+
+
+class VQDiffusionPrior(DiscretePrior):
+    """VQ-Diffusion in the discrete-prior contract. ``cfg_embeddings`` (L, D): learned unconditional embeddings
+    or None. ``dtype``: the networks' dtype (None keeps theirs); log-probabilities are returned in float32."""
+
+    def __init__(self, vqvae: torch.nn.Module, transformer: torch.nn.Module, scheduler: Any, *,
+                 cfg_embeddings: torch.Tensor | None = None, name: str = "", prompt: str = "",
+                 text_encoder: torch.nn.Module | None = None, tokenizer: Any = None,
+                 dtype: torch.dtype | None = None) -> None:
+        self.device, self.dtype = freeze_network(transformer, dtype)
+        freeze_network(vqvae, self.dtype)
+        if text_encoder is not None:
+            freeze_network(text_encoder, None)
+        self.vqvae, self.transformer, self.scheduler = vqvae, transformer, scheduler
+        self.text_encoder, self.tokenizer = text_encoder, tokenizer
+        self.name, self.prompt = name, prompt
+        self.cfg_embeddings = None if cfg_embeddings is None else cfg_embeddings.to(self.device, torch.float32)
+        self.codebook_size = int(vqvae.config.num_vq_embeddings)
+        self.mask_id = self.codebook_size
+        vectors = int(transformer.config.num_vector_embeds)
+        classes = int(scheduler.num_embed)
+        if vectors != self.codebook_size + 1 or classes != vectors:
+            raise ModelError(f"model '{name}': {self.codebook_size} codes, but the transformer has {vectors} "
+                             f"vector embeddings and the scheduler {classes} classes (both must be codes + 1)")
+        steps = int(scheduler.config.num_train_timesteps)
+        ada_norm = int(getattr(transformer.config, "num_embeds_ada_norm", steps) or steps)
+        if steps > ada_norm:
+            raise ModelError(f"model '{name}': the scheduler has {steps} steps but the transformer embeds only "
+                             f"{ada_norm} timesteps")
+        self.num_steps = steps
+        self.grid = (int(transformer.config.sample_size), int(transformer.config.sample_size))
+        self.downscale = 2 ** max(len(vqvae.config.block_out_channels) - 1, 0)
+        self.channels = int(vqvae.config.in_channels)
+        self.native_size = (self.grid[0] * self.downscale, self.grid[1] * self.downscale)
+        self.code_dim = int(vqvae.config.vq_embed_dim or vqvae.config.latent_channels)
+
+    # ------------------------------------------------------------------------------------------------ prior
+    def log_p0(self, tokens: torch.Tensor, t: int, cond: Conditioning | None = None) -> torch.Tensor:
+        t = int(t)
+        if not 0 <= t < self.num_steps:
+            raise UsageError(f"step {t} is outside the model's 0..{self.num_steps - 1}")
+        cond = cond if cond is not None else self.condition()
+        tokens = tokens.to(self.device).long()
+        n = tokens.shape[0]
+        timestep = torch.tensor(t, device=self.device)  # one t per call: the ada-norm takes a scalar step
+
+        def network(embeddings: torch.Tensor | None) -> torch.Tensor:
+            if embeddings is None:
+                raise UsageError(f"model '{self.name}' is text-conditioned: give prompt embeddings")
+            e = embeddings.to(self.device, self.dtype)
+            e = (e if e.dim() == 3 else e[None]).expand(n, -1, -1)
+            out = self.transformer(tokens, encoder_hidden_states=e, timestep=timestep, return_dict=False)[0]
+            return out.float()
+
+        out = guide(network, cond)
+        return out - torch.logsumexp(out, dim=1, keepdim=True) if cond.guided else out
+
+    def schedule(self) -> dict[str, torch.Tensor]:
+        s, steps = self.scheduler, self.num_steps
+        return {
+            "alpha_bar": s.log_cumprod_at[:steps].exp().float(),
+            "beta_bar": s.log_cumprod_bt[:steps].exp().float(),
+            "gamma_bar": s.log_cumprod_ct[:steps].exp().float(),
+        }
+
+    def condition(self, prompt: str | None = None, negative_prompt: str | None = None,
+                  guidance: float = 1.0) -> Conditioning:
+        embeddings = encode_prompt(self.name, self.text_encoder, self.tokenizer,
+                                   self.prompt if prompt is None else prompt, self.device, normalise=True)
+        negative = None
+        if guidance != 1.0:
+            if negative_prompt is None and self.cfg_embeddings is not None:
+                negative = self.cfg_embeddings[None]
+            else:
+                negative = encode_prompt(self.name, self.text_encoder, self.tokenizer, negative_prompt or "",
+                                         self.device, normalise=True)
+        return Conditioning(embeddings=embeddings, negative=negative, guidance=float(guidance))
+
+    # ------------------------------------------------------------------------------------------ decoder
+    def codebook(self) -> torch.Tensor:
+        return self.vqvae.quantize.embedding.weight.float()
+
+    def decode_soft(self, weights: torch.Tensor) -> torch.Tensor:
+        n, length, k = weights.shape
+        h, w = self.grid
+        if length != h * w or k != self.codebook_size:
+            raise UsageError(f"soft codes of shape {tuple(weights.shape)} do not fit ({n}, {h * w}, {self.codebook_size})")
+        codes = weights.to(self.device, torch.float32) @ self.codebook()  # (N, L, D): a mix of code vectors
+        codes = codes.view(n, h, w, self.code_dim).permute(0, 3, 1, 2).contiguous()
+        return self.vqvae.decode(codes.to(self.dtype), force_not_quantize=True).sample.float()
+
+    def decode_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (N, L) or (N, h, w) -> images: the codebook lookup (no mask ids allowed)."""
+        n = ids.shape[0]
+        h, w = self.grid
+        codes = self.vqvae.quantize.get_codebook_entry(ids.reshape(n, h * w).to(self.device), (n, h, w, self.code_dim))
+        return self.vqvae.decode(codes.to(self.dtype), force_not_quantize=True).sample.float()
+
+    def token_grid(self, image_shape: tuple[int, int, int]) -> tuple[int, int]:
+        c, h, w = (int(v) for v in image_shape)
+        if c != self.channels:
+            raise UsageError(f"the prior models {self.channels}-channel images but the image has {c} channel(s)")
+        if (h, w) != self.native_size:
+            nh, nw = self.native_size
+            raise UsageError(f"the discrete prior only works at its native size {nw}x{nh} but the image is {w}x{h}",
+                             hint=f"crop or resize the image to {nw}x{nh}")
+        return self.grid
