@@ -151,9 +151,9 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
 
     import torch
 
-    from diffrestore.runtime import make_generator
     from diffrestore.operators import GaussianNoise, Problem, build_operator, simulate
     from diffrestore.priors.builtin import default_prior, load_model_dir
+    from diffrestore.runtime import make_generator
     from diffrestore.solvers import get_solver
 
     prior = load_model_dir(model) if model else default_prior()
@@ -237,8 +237,8 @@ def denoise_table(model: str | None) -> str:
     held-out crops, noise in tensor units from a generator seeded with the image's index."""
     import torch
 
-    from diffrestore.runtime import make_generator
     from diffrestore.priors.builtin import default_prior, load_model_dir
+    from diffrestore.runtime import make_generator
 
     prior = load_model_dir(model) if model else default_prior()
     noisy_row, prior_row = [], []

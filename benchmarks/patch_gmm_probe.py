@@ -107,9 +107,9 @@ def daps_comparison(prior_gmm, images: list[str], tasks: list[str], crop: int) -
 
     from default_prior import TASKS, classical
 
-    from diffrestore.runtime import make_generator
     from diffrestore.operators import GaussianNoise, build_operator, simulate
     from diffrestore.priors.builtin import default_prior
+    from diffrestore.runtime import make_generator
     from diffrestore.solvers import get_solver
 
     unet = default_prior()

@@ -25,9 +25,9 @@ import time
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from diffrestore.runtime import make_generator
 from diffrestore.operators import GaussianNoise, Problem, build_operator
 from diffrestore.priors.diffusers_pixel import DiffusersPixelPrior
+from diffrestore.runtime import make_generator
 from diffrestore.solvers import SOLVER_NAMES, get_solver
 
 SHAPE = (3, 64, 64)

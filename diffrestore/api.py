@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import tasks
+from . import masks, tasks
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -197,8 +197,8 @@ def restore(
             if opts.invert_mask:
                 mask = ~mask
         else:
-            source = tasks.mask_source(task, opts, Path(getattr(loaded, "path", "image")), ())
-            mask = tasks.build_mask(source, opts, out_size, seed=seed, loaded=loaded)
+            source = masks.mask_source(task, opts, Path(getattr(loaded, "path", "image")), ())
+            mask = masks.build_mask(source, opts, out_size, seed=seed, loaded=loaded)
 
     if prior is None:
         prior = _get_prior(model, device, dtype, offline)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import plan, tasks
+from . import masks, plan, tasks
 from .errors import DiffrestoreError, ModelError, UsageError
 from .plan import Item, RunOptions, RunSummary
 from .progress import ProgressCallback, Reporter, make_reporter
@@ -140,6 +140,7 @@ def restore_batch(
 
     from . import metrics
     from .operators import Problem
+    from .priors.base import PerItemCalls
 
     task = tasks.canonical_task(task)
     in_c, h, w = (int(v) for v in images[0].shape[1:])
@@ -157,6 +158,8 @@ def restore_batch(
         refs.append(ref)
     generators = [g for identity in identities for g in sample_generators(seed, identity, num_samples)]
     device = getattr(prior, "device", torch.device("cpu"))
+    if torch.device(device).type == "cpu" and len(generators) > 1:
+        prior = PerItemCalls(prior)  # bitwise batch-independent results (see PerItemCalls)
     y_batch = torch.cat([y.expand(num_samples, *y.shape[1:]) for y in ys]).contiguous().to(device)
     problem = Problem(operator=operator.to(device), noise=noise, y=y_batch)
     x = solver.run(prior, problem, generator=generators, progress=progress)
@@ -272,11 +275,11 @@ def _prepare(items: list[Item], task: str, task_opts: tasks.TaskOptions, opts: R
             loaded = imageio.load_image(item.input)
             item.size = (int(loaded.tensor.shape[-1]), int(loaded.tensor.shape[-2]))
             item.channels = int(loaded.tensor.shape[1])
-            item.mask = tasks.mask_source(task, task_opts, item.input, extensions)
+            item.mask = masks.mask_source(task, task_opts, item.input, extensions)
             mask = None
             out_size = tasks.restored_size(task, task_opts, item.size, simulate=simulated)
             if item.mask.kind != "none":
-                mask = tasks.build_mask(item.mask, task_opts, out_size, seed=opts.seed, loaded=loaded)
+                mask = masks.build_mask(item.mask, task_opts, out_size, seed=opts.seed, loaded=loaded)
             del loaded
         except DiffrestoreError as error:
             if single or opts.fail_fast:

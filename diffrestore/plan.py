@@ -18,7 +18,7 @@ from . import tasks
 from .errors import OutputError, UsageError
 
 if TYPE_CHECKING:
-    from .tasks import MaskSource
+    from .masks import MaskSource
 
 PROGRESS_MODES = ("auto", "rich", "plain", "none")
 _GLOB_CHARS = re.compile(r"[*?\[]")

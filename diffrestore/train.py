@@ -195,8 +195,8 @@ def train(
     """
     import torch
 
-    from .runtime import resolve_device
     from .priors.builtin import DenoiserUNet, UNetConfig, apply_denoiser, count_parameters, save_model_dir
+    from .runtime import resolve_device
 
     for name, value, low in (("size", size, 8), ("steps", steps, 1), ("batch_size", batch_size, 1),
                              ("checkpoint_every", checkpoint_every, 1)):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_cli_support import write_image
 
-from diffrestore import engine, metrics, plan, progress, tasks
+from diffrestore import engine, masks, metrics, plan, progress, tasks
 from diffrestore.errors import OutputError, UsageError
 
 EXT = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -201,19 +201,19 @@ def test_task_option_validation_messages(tmp_path) -> None:
 
 
 def test_masks_from_box_random_and_invert() -> None:
-    box = tasks.build_mask(tasks.MaskSource("box"), tasks.TaskOptions(box=(2, 1, 3, 4)), (8, 6), seed=0)
+    box = masks.build_mask(masks.MaskSource("box"), tasks.TaskOptions(box=(2, 1, 3, 4)), (8, 6), seed=0)
     expected = torch.zeros(1, 1, 6, 8, dtype=torch.bool)
     expected[..., 1:5, 2:5] = True
     assert torch.equal(box, expected)
-    inverted = tasks.build_mask(tasks.MaskSource("box"), tasks.TaskOptions(box=(2, 1, 3, 4), invert_mask=True),
+    inverted = masks.build_mask(masks.MaskSource("box"), tasks.TaskOptions(box=(2, 1, 3, 4), invert_mask=True),
                                 (8, 6), seed=0)
     assert torch.equal(inverted, ~expected)
     opts = tasks.TaskOptions(random_fraction=0.5)
-    a = tasks.build_mask(tasks.MaskSource("random"), opts, (40, 30), seed=3)
-    b = tasks.build_mask(tasks.MaskSource("random"), opts, (40, 30), seed=3)
+    a = masks.build_mask(masks.MaskSource("random"), opts, (40, 30), seed=3)
+    b = masks.build_mask(masks.MaskSource("random"), opts, (40, 30), seed=3)
     assert torch.equal(a, b) and 0.35 < a.float().mean().item() < 0.65
     with pytest.raises(UsageError, match="does not fit in a 8x6 image"):
-        tasks.build_mask(tasks.MaskSource("box"), tasks.TaskOptions(box=(6, 0, 4, 2)), (8, 6), seed=0)
+        masks.build_mask(masks.MaskSource("box"), tasks.TaskOptions(box=(6, 0, 4, 2)), (8, 6), seed=0)
 
 
 def test_measurement_of_a_real_file_and_of_a_simulation(tmp_path) -> None:

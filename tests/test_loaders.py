@@ -10,7 +10,7 @@ import torch
 
 from diffrestore import registry as reg
 from diffrestore.errors import ModelError, UsageError
-from diffrestore.priors import files, loaders
+from diffrestore.priors import files
 from diffrestore.priors.base import Conditioning, DiscretePrior, LatentPrior, Prior
 from diffrestore.priors.load import load_prior, prior_kind
 from diffrestore.priors.tiny import build_tiny
@@ -126,7 +126,7 @@ def test_tiny_discrete_prior() -> None:
         log_p = prior.log_p0(ids, 3, cond)
     assert log_p.shape == (2, 12, 64)  # over the codebook (the mask class is never predicted)
     assert torch.allclose(log_p.exp().sum(dim=1), torch.ones(2, 64), atol=1e-5)
-    with pytest.raises(UsageError, match="outside the model's 0..11"):
+    with pytest.raises(UsageError, match=r"outside the model's 0\.\.11"):
         prior.log_p0(ids, 12, cond)
     schedule = prior.schedule()
     gamma = schedule["gamma_bar"]

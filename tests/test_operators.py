@@ -1,4 +1,5 @@
-"""Measurement operators: one list of cases drives every invariant (adjoint, pinv, shapes, moves).
+"""Measurement operators: one list of cases (``operator_cases``) drives every invariant (adjoint, pinv, shapes,
+moves); then each operator's own behaviour against an independent reference.
 
 References are independent of the code under test: dense matrices and ``torch.linalg.pinv`` in float64, scipy's
 ``ndimage.convolve``, torch's ``avg_pool2d`` / antialiased ``interpolate``, numpy's FFT, PIL's grey conversion.
@@ -12,88 +13,33 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from operator_cases import (
+    ASYM_KERNEL,
+    CASES,
+    LINEAR_CASES,
+    MILD_KERNEL,
+    NONLINEAR_CASES,
+    SHAPES,
+    VARIANTS,
+    build_case,
+    case_id,
+    dense_matrix,
+    expected_output_shape,
+    is_linear,
+    pinv_is_exact,
+    randn,
+)
 
 from diffrestore.errors import InputError, SizeMismatchError, UsageError
 from diffrestore.operators import (
     OPERATOR_NAMES,
     LinearOperator,
-    Operator,
     box_mask,
     build_operator,
     image_shape_for_measurement,
     motion_blur_kernel,
     random_mask,
 )
-
-# A small, asymmetric, even-sized kernel: catches flips and off-by-one centring that a symmetric one hides.
-ASYM_KERNEL = torch.tensor([[0.0, 1.0, 2.0, 0.5], [3.0, 0.2, 0.0, 1.0], [0.0, 0.0, 4.0, 0.1]])
-# Well-conditioned (spectrum >= 0.2): its pseudo-inverse is a meaningful number to compare with a dense reference.
-MILD_KERNEL = torch.tensor([[0.0, 0.1, 0.0], [0.1, 0.6, 0.1], [0.0, 0.1, 0.0]])
-
-# The single source of truth for test cases: every operator name needs at least one entry (checked below).
-VARIANTS: dict[str, list[dict]] = {
-    "identity": [{}],
-    "inpaint": [{}, {"fraction": 0.7}, {"box": (2, 3, 5, 4)}],
-    "sr": [
-        {"factor": 2},
-        {"factor": 3},
-        {"factor": 4},
-        {"factor": 8},
-        {"factor": 3, "kernel": "box"},
-        {"factor": 4, "kernel": "box"},
-    ],
-    "gaussian_blur": [{}, {"kernel_size": 7, "sigma": 1.5, "boundary": "circular"}, {"boundary": "replicate"}],
-    "motion_blur": [{}, {"boundary": "circular"}],
-    "kernel_blur": [
-        {"kernel": ASYM_KERNEL},
-        {"kernel": ASYM_KERNEL, "boundary": "circular"},
-        {"kernel": ASYM_KERNEL, "boundary": "replicate"},
-    ],
-    "colorize": [{}],
-    "phase_retrieval": [{}, {"oversampling": 1.5}],
-    "hdr": [{}, {"scale": 3.0}],
-}
-NONLINEAR = {"phase_retrieval", "hdr"}
-
-
-def _case_id(name: str, params: dict) -> str:
-    shown = {k: ("tensor" if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
-    return name + "".join(f"-{k}={v}" for k, v in shown.items())
-
-
-CASES = [
-    pytest.param(name, params, id=_case_id(name, params))
-    for name in OPERATOR_NAMES
-    for params in VARIANTS.get(name, [])
-]
-LINEAR_CASES = [case for case in CASES if case.values[0] not in NONLINEAR]
-NONLINEAR_CASES = [case for case in CASES if case.values[0] in NONLINEAR]
-# Odd, non-square, with batch 1 and batch > 1.
-SHAPES = [(1, 3, 17, 23), (2, 3, 31, 20)]
-# Cases whose pinv is exact by construction; the others (CGLS, or a thresholded spectrum) are regularised.
-CLOSED_FORM = {"identity", "inpaint", "colorize"}
-
-
-def _build(name: str, params: dict, shape: tuple[int, ...], seed: int = 0) -> Operator:
-    return build_operator(name, tuple(shape[1:]), generator=torch.Generator().manual_seed(seed), **params)
-
-
-def _randn(shape, seed: int) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _expected_output_shape(name: str, params: dict, shape: tuple[int, int, int, int]) -> tuple[int, ...]:
-    # Written from the documentation, not read from the operator.
-    n, c, h, w = shape
-    if name == "sr":
-        f = params["factor"]
-        return (n, c, -(-h // f), -(-w // f))
-    if name == "colorize":
-        return (n, 1, h, w)
-    if name == "phase_retrieval":
-        s = params.get("oversampling", 2.0)
-        return (n, c, math.ceil(s * h), math.ceil(s * w))
-    return shape
 
 
 def test_every_operator_name_has_test_cases() -> None:
@@ -105,17 +51,17 @@ def test_every_operator_name_has_test_cases() -> None:
 
 @pytest.mark.parametrize(("name", "params"), CASES)
 def test_linearity_flag_matches_the_case_list(name: str, params: dict) -> None:
-    op = _build(name, params, SHAPES[0])
-    assert op.linear == (name not in NONLINEAR)
+    op = build_case(name, params, SHAPES[0])
+    assert op.linear == is_linear(name, params)
     assert isinstance(op, LinearOperator) == op.linear
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize(("name", "params"), CASES)
 def test_output_shape(name: str, params: dict, shape: tuple[int, int, int, int]) -> None:
-    op = _build(name, params, shape)
-    y = op(_randn(shape, 1))
-    assert tuple(y.shape) == _expected_output_shape(name, params, shape)
+    op = build_case(name, params, shape)
+    y = op(randn(shape, 1))
+    assert tuple(y.shape) == expected_output_shape(name, params, shape)
     assert y.dtype == torch.float32
     assert tuple(op.output_shape) == tuple(y.shape[1:])
     assert torch.isfinite(y).all()
@@ -124,9 +70,9 @@ def test_output_shape(name: str, params: dict, shape: tuple[int, int, int, int])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize(("name", "params"), LINEAR_CASES)
 def test_adjointness(name: str, params: dict, shape: tuple[int, int, int, int]) -> None:
-    op = _build(name, params, shape)
-    x = _randn(shape, 2)
-    y = _randn((shape[0], *op.output_shape), 3)
+    op = build_case(name, params, shape)
+    x = randn(shape, 2)
+    y = randn((shape[0], *op.output_shape), 3)
     lhs = (op(x).double() * y.double()).sum()
     rhs = (x.double() * op.adjoint(y).double()).sum()
     assert abs(lhs - rhs) / abs(lhs) < 1e-4
@@ -135,23 +81,17 @@ def test_adjointness(name: str, params: dict, shape: tuple[int, int, int, int]) 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize(("name", "params"), LINEAR_CASES)
 def test_pinv_is_a_right_inverse_on_the_range(name: str, params: dict, shape: tuple[int, int, int, int]) -> None:
-    op = _build(name, params, shape)
-    y = op(_randn(shape, 4))
+    op = build_case(name, params, shape)
+    y = op(randn(shape, 4))
     x_hat = op.pinv(y)
     assert x_hat.shape == shape
     error = float((op(x_hat) - y).norm() / y.norm())
+    exact = pinv_is_exact(name, params)
     # Exact pinvs must be exact; iterative / spectrum-thresholded ones must still explain 99 % of y.
-    tolerance = 1e-5 if name in CLOSED_FORM or params.get("kernel") == "box" else 1e-2
-    assert error < tolerance
+    assert error < (1e-5 if exact else 1e-2)
     # Moore-Penrose: A^+ A A^+ = A^+ (the pinv adds nothing from the null space).
-    if name in CLOSED_FORM or params.get("kernel") == "box":
+    if exact:
         assert torch.allclose(op.pinv(op(x_hat)), x_hat, atol=1e-5)
-
-
-def _dense_matrix(op: Operator, shape: tuple[int, int, int]) -> torch.Tensor:
-    """The operator as a float64 matrix, built by applying it to every basis image."""
-    basis = torch.eye(math.prod(shape), dtype=torch.float64).view(-1, *shape)
-    return op.to(torch.float64)(basis).flatten(1).T
 
 
 DENSE_PINV_CASES = [
@@ -163,18 +103,22 @@ DENSE_PINV_CASES = [
     ("kernel_blur", {"kernel": MILD_KERNEL}),
     ("kernel_blur", {"kernel": MILD_KERNEL, "boundary": "circular"}),
     ("kernel_blur", {"kernel": MILD_KERNEL, "boundary": "replicate"}),
+    ("compose", {"outer": ("inpaint", {"fraction": 0.5}), "inner": ("colorize", {})}),
+    ("compose", {"outer": ("sr", {"factor": 3, "kernel": "box"}), "inner": ("colorize", {})}),
+    ("compose", {"outer": ("kernel_blur", {"kernel": MILD_KERNEL}), "inner": ("colorize", {})}),
+    ("compose", {"outer": ("colorize", {}), "inner": ("kernel_blur", {"kernel": MILD_KERNEL})}),
 ]
 
 
 @pytest.mark.parametrize(
-    ("name", "params"), [pytest.param(name, params, id=_case_id(name, params)) for name, params in DENSE_PINV_CASES]
+    ("name", "params"), [pytest.param(name, params, id=case_id(name, params)) for name, params in DENSE_PINV_CASES]
 )
 def test_pinv_matches_the_dense_moore_penrose_inverse(name: str, params: dict) -> None:
     shape = (3, 7, 5)
-    op = _build(name, params, (1, *shape))
-    matrix = _dense_matrix(op, shape)
+    op = build_case(name, params, (1, *shape))
+    matrix = dense_matrix(op, shape)
     op = op.to(torch.float32)
-    y = op(_randn((2, *shape), 5))
+    y = op(randn((2, *shape), 5))
     expected = (torch.linalg.pinv(matrix) @ y.double().flatten(1).T).T.reshape(2, *shape)
     assert torch.allclose(op.pinv(y).double(), expected, atol=2e-4), float((op.pinv(y).double() - expected).abs().max())
 
@@ -182,8 +126,8 @@ def test_pinv_matches_the_dense_moore_penrose_inverse(name: str, params: dict) -
 @pytest.mark.parametrize(("name", "params"), CASES)
 def test_float64_move_keeps_results(name: str, params: dict) -> None:
     shape = SHAPES[1]
-    op = _build(name, params, shape)
-    x = _randn(shape, 6)
+    op = build_case(name, params, shape)
+    x = randn(shape, 6)
     y32 = op(x)
     op64 = op.to(torch.float64)
     assert all(b.dtype == torch.float64 for b in op64.buffers() if b.is_floating_point())
@@ -209,15 +153,19 @@ DEVICES = [
 @pytest.mark.parametrize(("name", "params"), CASES)
 def test_device_move_gives_the_cpu_result(name: str, params: dict, device: str) -> None:
     shape = SHAPES[1]
-    op = _build(name, params, shape)
-    x = _randn(shape, 7)
+    op = build_case(name, params, shape)
+    x = randn(shape, 7)
     expected = op(x)
+    cpu_norm = op.estimate_norm() if op.linear else None
     moved = op.to(device)
     assert all(b.device.type == device for b in moved.buffers())
     got = moved(x.to(device))
     assert torch.allclose(got.cpu(), expected, atol=1e-4)
     if moved.linear:
+        # The norm estimate runs where the operator lives and finds the same number.
+        assert abs(moved.estimate_norm() - cpu_norm) <= 1e-4 * cpu_norm
         assert torch.allclose(moved.adjoint(got).cpu(), op.to("cpu").adjoint(expected), atol=1e-4)
+
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -231,7 +179,7 @@ def test_blur_matches_scipy_convolution(boundary: str, scipy_mode: str, kernel: 
     from scipy import ndimage
 
     # The second kernel is larger than the 17 x 23 image: the extension must keep reflecting / wrapping.
-    x = _randn((1, 2, 17, 23), 8)
+    x = randn((1, 2, 17, 23), 8)
     op = build_operator("kernel_blur", (2, 17, 23), kernel=kernel, boundary=boundary)
     k = (kernel / kernel.sum()).double().numpy()
     expected = np.stack([ndimage.convolve(x[0, c].double().numpy(), k, mode=scipy_mode) for c in range(2)])
@@ -251,7 +199,7 @@ def test_gaussian_blur_uses_the_paper_kernel_and_preserves_constants() -> None:
 
 @pytest.mark.parametrize("factor", [2, 3, 4, 8])
 def test_bicubic_sr_matches_torch_antialiased_resize_inside_the_image(factor: int) -> None:
-    x = _randn((1, 3, 48, 72), 9).clamp(-1, 1)
+    x = randn((1, 3, 48, 72), 9).clamp(-1, 1)
     y = build_operator("sr", (3, 48, 72), factor=factor, kernel="bicubic")(x)
     reference = F.interpolate(x, scale_factor=1 / factor, mode="bicubic", antialias=True)
     assert y.shape == reference.shape
@@ -262,14 +210,14 @@ def test_bicubic_sr_matches_torch_antialiased_resize_inside_the_image(factor: in
 @pytest.mark.parametrize("size", [(16, 24), (17, 23), (31, 20)])
 @pytest.mark.parametrize("factor", [2, 3, 4, 8])
 def test_box_sr_is_average_pooling_with_partial_last_blocks(factor: int, size: tuple[int, int]) -> None:
-    x = _randn((2, 3, *size), 10)
+    x = randn((2, 3, *size), 10)
     y = build_operator("sr", (3, *size), factor=factor, kernel="box")(x)
     assert torch.allclose(y, F.avg_pool2d(x, factor, ceil_mode=True), atol=1e-6)
 
 
 def test_box_sr_pinv_is_nearest_upsampling_when_divisible() -> None:
     op = build_operator("sr", (1, 8, 12), factor=4, kernel="box")
-    y = _randn((1, 1, 2, 3), 11)
+    y = randn((1, 1, 2, 3), 11)
     assert torch.allclose(op.pinv(y), y.repeat_interleave(4, -2).repeat_interleave(4, -1), atol=1e-6)
 
 
@@ -277,7 +225,7 @@ def test_inpaint_zeroes_missing_pixels_only() -> None:
     mask = box_mask((6, 5), top=1, left=2, height=3, width=2)
     assert mask.shape == (1, 1, 6, 5) and int(mask.sum()) == 6
     op = build_operator("inpaint", (3, 6, 5), mask=mask)
-    x = _randn((2, 3, 6, 5), 12)
+    x = randn((2, 3, 6, 5), 12)
     y = op(x)
     assert (y[:, :, 1:4, 2:4] == 0).all()
     keep = ~mask.expand_as(x)
@@ -330,14 +278,14 @@ def test_colorize_matches_pil_luminance() -> None:
 
 
 def test_phase_retrieval_is_the_centred_fft_magnitude_of_the_padded_image() -> None:
-    x = _randn((1, 1, 5, 7), 14).clamp(-1, 1)
+    x = randn((1, 1, 5, 7), 14).clamp(-1, 1)
     y = build_operator("phase_retrieval", (1, 5, 7))(x)
     canvas = np.zeros((10, 14))
     canvas[2:7, 3:10] = ((x[0, 0] + 1) / 2).double().numpy()
     expected = np.abs(np.fft.fftshift(np.fft.fft2(canvas))) / math.sqrt(10 * 14)
     assert np.allclose(y[0, 0].numpy(), expected, atol=1e-5)
     # The magnitude forgets where the object sits: moving it inside the frame leaves y unchanged.
-    patch = _randn((1, 1, 3, 3), 19).clamp(-1, 1)
+    patch = randn((1, 1, 3, 3), 19).clamp(-1, 1)
     here, there = -torch.ones(1, 1, 5, 7), -torch.ones(1, 1, 5, 7)
     here[..., 0:3, 0:3] = patch
     there[..., 2:5, 3:6] = patch
@@ -355,12 +303,12 @@ def test_hdr_is_a_scaled_clip() -> None:
 @pytest.mark.parametrize("start", ["random", "zero", "minus_one", "plus_one"])
 def test_nonlinear_operators_have_finite_gradients(name: str, params: dict, start: str) -> None:
     shape = (2, 3, 9, 8)
-    x = {"random": _randn(shape, 15).clamp(-1, 1), "zero": torch.zeros(shape), "minus_one": -torch.ones(shape)}.get(
+    x = {"random": randn(shape, 15).clamp(-1, 1), "zero": torch.zeros(shape), "minus_one": -torch.ones(shape)}.get(
         start, torch.ones(shape)
     )
     x = x.clone().requires_grad_(True)
-    op = _build(name, params, shape)
-    target = _randn((shape[0], *op.output_shape), 16).abs()
+    op = build_case(name, params, shape)
+    target = randn((shape[0], *op.output_shape), 16).abs()
     loss = (op(x) - target).square().sum()
     (grad,) = torch.autograd.grad(loss, x)
     assert torch.isfinite(grad).all()
@@ -401,7 +349,7 @@ def test_motion_blur_operator_is_drawn_once_and_never_redrawn() -> None:
     same = build_operator("motion_blur", (1, 20, 20), generator=torch.Generator().manual_seed(7))
     other = build_operator("motion_blur", (1, 20, 20), generator=torch.Generator().manual_seed(8))
     assert torch.equal(op.kernel, same.kernel) and not torch.equal(op.kernel, other.kernel)
-    x = _randn((1, 1, 20, 20), 17)
+    x = randn((1, 1, 20, 20), 17)
     torch.manual_seed(123)  # the global RNG must play no part
     first = op(x)
     torch.manual_seed(456)
@@ -489,7 +437,7 @@ def test_image_shape_for_measurement_inverts_the_output_shape() -> None:
 
 def test_cg_pinv_handles_a_zero_item_in_the_batch() -> None:
     op = build_operator("sr", (1, 12, 12), factor=3)
-    y = torch.stack([torch.zeros(1, 4, 4), _randn((1, 4, 4), 18)])
+    y = torch.stack([torch.zeros(1, 4, 4), randn((1, 4, 4), 18)])
     x = op.pinv(y)
     assert torch.isfinite(x).all() and (x[0] == 0).all()
     assert float((op(x[1:]) - y[1:]).norm() / y[1:].norm()) < 1e-4

@@ -21,7 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -101,7 +101,8 @@ def freeze_network(module: torch.nn.Module, dtype: torch.dtype | None) -> tuple[
     net_dtype = param.dtype if param is not None else torch.float32
     dtype = dtype or net_dtype
     if dtype == torch.float16 and device.type == "cpu":
-        raise DeviceError("fp16 is not supported on the CPU", hint="use float32 (or bf16) on the CPU, or run on cuda/mps")
+        raise DeviceError("fp16 is not supported on the CPU",
+                          hint="use float32 (or bf16) on the CPU, or run on cuda/mps")
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise DeviceError(f"unsupported network dtype {dtype}", hint="use float32, float16 or bfloat16")
     if dtype != net_dtype:
@@ -229,3 +230,23 @@ class DiscretePrior(ABC):
 
     def check_image_shape(self, shape: tuple[int, ...] | torch.Size) -> None:
         self.token_grid(tuple(int(v) for v in tuple(shape)[-3:]))  # type: ignore[arg-type]
+
+
+class PerItemCalls:
+    """A prior whose network sees one batch item at a time: on the CPU, convolution and matrix kernels round
+    differently for different batch sizes (1e-7 relative, then amplified by the sampler), so only one-item calls
+    make an image's result bitwise independent of what it is batched with. Everything else is the wrapped
+    prior's. Used by the engine on the CPU, where batching buys little; GPUs keep their batches."""
+
+    def __init__(self, prior: Any) -> None:
+        self.inner = prior
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, *args: Any) -> torch.Tensor:
+        s = sigma_per_item(sigma, x.shape[0], x.device)
+        return torch.cat([self.inner.denoise(x[i : i + 1], s[i : i + 1], *args) for i in range(x.shape[0])])
+
+    def log_p0(self, tokens: torch.Tensor, t: int, *args: Any) -> torch.Tensor:
+        return torch.cat([self.inner.log_p0(tokens[i : i + 1], t, *args) for i in range(tokens.shape[0])])

@@ -110,7 +110,8 @@ class VQDiffusionPrior(DiscretePrior):
         n, length, k = weights.shape
         h, w = self.grid
         if length != h * w or k != self.codebook_size:
-            raise UsageError(f"soft codes of shape {tuple(weights.shape)} do not fit ({n}, {h * w}, {self.codebook_size})")
+            raise UsageError(f"soft codes of shape {tuple(weights.shape)} do not fit "
+                             f"({n}, {h * w}, {self.codebook_size})")
         codes = weights.to(self.device, torch.float32) @ self.codebook()  # (N, L, D): a mix of code vectors
         codes = codes.view(n, h, w, self.code_dim).permute(0, 3, 1, 2).contiguous()
         return self.vqvae.decode(codes.to(self.dtype), force_not_quantize=True).sample.float()

@@ -79,7 +79,8 @@ class MCG(DPS):
         if self.config.project != "auto":
             raise UsageError(f"mcg: project must be 'auto', True or False, got {self.config.project!r}")
         kind = getattr(operator, "kind", None)
-        return kind in WELL_CONDITIONED or (kind == OperatorKind.SUPERRES and getattr(operator, "kernel", None) == "box")
+        box_sr = kind == OperatorKind.SUPERRES and getattr(operator, "kernel", None) == "box"
+        return kind in WELL_CONDITIONED or box_sr
 
     def _after_step(
         self, problem: Problem, y: torch.Tensor, x: torch.Tensor, sigma: float, generator: Generators

@@ -1,0 +1,130 @@
+"""The one table of operator test cases that every parametrised invariant runs over (adjointness, pinv, shapes,
+norms, kinds, device moves), and the small helpers that build them.
+
+A case is ``(name, params)``: ``name`` is a ``build_operator`` name and ``params`` its parameters, or ``name`` is
+``"compose"`` and ``params`` holds ``outer`` and ``inner`` cases (the outer one is built for the inner one's output).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from diffrestore.operators import OPERATOR_NAMES, Compose, Operator, build_operator
+
+# A small, asymmetric, even-sized kernel: catches flips and off-by-one centring that a symmetric one hides.
+ASYM_KERNEL = torch.tensor([[0.0, 1.0, 2.0, 0.5], [3.0, 0.2, 0.0, 1.0], [0.0, 0.0, 4.0, 0.1]])
+# Well-conditioned (spectrum >= 0.2): its pseudo-inverse is a meaningful number to compare with a dense reference.
+MILD_KERNEL = torch.tensor([[0.0, 0.1, 0.0], [0.1, 0.6, 0.1], [0.0, 0.1, 0.0]])
+
+# Every operator name needs at least one entry (checked in test_operators).
+VARIANTS: dict[str, list[dict]] = {
+    "identity": [{}],
+    "inpaint": [{}, {"fraction": 0.7}, {"box": (2, 3, 5, 4)}],
+    "sr": [
+        {"factor": 2},
+        {"factor": 3},
+        {"factor": 4},
+        {"factor": 8},
+        {"factor": 3, "kernel": "box"},
+        {"factor": 4, "kernel": "box"},
+    ],
+    "gaussian_blur": [{}, {"kernel_size": 7, "sigma": 1.5, "boundary": "circular"}, {"boundary": "replicate"}],
+    "motion_blur": [{}, {"boundary": "circular"}],
+    "kernel_blur": [
+        {"kernel": ASYM_KERNEL},
+        {"kernel": ASYM_KERNEL, "boundary": "circular"},
+        {"kernel": ASYM_KERNEL, "boundary": "replicate"},
+    ],
+    "colorize": [{}],
+    "phase_retrieval": [{}, {"oversampling": 1.5}],
+    "hdr": [{}, {"scale": 3.0}],
+}
+# A grey task seen by an RGB prior: the grey operator applied after the luminance map.
+COMPOSITES: list[dict] = [
+    {"outer": ("inpaint", {"fraction": 0.5}), "inner": ("colorize", {})},
+    {"outer": ("inpaint", {}), "inner": ("colorize", {})},
+    {"outer": ("sr", {"factor": 2}), "inner": ("colorize", {})},
+    {"outer": ("sr", {"factor": 3, "kernel": "box"}), "inner": ("colorize", {})},
+    {"outer": ("motion_blur", {}), "inner": ("colorize", {})},
+    # Inner rows not orthogonal: the pinv falls back to CGLS on the whole chain.
+    {"outer": ("colorize", {}), "inner": ("gaussian_blur", {})},
+    {"outer": ("hdr", {}), "inner": ("colorize", {})},
+]
+NONLINEAR = {"phase_retrieval", "hdr"}
+# Operators whose pinv is exact by construction; the others (CGLS, or a thresholded spectrum) are regularised.
+CLOSED_FORM = {"identity", "inpaint", "colorize"}
+# A A^T = c I: a composite with one of these inside has pinv inner^+ outer^+, as exact as the outer one's.
+ROWS_ORTHONORMAL = {"identity", "colorize"}
+# Odd, non-square, with batch 1 and batch > 1; three channels, so the colorize cases run too.
+SHAPES = [(1, 3, 17, 23), (2, 3, 31, 20)]
+
+
+def case_id(name: str, params: dict) -> str:
+    if name == "compose":
+        return f"{case_id(*params['outer'])}-after-{case_id(*params['inner'])}"
+    shown = {k: ("tensor" if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
+    return name + "".join(f"-{k}={v}" for k, v in shown.items())
+
+
+def is_linear(name: str, params: dict) -> bool:
+    if name == "compose":
+        return is_linear(*params["outer"]) and is_linear(*params["inner"])
+    return name not in NONLINEAR
+
+
+def pinv_is_exact(name: str, params: dict) -> bool:
+    if name == "compose":
+        return params["inner"][0] in ROWS_ORTHONORMAL and pinv_is_exact(*params["outer"])
+    return name in CLOSED_FORM or params.get("kernel") == "box"
+
+
+def needs_rgb(name: str, params: dict) -> bool:
+    return name == "colorize" or (name == "compose" and needs_rgb(*params["inner"]))
+
+
+def _param(name: str, params: dict):
+    return pytest.param(name, params, id=case_id(name, params))
+
+
+CASES = [_param(name, params) for name in OPERATOR_NAMES for params in VARIANTS.get(name, [])]
+CASES += [_param("compose", params) for params in COMPOSITES]
+LINEAR_CASES = [case for case in CASES if is_linear(*case.values)]
+NONLINEAR_CASES = [case for case in CASES if not is_linear(*case.values)]
+
+
+def build_case(name: str, params: dict, shape: tuple[int, ...], seed: int = 0) -> Operator:
+    """The case's operator for images of ``shape = (N, C, H, W)``; random parts drawn from ``seed``."""
+    if name == "compose":
+        inner = build_case(*params["inner"], shape, seed)
+        outer = build_case(*params["outer"], (shape[0], *inner.output_shape), seed)
+        return Compose(outer, inner)
+    return build_operator(name, tuple(shape[1:]), generator=torch.Generator().manual_seed(seed), **params)
+
+
+def randn(shape, seed: int) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def expected_output_shape(name: str, params: dict, shape: tuple[int, int, int, int]) -> tuple[int, ...]:
+    """Written from the documentation, not read from the operator."""
+    if name == "compose":
+        return expected_output_shape(*params["outer"], expected_output_shape(*params["inner"], shape))
+    n, c, h, w = shape
+    if name == "sr":
+        f = params["factor"]
+        return (n, c, -(-h // f), -(-w // f))
+    if name == "colorize":
+        return (n, 1, h, w)
+    if name == "phase_retrieval":
+        s = params.get("oversampling", 2.0)
+        return (n, c, math.ceil(s * h), math.ceil(s * w))
+    return shape
+
+
+def dense_matrix(op: Operator, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The operator as a float64 matrix, built by applying it to every basis image (moves ``op`` to float64)."""
+    basis = torch.eye(math.prod(shape), dtype=torch.float64).view(-1, *shape)
+    return op.to(torch.float64)(basis).flatten(1).T

@@ -1,0 +1,117 @@
+"""The package's shape: dependencies point one way (no import cycle, imports inside functions included), no module
+grows past the size one reader can hold, the registry builds no networks, and every solver's declared prior kind
+matches the torch-free method table."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "diffrestore"
+MAX_LINES = 460  # "about 450": a module past this is doing more than one job
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Package modules imported anywhere in the file (top level, functions, TYPE_CHECKING blocks excluded)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    type_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            type_only.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        for target in targets:
+            # the deepest package module named (``from . import plan`` names diffrestore.plan)
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name and target.startswith("diffrestore"):
+                found.add(target)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    graph = {name: _imports(name, path, known) for name, path in modules.items()}
+    # A module importing its own package's __init__ (e.g. ``from . import x``) is not a dependency on itself.
+    return {name: {t for t in targets if not name.startswith(t + ".")} for name, targets in graph.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    graph = _graph()
+    assert graph["diffrestore.engine"] >= {"diffrestore.plan", "diffrestore.tasks", "diffrestore.runtime"}
+    cycle = _cycle(graph)
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_registry_builds_no_networks() -> None:
+    graph = _graph()
+    for name, targets in graph.items():
+        if name.startswith("diffrestore.registry"):
+            assert not {t for t in targets if t.startswith(("diffrestore.priors", "diffrestore.solvers"))}, name
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_no_module_is_too_long(name: str) -> None:
+    lines = len(_modules()[name].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines: split it by concern"
+
+
+def test_solvers_declare_the_kind_the_method_table_says() -> None:
+    from diffrestore.methods import METHOD_KINDS
+    from diffrestore.solvers import METHOD_NAMES, solver_class
+
+    assert set(METHOD_NAMES) == set(METHOD_KINDS)
+    for method, kind in METHOD_KINDS.items():
+        assert solver_class(method).prior_kind == kind, method
