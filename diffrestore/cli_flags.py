@@ -35,9 +35,9 @@ INPUTS = _param(
 )
 
 NOISE_PARAMS = [
-    _param("noise", Annotated[str, _opt(
-        "--noise", help="Noise model of the measurement: gaussian, poisson or none.", panel=_PANEL_NOISE,
-        metavar="gaussian|poisson|none")], "gaussian"),
+    _param("noise", Annotated[str, _opt("--noise", panel=_PANEL_NOISE, metavar="gaussian|poisson|none",
+                                        help="Noise model of the measurement: gaussian, poisson or none.")],
+           "gaussian"),
     _param("noise_sigma", Annotated[float | None, _opt(
         "--noise-sigma", panel=_PANEL_NOISE, metavar="SIGMA", show_default=False,
         help="Std of the Gaussian measurement noise on the [0, 1] intensity scale of the image (a paper's "

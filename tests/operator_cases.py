@@ -82,7 +82,10 @@ def pinv_is_exact(name: str, params: dict) -> bool:
 
 
 def needs_rgb(name: str, params: dict) -> bool:
-    return name == "colorize" or (name == "compose" and needs_rgb(*params["inner"]))
+    # Every part here keeps the channel count or is the luminance map, so a composite needs RGB if a part does.
+    if name == "compose":
+        return needs_rgb(*params["outer"]) or needs_rgb(*params["inner"])
+    return name == "colorize"
 
 
 def _param(name: str, params: dict):

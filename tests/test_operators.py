@@ -167,7 +167,6 @@ def test_device_move_gives_the_cpu_result(name: str, params: dict, device: str) 
         assert torch.allclose(moved.adjoint(got).cpu(), op.to("cpu").adjoint(expected), atol=1e-4)
 
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # Operator-specific behaviour against independent references
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ extends the image by mirror reflection (edge pixel not repeated) before a linear
 of ``x``; ``"replicate"`` repeats the edge pixel; ``"circular"`` wraps around (periodic) and has a closed-form pinv
 and norm. Kernels larger than the image are fine (the extension keeps reflecting / wrapping).
 
-A normalised non-negative kernel keeps constants, but with ``"reflect"`` or ``"replicate"`` pixels near the border
-are read more than once, so ``A^T`` is not an average and ``||A||`` is a little above 1 (1.01-1.04 measured on
-small images); only ``"circular"`` has ``||A|| = max |K| = 1`` exactly.
+A normalised non-negative kernel keeps constants (so ``||A|| >= 1``), but with ``"reflect"`` or ``"replicate"``
+the pixels near the border are read more than once, so ``A^T`` is no average and ``||A||`` exceeds 1: measured for
+the papers' 61-tap Gaussian (sigma 3) with reflection, 1.008 on 64 x 64, 1.028 on 16 x 16 (replicate: 1.115);
+the smaller the image, the larger the border's share. Only ``"circular"`` has ``||A|| = max |K| = 1`` exactly.
 """
 
 from __future__ import annotations

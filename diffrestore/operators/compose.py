@@ -22,7 +22,7 @@ class Compose(Operator):
     are linear. Both parts are submodules, so ``.to()`` moves their buffers.
     """
 
-    def __new__(cls, outer: Operator | None = None, inner: Operator | None = None, *args: Any, **kwargs: Any) -> Any:
+    def __new__(cls, outer: Operator | None = None, inner: Operator | None = None) -> Any:
         # One constructor for both cases keeps `isinstance(op, LinearOperator) == op.linear` true for composites.
         # The defaults let copy/pickle call __new__ without arguments.
         if cls is Compose and outer is not None and inner is not None and outer.linear and inner.linear:

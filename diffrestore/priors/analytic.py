@@ -35,31 +35,30 @@ def _eig_float64(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lam.clamp_min(0.0), vec
 
 
+def _set_image_attributes(prior: Prior, image_shape: torch.Size, sigma_min: float, sigma_max: float) -> None:
+    """What every analytic prior states: its one image shape (= native size), channels, sigma range, CPU float32."""
+    prior.image_shape = tuple(int(v) for v in image_shape)  # type: ignore[attr-defined]
+    prior.channels = prior.image_shape[0]  # type: ignore[attr-defined]
+    prior.native_size = (prior.image_shape[1], prior.image_shape[2])  # type: ignore[attr-defined]
+    prior.sigma_min = float(sigma_min)
+    prior.sigma_max = float(sigma_max)
+    prior.device = torch.device("cpu")
+    prior.dtype = torch.float32
+
+
 class GaussianPrior(Prior):
     """N(mean, cov) over images of shape (C, H, W), with the exact denoiser."""
 
     clip_range = None  # Gaussian support is unbounded: solvers must not clamp its x0 estimates
 
-    def __init__(
-        self,
-        mean: torch.Tensor,
-        cov: torch.Tensor,
-        *,
-        sigma_min: float = 1e-3,
-        sigma_max: float = 1e3,
-    ) -> None:
+    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, *, sigma_min: float = 1e-3,
+                 sigma_max: float = 1e3) -> None:
         if mean.ndim != 3:
             raise ValueError(f"mean must have shape (C, H, W), got {tuple(mean.shape)}")
         dim = mean.numel()
         if cov.shape != (dim, dim):
             raise ValueError(f"cov must have shape ({dim}, {dim}) for a mean of shape {tuple(mean.shape)}")
-        self.image_shape = tuple(int(v) for v in mean.shape)
-        self.channels = self.image_shape[0]
-        self.native_size = (self.image_shape[1], self.image_shape[2])
-        self.sigma_min = float(sigma_min)
-        self.sigma_max = float(sigma_max)
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
+        _set_image_attributes(self, mean.shape, sigma_min, sigma_max)
         lam, vec = _eig_float64(cov)
         self.mean = mean.detach().reshape(-1).to(torch.float32)
         self.eigvals = lam.to(torch.float32)
@@ -122,15 +121,8 @@ class GaussianMixturePrior(Prior):
 
     clip_range = None
 
-    def __init__(
-        self,
-        weights: torch.Tensor,
-        means: torch.Tensor,
-        covs: torch.Tensor,
-        *,
-        sigma_min: float = 1e-3,
-        sigma_max: float = 1e3,
-    ) -> None:
+    def __init__(self, weights: torch.Tensor, means: torch.Tensor, covs: torch.Tensor, *, sigma_min: float = 1e-3,
+                 sigma_max: float = 1e3) -> None:
         if means.ndim != 4:
             raise ValueError(f"means must have shape (K, C, H, W), got {tuple(means.shape)}")
         k = means.shape[0]
@@ -139,13 +131,7 @@ class GaussianMixturePrior(Prior):
             raise ValueError(f"need weights ({k},) and covs ({k}, {dim}, {dim})")
         if bool((weights <= 0).any()):
             raise ValueError("mixture weights must be positive")
-        self.image_shape = tuple(int(v) for v in means.shape[1:])
-        self.channels = self.image_shape[0]
-        self.native_size = (self.image_shape[1], self.image_shape[2])
-        self.sigma_min = float(sigma_min)
-        self.sigma_max = float(sigma_max)
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
+        _set_image_attributes(self, means.shape[1:], sigma_min, sigma_max)
         lam, vec = _eig_float64(covs)
         w64 = weights.detach().to(torch.float64)
         self.log_weights = (w64 / w64.sum()).log().to(torch.float32)
