@@ -94,6 +94,50 @@ def test_perfect_eps_network_gives_the_exact_gaussian_denoiser() -> None:
     torch.testing.assert_close(prior.denoise(x, sigmas), gauss.denoise(x, sigmas), atol=2e-4, rtol=1e-3)
 
 
+class PerfectConditionalEps(PerfectEpsNetwork):
+    """The same exact eps-predictor with a text-conditioned UNet's call (the embeddings shift nothing)."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.config.cross_attention_dim = 4
+
+    def forward(self, x_t, t, encoder_hidden_states=None, return_dict=True):
+        assert encoder_hidden_states is not None and encoder_hidden_states.shape[0] == x_t.shape[0]
+        return super().forward(x_t, t, return_dict)
+
+
+class _NoAutoencoder(torch.nn.Module):
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        super().__init__()
+        self.config = SimpleNamespace(in_channels=3, block_out_channels=(4, 4))
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+
+def test_one_vp_conversion_serves_latent_and_conditioned_networks() -> None:
+    from diffrestore.priors.base import Conditioning
+    from diffrestore.priors.latent import DiffusersLatentPrior
+
+    shape = (2, 4, 4)
+    gauss = GaussianPrior.stationary(shape, length_scale=1.5, std=0.6, mean=0.1, jitter=0.05)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                              beta_end=0.012)
+    net = PerfectConditionalEps(gauss.mean, gauss.covariance, scheduler.alphas_cumprod, shape)
+    prior = DiffusersLatentPrior(net, _NoAutoencoder(), scheduler, latent_scale=0.18215, timestep="nearest")
+    ab = scheduler.alphas_cumprod.double()
+    sigmas = ((1 - ab) / ab).sqrt()[[0, 250, 600, 999]].float()
+    z0 = gauss.sample(4, torch.Generator().manual_seed(5))
+    z = z0 + sigmas[:, None, None, None] * torch.randn(4, *shape, generator=torch.Generator().manual_seed(6))
+    text = torch.randn(1, 3, 4)
+    plain = prior.denoise(z, sigmas, Conditioning(embeddings=text))
+    torch.testing.assert_close(plain, gauss.denoise(z, sigmas), atol=2e-4, rtol=1e-3)
+    # guidance between two conditions the network ignores changes nothing: out_neg + g (out - out_neg) = out
+    guided = prior.denoise(z, sigmas, Conditioning(embeddings=text, negative=torch.zeros(1, 3, 4), guidance=7.5))
+    torch.testing.assert_close(guided, plain, atol=1e-4, rtol=1e-4)
+    assert prior.sigma_max == pytest.approx(float(((1 - ab[-1]) / ab[-1]).sqrt()), rel=1e-5)
+
+
 def test_nearest_and_interpolated_timesteps() -> None:
     scheduler = DDPMScheduler(num_train_timesteps=1000)
     nearest = DiffusersPixelPrior(tiny_unet(), scheduler, native_size=None, timestep="nearest")
