@@ -153,7 +153,7 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
 
     from diffrestore.operators import GaussianNoise, Problem, build_operator, simulate
     from diffrestore.priors.builtin import default_prior, load_model_dir
-    from diffrestore.runtime import make_generator
+    from diffrestore.runtime import image_identity, make_generator, sample_generators
     from diffrestore.solvers import get_solver
 
     prior = load_model_dir(model) if model else default_prior()
@@ -192,7 +192,9 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
                     batch = Problem(operator=problem.operator, noise=problem.noise,
                                     y=problem.y.expand(num_samples, *problem.y.shape[1:]).contiguous())
                     t0 = time.time()
-                    samples = get_solver(solver, preset, **extra).run(prior, batch, generator=make_generator(seed))
+                    # one generator per sample, as the CLI draws them (runtime.sample_generators)
+                    streams = sample_generators(seed, image_identity(x), num_samples)
+                    samples = get_solver(solver, preset, **extra).run(prior, batch, generator=streams)
                     seconds = time.time() - t0
                     samples = samples.clamp(-1, 1)
                     outputs = [("1 sample", samples[:1], seconds / num_samples)]
@@ -341,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     p_bench.add_argument("--solvers", default="daps,dps", help="comma list of solvers ('none' = classical only)")
     p_bench.add_argument("--presets", default="fast", help="comma list of presets: fast, paper")
     p_bench.add_argument("--daps-steps", type=int, default=None, help="override DAPS annealing steps")
+    p_bench.add_argument("--daps-set", action="append", default=[], metavar="KEY=VALUE",
+                         help="a DAPS hyper-parameter, e.g. --daps-set inner=langevin (repeatable)")
     p_bench.add_argument("--dps-steps", type=int, default=None, help="override DPS steps")
     p_bench.add_argument("--seed", type=int, default=0)
     p_bench.add_argument("--num-samples", type=int, default=4,
@@ -380,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     solvers = [] if args.solvers == "none" else pick(args.solvers, ("daps", "dps", "mcg"))
     overrides = {"daps": {"steps": args.daps_steps} if args.daps_steps else {},
                  "dps": {"steps": args.dps_steps} if args.dps_steps else {}}
+    for pair in args.daps_set:
+        key, _, value = pair.partition("=")
+        try:
+            overrides["daps"][key] = float(value) if "." in value or "e" in value else int(value)
+        except ValueError:
+            overrides["daps"][key] = value
     rows = bench(pick(args.images, HELD_OUT), pick(args.tasks, tuple(TASKS)), solvers,
                  pick(args.presets, ("fast", "paper")), args.seed, args.model, overrides, args.num_samples)
     if args.json:

@@ -50,6 +50,8 @@ class DenseLinearOperator(LinearOperator):
     def __init__(self, operator: LinearOperator) -> None:
         super().__init__(operator.image_shape)
         self.name = operator.name
+        self.kind = operator.kind
+        self.wrapped = operator  # gram_solve runs the real operator's code path (closed form, FFT or CG)
         if isinstance(getattr(operator, "kernel", None), str):
             self.kernel = operator.kernel  # e.g. "box" super-resolution: MCG projects there
         self.output_shape = operator.output_shape
@@ -69,6 +71,12 @@ class DenseLinearOperator(LinearOperator):
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         return (y.flatten(1) @ self.matrix_pinv.T).reshape(y.shape[0], *self.image_shape)
+
+    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
+        return self.wrapped.gram_solve(v, scale, shift)
+
+    def lipschitz(self) -> float:
+        return self.wrapped.lipschitz()
 
 
 def make_prior() -> GaussianPrior:
@@ -94,6 +102,24 @@ def score(samples: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple
     return err, ratio
 
 
+def _overrides(pairs: list[str], solver_name: str, preset: str) -> dict:
+    """--set KEY=VALUE pairs that the solver's config has (numbers parsed, the rest kept as text)."""
+    import dataclasses
+
+    from diffrestore.solvers import solver_class
+
+    fields = {f.name for f in dataclasses.fields(solver_class(solver_name).config_class)}
+    out: dict = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key in fields:
+            try:
+                out[key] = int(value) if value.isdigit() else float(value)
+            except ValueError:
+                out[key] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--solvers", default=",".join(SOLVER_NAMES))
@@ -102,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a hyper-parameter for every solver that has it, e.g. --set inner=langevin")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     prior = make_prior()
@@ -117,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{problem_name:8s} {'(MC floor of the mean error)':22s} {mc_floor:9.4f}")
         for solver_name in args.solvers.split(","):
             for preset in args.presets.split(","):
-                solver = get_solver(solver_name, preset)
+                solver = get_solver(solver_name, preset, **_overrides(args.set, solver_name, preset))
                 problem = Problem(dense, noise, y.repeat(args.samples, 1, 1, 1))
                 start = time.perf_counter()
                 samples = solver.run(prior, problem, generator=make_generator(args.seed + 3))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import diffrestore.solvers.daps as daps_module
+import diffrestore.solvers.inner as inner_module
 from diffrestore.operators import GaussianNoise, Problem, build_operator
 from diffrestore.priors.analytic import GaussianPrior, gaussian_posterior
 from diffrestore.solvers import SOLVER_NAMES, get_solver
@@ -94,13 +94,18 @@ SABOTAGE = {
 }
 
 
-@pytest.mark.parametrize(("solver_name", "kind"), [*SABOTAGE, ("daps", "flip")])
+@pytest.mark.parametrize(("solver_name", "kind"), [*SABOTAGE, ("daps", "flip"), ("daps", "exact-flip")])
 def test_sabotaged_solvers_fail_the_check(setup, monkeypatch, solver_name: str, kind: str) -> None:
     prior, cases = setup
     if (solver_name, kind) == ("daps", "flip"):
-        real = daps_module.data_gradient
-        monkeypatch.setattr(daps_module, "data_gradient", lambda *a, **k: -real(*a, **k))
-        solver = get_solver("daps", "fast", steps=10, langevin_steps=10)
+        real = inner_module.data_gradient
+        monkeypatch.setattr(inner_module, "data_gradient", lambda *a, **k: -real(*a, **k))
+        solver = get_solver("daps", "fast", steps=10, langevin_steps=10, inner="langevin")
+    elif (solver_name, kind) == ("daps", "exact-flip"):
+        # the exact draw's Kalman correction walks away from y
+        real_draw = inner_module.exact_draw
+        monkeypatch.setattr(inner_module, "exact_draw", lambda p, y, *a: real_draw(p, -y, *a))
+        solver = get_solver("daps", "fast", steps=10, inner="exact")
     else:
         short = {"steps": 10, "langevin_steps": 10} if solver_name == "daps" else {"steps": 30}
         solver = get_solver(solver_name, "fast", **short, **SABOTAGE[(solver_name, kind)])

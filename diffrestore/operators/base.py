@@ -33,6 +33,13 @@ class OperatorKind(enum.Enum):
     HDR = "hdr"
 
 
+def _per_item(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+    """A number, or one value per batch item shaped (N, 1, ..., 1) to broadcast against ``like``."""
+    if isinstance(value, torch.Tensor) and value.dim() > 0:
+        return value.to(like.device, like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+    return float(value)
+
+
 def _per_item_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``<a_i, b_i>`` for every batch item ``i``, shaped ``(N, 1, 1, 1)`` to broadcast against images."""
     return (a * b).flatten(1).sum(1).view(-1, 1, 1, 1)
@@ -199,6 +206,62 @@ class LinearOperator(Operator):
                 off_diagonal.append(beta.flatten().double().cpu())
                 q_previous, q = q, w / beta.clamp_min(torch.finfo(dtype).tiny)
         return math.sqrt(float(estimate.max()))
+
+    def gram_diag(self) -> torch.Tensor | None:
+        """The diagonal of ``A A^T`` (broadcastable to a measurement) when ``A A^T`` is diagonal, else None."""
+        return None
+
+    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
+        """``u = (scale A A^T + shift I)^-1 v`` for measurements ``v`` (``scale`` a number or one per item).
+
+        The measurement-space solve behind exact draws from Gaussian posteriors (perturb-and-solve, used by DAPS):
+        elementwise where ``A A^T`` is diagonal (``gram_diag``), otherwise conjugate gradients on the symmetric
+        positive definite system, whose condition number is at most ``1 + scale ||A||^2 / shift``.
+        """
+        diagonal = self.gram_diag()
+        scale = _per_item(scale, v)
+        if diagonal is not None:
+            return v / (scale * diagonal + shift)
+        return self._cg_gram_solve(v, scale, shift)
+
+    #: CG budget of ``gram_solve`` (fixed, so results are reproducible and time is bounded) and its tolerance on
+    #: the residual relative to ``||v||``
+    gram_cg_max_iter: int = 50
+    gram_cg_tol: float = 1e-4
+
+    def gram_preconditioner(self, scale: torch.Tensor | float, shift: float):
+        """An approximate inverse of ``scale A A^T + shift I`` (a callable on measurements) that makes
+        ``gram_solve``'s conjugate gradients converge in a few steps, or None. Blurs give their circulant version."""
+        return None
+
+    def _cg_gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
+        """Preconditioned conjugate gradients, per item, from u = 0."""
+
+        def apply(u: torch.Tensor) -> torch.Tensor:
+            return scale * self.forward(self.adjoint(u)) + shift * u
+
+        precondition = self.gram_preconditioner(scale, shift) or (lambda r: r)
+        tiny = torch.finfo(v.dtype).tiny
+        u = torch.zeros_like(v)
+        residual = v.clone()
+        z = precondition(residual)
+        direction = z.clone()
+        rz = _per_item_dot(residual, z)
+        stop = (self.gram_cg_tol**2) * _per_item_dot(v, v)
+        for _ in range(self.gram_cg_max_iter):
+            if bool((_per_item_dot(residual, residual) <= stop).all()):
+                break
+            q = apply(direction)
+            dq = _per_item_dot(direction, q)
+            alpha = torch.where(dq > 0, rz / dq.clamp_min(tiny), torch.zeros_like(dq))
+            u = u + alpha * direction
+            residual = residual - alpha * q
+            z = precondition(residual)
+            rz_new = _per_item_dot(residual, z)
+            beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), torch.zeros_like(rz))
+            direction = z + beta * direction
+            rz = rz_new
+        return u
 
     def cg_pinv(self, y: torch.Tensor, *, max_iter: int | None = None, tol: float | None = None) -> torch.Tensor:
         """CGLS for ``min ||A x - y||`` per batch item; stops when every item's normal residual ``||A^T r||``

@@ -47,5 +47,8 @@ class Colorize(LinearOperator):
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         return self.adjoint(y) / self.weights.square().sum()
 
+    def gram_diag(self) -> torch.Tensor:
+        return torch.tensor(sum(w * w for w in BT601_WEIGHTS))  # A A^T = |w|^2 I
+
     def _spectral_norm(self) -> float:
         return math.sqrt(sum(w * w for w in BT601_WEIGHTS))

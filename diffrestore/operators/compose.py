@@ -87,6 +87,18 @@ class LinearCompose(Compose, LinearOperator):
             return self.inner.pinv(self.outer.pinv(y))
         return self.cg_pinv(y)
 
+    def gram_diag(self) -> torch.Tensor | None:
+        if not self.inner.rows_orthonormal_up_to_scale:
+            return None
+        outer = self.outer.gram_diag()
+        return None if outer is None else outer * self.inner.norm() ** 2
+
+    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
+        if self.inner.rows_orthonormal_up_to_scale:
+            # (B A)(B A)^T = c B B^T with c = ||A||^2: the outer operator's own solve (closed form if it has one).
+            return self.outer.gram_solve(v, scale * self.inner.norm() ** 2, shift)
+        return super().gram_solve(v, scale, shift)
+
     def _spectral_norm(self) -> float:
         if self.inner.rows_orthonormal_up_to_scale:
             # inner = sqrt(c) Q maps the unit ball onto sqrt(c) times the unit ball, so ||outer inner|| is

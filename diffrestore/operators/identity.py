@@ -27,3 +27,6 @@ class Identity(LinearOperator):
 
     def _spectral_norm(self) -> float:
         return 1.0
+
+    def gram_diag(self) -> torch.Tensor:
+        return torch.ones(())

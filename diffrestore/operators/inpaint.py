@@ -91,6 +91,9 @@ class Inpaint(LinearOperator):
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         return self.adjoint(y)
 
+    def gram_diag(self) -> torch.Tensor:
+        return self.known  # A A^T = diag(known): known pixels measured once, missing ones not at all
+
     def _spectral_norm(self) -> float:
         # A projection: singular values are 1 on the known pixels, 0 on the missing ones.
         return 1.0 if bool(self.known.any()) else 0.0

@@ -131,6 +131,9 @@ class SuperResolution(LinearOperator):
             return self._adjoint(y / self.gram_diagonal)
         return self.cg_pinv(y)
 
+    def gram_diag(self) -> torch.Tensor | None:
+        return self.gram_diagonal if self.kernel == "box" else None
+
     def _spectral_norm(self) -> float:
         if self.kernel == "box":
             # ||A||^2 is the largest eigenvalue of A A^T, here its largest diagonal entry (the smallest block).
