@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import masks, tasks
+from . import budget, masks, tasks
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from .progress import ProgressCallback
 
-_PRIOR_CACHE: dict[tuple[str, str, str], Any] = {}
+_PRIOR_CACHE: dict[tuple[str, str, str, str], Any] = {}
 
 
 @dataclass
@@ -130,15 +130,16 @@ def _mask_tensor(mask: Any, size: tuple[int, int]) -> torch.Tensor:
     return (t > 0.5 if t.is_floating_point() else t.bool())[None, None]
 
 
-def _get_prior(model: str, device: str, dtype: str, offline: bool | None) -> Any:
+def _get_prior(model: str, device: str, dtype: str, offline: bool | None, registry: str | Path | None) -> Any:
     from . import engine
 
     dev = engine.resolve_device(device)
     dt = engine.resolve_dtype(dtype, dev)
-    key = (model, str(dev), str(dt))
+    key = (model, str(dev), str(dt), str(registry or ""))
     if key not in _PRIOR_CACHE:
         _PRIOR_CACHE.clear()  # keep one model in memory, not every one ever used
-        _PRIOR_CACHE[key] = engine.load_prior(model, device=dev, dtype=dt, offline=offline)
+        _PRIOR_CACHE[key] = engine.load_prior(model, device=dev, dtype=dt, offline=offline,
+                                              registry=engine.load_registry(registry))
     return _PRIOR_CACHE[key]
 
 
@@ -157,10 +158,12 @@ def restore(
     dtype: str = "auto",
     simulate: bool = False,
     offline: bool | None = None,
+    registry: str | Path | None = None,
     progress: ProgressCallback | None = None,
     **task_options: Any,
 ) -> Restoration:
     """Restore one image with the given task; the options are the CLI's flags (see ``diffrestore TASK --help``).
+    ``registry``: a models.toml to look ``model`` up in (the CLI's ``--registry``).
 
     Raises the same errors as the CLI (``diffrestore.errors``), with the same messages.
     """
@@ -181,7 +184,8 @@ def restore(
         if opts.box is not None or opts.random_fraction is not None or opts.mask_dir is not None:
             raise UsageError("give one mask source: mask, mask_dir, box or random_fraction")
     run_opts = RunOptions(task=task, method=method, model=model, preset=preset, steps=steps, seed=seed,
-                          num_samples=num_samples, device=device, dtype=dtype, simulate=simulate, offline=offline)
+                          num_samples=num_samples, device=device, dtype=dtype, simulate=simulate, offline=offline,
+                          registry=Path(registry) if registry is not None else None)
     solver = engine.validate(run_opts, opts, prior=prior)  # the CLI's checks and messages
     if opts.mask_dir is not None:
         raise UsageError("mask_dir is for folders of images (the CLI); pass mask= for one image")
@@ -200,8 +204,12 @@ def restore(
             source = masks.mask_source(task, opts, Path(getattr(loaded, "path", "image")), ())
             mask = masks.build_mask(source, opts, out_size, seed=seed, loaded=loaded)
 
+    channels = 3 if task == "colorize" else int(tensor.shape[1])  # a floor: the prior's channels come later
+    budget.check_memory([(1, channels, out_size)], num_samples=num_samples, kernel=tasks.kernel_shape(task, opts),
+                        device=prior.device if prior is not None else engine.resolve_device(device),
+                        kernel_flag=opts.kernel is None)
     if prior is None:
-        prior = _get_prior(model, device, dtype, offline)
+        prior = _get_prior(model, device, dtype, offline, registry)
     [result] = engine.restore_batch(prior, solver, task, opts, [tensor], mask=mask, num_samples=num_samples,
                                     seed=seed, simulate=simulate, progress=progress)
     return Restoration(image=result.image, samples=result.samples, std=result.std, measurement=result.measurement,

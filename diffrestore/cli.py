@@ -6,6 +6,7 @@ It must not import torch or diffusers at module level: ``diffrestore --help`` ha
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import os
@@ -17,12 +18,22 @@ from typing import Annotated, Any
 import typer
 
 from . import __version__
-from .cli_flags import INPUTS, NOISE_PARAMS, SHARED_PARAMS, TASK_HELP, TASK_PARAMS
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, DiffrestoreError, UsageError
+from .cli_flags import (
+    INPUTS,
+    NOISE_PARAMS,
+    SHARED_PARAMS,
+    TASK_HELP,
+    TASK_PARAMS,
+    PlainHelpCommand,
+    PlainHelpGroup,
+)
+from .errors import EXIT_USAGE, DiffrestoreError, UsageError
+from .interrupts import signal_name, signal_of, stop_on_signals
 
 EXIT_CODE_TABLE = (
     "Exit codes: 0 all done; 1 some items failed; 2 usage error (bad flag, unreadable input); "
-    "3 model or download error; 130 interrupted. Set DIFFRESTORE_DEBUG=1 to see full tracebacks."
+    "3 model or download error; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Set DIFFRESTORE_DEBUG=1 to "
+    "see full tracebacks."
 )
 
 app = typer.Typer(
@@ -31,6 +42,7 @@ app = typer.Typer(
     "sampling with diffusion-model priors.",
     epilog=EXIT_CODE_TABLE,
     no_args_is_help=True,
+    cls=PlainHelpGroup,
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -94,8 +106,23 @@ def env_command(
 _RUN_OPTION_NAMES = (
     "method", "model", "preset", "steps", "seed", "num_samples", "device", "dtype", "batch_size", "output",
     "suffix", "overwrite", "skip_existing", "json_output", "quiet", "progress", "fail_fast", "simulate",
-    "recursive", "offline",
+    "recursive", "offline", "include_outputs", "registry",
 )
+
+
+def _answers_signals(command: Any) -> Any:
+    """A command that answers a stop signal itself (one line, 128 + the signal's number): typer would turn the
+    KeyboardInterrupt into a silent exit 130, whatever the signal. A run prints its own summary and returns, so
+    this sees only signals outside one (validation, training)."""
+
+    @functools.wraps(command)
+    def answering(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt as stop:
+            return _interrupted(stop)
+
+    return answering
 
 
 def _run_task(task: str, values: dict[str, Any]) -> int:
@@ -118,6 +145,7 @@ def _run_task(task: str, values: dict[str, Any]) -> int:
 def _make_task_command(task: str, name: str, *, hidden: bool = False, alias_of: str | None = None) -> None:
     params = [INPUTS, *TASK_PARAMS[task], *NOISE_PARAMS, *SHARED_PARAMS]
 
+    @_answers_signals
     def command(**values: Any) -> int:
         return _run_task(task, values)
 
@@ -128,7 +156,8 @@ def _make_task_command(task: str, name: str, *, hidden: bool = False, alias_of: 
     doc = f"{summary}\n\nExample: {example}"
     if alias_of:
         doc = f"Alias of '{alias_of}'. {doc}"
-    app.command(name, help=doc, epilog=EXIT_CODE_TABLE, hidden=hidden, no_args_is_help=True)(command)
+    app.command(name, help=doc, epilog=EXIT_CODE_TABLE, hidden=hidden, no_args_is_help=True,
+                cls=PlainHelpCommand)(command)
 
 
 for _task in ("inpaint", "superres", "deblur", "denoise", "colorize", "phase-retrieval", "hdr"):
@@ -136,31 +165,35 @@ for _task in ("inpaint", "superres", "deblur", "denoise", "colorize", "phase-ret
 _make_task_command("superres", "sr", alias_of="superres")
 
 
-@app.command("train", epilog=EXIT_CODE_TABLE, no_args_is_help=True)
+@app.command("train", epilog=EXIT_CODE_TABLE, no_args_is_help=True, cls=PlainHelpCommand)
+@_answers_signals
 def train_command(
     data_dir: Annotated[Path, typer.Argument(help="Folder of training images (searched recursively).",
                                              show_default=False, metavar="DATA_DIR")],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write (usable as --model DIR); an "
-                                      "existing checkpoint there from the same recipe is resumed.")],
-    size: Annotated[int, typer.Option("--size", help="Training crop size in pixels (a multiple of 16).")] = 48,
-    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 10000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 16,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for weights, crops and noise.")] = 0,
+                                      "existing checkpoint there from the same recipe is resumed.", metavar="DIR")],
+    size: Annotated[int, typer.Option("--size", help="Training crop size in pixels (a multiple of 16).",
+                                      metavar="PIXELS")] = 48,
+    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.", metavar="N")] = 10000,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.", metavar="N")] = 16,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for weights, crops and noise.", metavar="N")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.",
                                         metavar="auto|cpu|cuda[:N]|mps")] = "auto",
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (after a 200-step warm-up).")] = 1e-3,
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every",
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (after a 200-step warm-up).",
+                                      metavar="RATE")] = 1e-3,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", metavar="N",
                                                   help="Write OUT/checkpoint.pt every N steps.")] = 250,
     max_downscale: Annotated[float, typer.Option("--max-downscale", help="Crop regions up to this many times the "
-                                                 "crop size, resized down (1 = plain crops).")] = 1.0,
+                                                 "crop size, resized down (1 = plain crops).", metavar="FACTOR")] = 1.0,
     permute_channels: Annotated[bool, typer.Option("--permute-channels", help="Shuffle colour channels (helps "
                                                    "when few training images are in colour).")] = False,
     flips: Annotated[bool, typer.Option("--flips/--no-flips", help="Random flips and 90-degree rotations "
                                         "(turn off for data with a fixed orientation, e.g. documents).")] = True,
     pixel_unshuffle: Annotated[int, typer.Option("--pixel-unshuffle", help="Run the UNet at 1/N resolution "
-                                                 "behind a pixel-unshuffle stem (2 = the default prior's).")] = 2,
+                                                 "behind a pixel-unshuffle stem (2 = the default prior's).",
+                                                 metavar="N")] = 2,
     channels: Annotated[int | None, typer.Option("--channels", help="1 (grey) or 3 (RGB); default: 3 if any "
-                                                 "training image has colour, else 1.")] = None,
+                                                 "training image has colour, else 1.", metavar="1|3")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoint.pt "
                                          "if it exists.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
@@ -247,24 +280,53 @@ def _click_exception_types() -> tuple[type, type, type]:
     return click.ClickException, click.exceptions.Exit, click.exceptions.Abort
 
 
+def _usage_line(error: Any) -> str:
+    """A parser error (bad value, unknown flag or command) as one line in the style of our own errors, pointing
+    at the help of the command it came from instead of printing its usage block."""
+    message = " ".join(str(error.format_message()).split())
+    message = message[:1].lower() + message[1:]  # click's "Invalid value ..." -> "invalid value ..."
+    ctx = getattr(error, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "diffrestore"
+    return f"{message} (see '{command} --help')"
+
+
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or Interrupted) that typer or click wrapped into ``error``, if any."""
+    seen = error.__cause__ or error.__context__
+    while seen is not None and not isinstance(seen, KeyboardInterrupt):
+        seen = seen.__cause__ or seen.__context__
+    return seen
+
+
+def _interrupted(stop: BaseException | None) -> int:
+    """One line for a stop signal outside a run; the exit code is 128 + the signal's number."""
+    return _fail(f"interrupted ({signal_name(stop)})", 128 + signal_of(stop))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app and turn every failure into one line and an exit code."""
     click_error, click_exit, click_abort = _click_exception_types()
     try:
-        result = app(args=argv, prog_name="diffrestore", standalone_mode=False)
+        with stop_on_signals():  # SIGTERM as Ctrl-C, for the whole command
+            result = app(args=argv, prog_name="diffrestore", standalone_mode=False)
     except DiffrestoreError as error:
         if _debug():
             traceback.print_exc()
         code = _fail(str(error), error.exit_code)
     except click_exit as done:
         code = done.exit_code
-    except click_error as error:  # bad flags: click's own message, one line
+    except click_error as error:
         if _debug():
             traceback.print_exc()
-        error.show()
         code = error.exit_code if error.exit_code else EXIT_USAGE
-    except (click_abort, KeyboardInterrupt):
-        code = _fail("interrupted", EXIT_INTERRUPTED)
+        if type(error).__name__ == "NoArgsIsHelpError":  # a bare command: its help is the answer
+            error.show()
+        else:
+            _fail(_usage_line(error), code)
+    except click_abort as abort:  # older click's spelling of an interrupt
+        code = _interrupted(_interrupt_behind(abort))
+    except KeyboardInterrupt as stop:
+        code = _interrupted(stop)
     except Exception as error:  # a bug: still one line unless debugging
         if _debug():
             traceback.print_exc()

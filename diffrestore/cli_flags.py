@@ -11,6 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
+from .budget import MAX_KERNEL_SIZE, MAX_NUM_SAMPLES
+from .methods import MAX_STEPS, PRESET_STEPS
+
 _PANEL_TASK = "Task options"
 _PANEL_NOISE = "Measurement noise"
 _PANEL_SAMPLING = "Model and sampling"
@@ -27,6 +30,45 @@ def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 
 def _opt(*decls: str, help: str, panel: str, **kwargs: Any) -> typer.models.OptionInfo:
     return typer.Option(*decls, help=help, rich_help_panel=panel, **kwargs)
+
+
+def _steps_help() -> str:
+    """--steps with each method's preset steps and limit, from the torch-free method table."""
+    per_method = []
+    for i, (method, steps) in enumerate(PRESET_STEPS.items()):
+        if steps["fast"] == steps["paper"]:
+            per_method.append(f"{method} {steps['fast']}")
+        else:  # the first method names the presets, the others follow its order
+            fast, paper = (" (fast)", " (paper)") if i == 0 else ("", "")
+            per_method.append(f"{method} {steps['fast']}{fast} / {steps['paper']}{paper}")
+    limits = ", ".join(f"{method} {limit}" for method, limit in MAX_STEPS.items() if limit > 1)
+    return f"Number of solver steps (overrides the preset). Default: {', '.join(per_method)}. At most: {limits}."
+
+
+class _PlainPlaceholders:
+    """Help that shows our placeholders, not typer's type names (<bool>, <int>, <list[str]>): a flag shows none,
+    an argument its name, an option its metavar. Older typers (click's TEXT, INTEGER) are left alone."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if hasattr(param, "display_type_rich") and (
+                getattr(param, "is_flag", False) or getattr(param, "param_type_name", "") == "argument"
+            ):
+                param.display_type_rich = _no_placeholder
+        return params
+
+
+def _no_placeholder(ctx: Any = None) -> None:
+    return None
+
+
+class PlainHelpCommand(_PlainPlaceholders, typer.core.TyperCommand):
+    """A task command or ``train``."""
+
+
+class PlainHelpGroup(_PlainPlaceholders, typer.core.TyperGroup):
+    """The root command (``--version``, ``--help``)."""
 
 
 INPUTS = _param(
@@ -50,7 +92,7 @@ NOISE_PARAMS = [
 SHARED_PARAMS = [
     _param("method", Annotated[str, _opt(
         "--method", help="Posterior sampler: daps, dps or mcg; or mmse (denoise only: "
-        "the posterior mean in one call).", panel=_PANEL_SAMPLING)], "daps"),
+        "the posterior mean in one call).", panel=_PANEL_SAMPLING, metavar="|".join(PRESET_STEPS))], "daps"),
     _param("model", Annotated[str, _opt(
         "--model", help="Prior: a name from 'diffrestore models list' or a local model folder.",
         panel=_PANEL_SAMPLING, metavar="NAME|DIR")], "builtin"),
@@ -58,16 +100,15 @@ SHARED_PARAMS = [
         "--preset", help="Solver settings: fast (CPU-friendly budget) or paper (the paper's settings).",
         panel=_PANEL_SAMPLING, metavar="fast|paper")], "fast"),
     _param("steps", Annotated[int | None, _opt(
-        "--steps", help="Number of solver steps (overrides the preset).", panel=_PANEL_SAMPLING,
-        show_default=False)], None),
+        "--steps", help=_steps_help(), panel=_PANEL_SAMPLING, metavar="N", show_default=False)], None),
     _param("seed", Annotated[int, _opt(
-        "--seed", help="Random seed: the same seed, inputs and device class give the same output.",
-        panel=_PANEL_SAMPLING)], 0),
+        "--seed", help="Random seed (any size): the same seed, inputs and device class give the same output.",
+        panel=_PANEL_SAMPLING, metavar="N")], 0),
     _param("num_samples", Annotated[int, _opt(
         "--num-samples", "-n", panel=_PANEL_SAMPLING, metavar="N",
         help="Posterior samples per image. With N > 1 every sample is written (<name>_sK), the output is their "
         "mean, and <name>_std.png maps the per-pixel standard deviation (4 x std on the [0, 1] scale, so white "
-        "= std of 0.25 or more).")], 1),
+        f"= std of 0.25 or more). At most {MAX_NUM_SAMPLES}.")], 1),
     _param("device", Annotated[str, _opt(
         "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.", panel=_PANEL_SAMPLING,
         metavar="auto|cpu|cuda[:N]|mps")], "auto"),
@@ -76,18 +117,22 @@ SHARED_PARAMS = [
         "refused on the CPU.", panel=_PANEL_SAMPLING, metavar="auto|fp32|fp16|bf16")], "auto"),
     _param("batch_size", Annotated[int, _opt(
         "--batch-size", help="Images of the same size restored together (each brings --num-samples rows).",
-        panel=_PANEL_SAMPLING)], 4),
+        panel=_PANEL_SAMPLING, metavar="N")], 4),
     _param("simulate", Annotated[bool, _opt(
         "--simulate", help="Treat each input as the CLEAN image: degrade it with this task's operator and noise, "
         "restore it, and print PSNR / SSIM against the input.", panel=_PANEL_SAMPLING)], False),
     _param("offline", Annotated[bool, _opt(
         "--offline", help="Never download: use cached weights only.", panel=_PANEL_SAMPLING)], False),
+    _param("registry", Annotated[Path | None, _opt(
+        "--registry", panel=_PANEL_SAMPLING, metavar="FILE", show_default=False, envvar="DIFFRESTORE_REGISTRY",
+        help="The models.toml that --model NAME is looked up in, instead of the one shipped with diffrestore "
+        "(as in 'diffrestore models --registry').")], None),
     _param("output", Annotated[Path | None, _opt(
         "--output", "-o", panel=_PANEL_OUTPUT, metavar="FILE|DIR", show_default=False,
         help="Output file (one input only) or folder (created; folder inputs keep their layout). Default: next "
         "to each input.")], None),
     _param("suffix", Annotated[str | None, _opt(
-        "--suffix", panel=_PANEL_OUTPUT, show_default=False,
+        "--suffix", panel=_PANEL_OUTPUT, show_default=False, metavar="TEXT",
         help="Appended to the input's name: <stem><suffix>.<ext>. Default: _<task>, e.g. photo_inpaint.png.")],
         None),
     _param("overwrite", Annotated[bool, _opt(
@@ -99,6 +144,10 @@ SHARED_PARAMS = [
     _param("recursive", Annotated[bool, _opt(
         "--recursive", "-r", help="Also take images from subfolders of folder inputs.", panel=_PANEL_OUTPUT)],
         False),
+    _param("include_outputs", Annotated[bool, _opt(
+        "--include-outputs", panel=_PANEL_OUTPUT,
+        help="Also restore folder files named like this command's outputs (<stem>_<task>, _sK, _std), which "
+        "are otherwise skipped and reported as such.")], False),
     _param("fail_fast", Annotated[bool, _opt(
         "--fail-fast", help="Stop at the first failed image (default: go on, report, exit 1).",
         panel=_PANEL_OUTPUT)], False),
@@ -132,7 +181,7 @@ _MASK_PARAMS = [
 
 _SR_PARAMS = [
     _param("scale", Annotated[int, _opt(
-        "--scale", "-s", help="Upscaling factor: 2, 3, 4 or 8.", panel=_PANEL_TASK)], 4),
+        "--scale", "-s", help="Upscaling factor: 2, 3, 4 or 8.", panel=_PANEL_TASK, metavar="2|3|4|8")], 4),
     _param("downsample", Annotated[str, _opt(
         "--downsample", help="How the low-resolution image was made: bicubic or box (average).",
         panel=_PANEL_TASK, metavar="bicubic|box")], "bicubic"),
@@ -146,26 +195,26 @@ _DEBLUR_PARAMS = [
         "--kernel", panel=_PANEL_TASK, metavar="FILE", show_default=False,
         help="Blur kernel from a file (.png or .npy), normalised to sum 1.")], None),
     _param("kernel_size", Annotated[int | None, _opt(
-        "--kernel-size", panel=_PANEL_TASK, show_default=False,
-        help="Kernel width in pixels, odd. Default: 61.")], None),
+        "--kernel-size", panel=_PANEL_TASK, show_default=False, metavar="PIXELS",
+        help=f"Kernel width in pixels, odd, at most {MAX_KERNEL_SIZE}. Default: 61.")], None),
     _param("sigma", Annotated[float | None, _opt(
-        "--sigma", panel=_PANEL_TASK, show_default=False,
+        "--sigma", panel=_PANEL_TASK, show_default=False, metavar="PIXELS",
         help="Gaussian blur std in pixels. Default: 3.0.")], None),
     _param("intensity", Annotated[float | None, _opt(
-        "--intensity", panel=_PANEL_TASK, show_default=False,
+        "--intensity", panel=_PANEL_TASK, show_default=False, metavar="I",
         help="Motion blur strength in (0, 1]; the kernel is drawn once from --seed. Default: 0.5.")], None),
 ]
 
 _PHASE_PARAMS = [
     _param("oversampling", Annotated[float | None, _opt(
-        "--oversampling", panel=_PANEL_TASK, show_default=False,
+        "--oversampling", panel=_PANEL_TASK, show_default=False, metavar="FACTOR",
         help="Zero-padding factor of the Fourier transform (>= 1). Default: 2.0.")], None),
 ]
 
 _HDR_PARAMS = [
     _param("scale", Annotated[float, _opt(
-        "--scale", "-s", help="Exposure gain of the clipping: the file is clip(scale * x).", panel=_PANEL_TASK)],
-        2.0),
+        "--scale", "-s", help="Exposure gain of the clipping: the file is clip(scale * x).", panel=_PANEL_TASK,
+        metavar="GAIN")], 2.0),
 ]
 
 TASK_HELP = {

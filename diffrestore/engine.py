@@ -1,8 +1,9 @@
 """The run, top to bottom: validate -> load the prior -> fit -> batches -> solve -> save -> summary.
 
 Nothing here parses flags (the CLI and the Python API both fill a ``RunOptions``) or knows a solver's insides:
-planning lives in ``plan``, devices and random streams in ``runtime``, reporters in ``progress``, the problem of
-one image (operator, noise, measurement) in ``tasks``. ``restore_batch`` is the one place a batch of images
+the checks before any image live in ``preflight``, sizes and memory in ``budget``, planning in ``plan``, devices
+and random streams in ``runtime``, reporters in ``progress``, stop signals in ``interrupts``, the problem of one
+image (operator, noise, measurement) in ``tasks``. ``restore_batch`` is the one place a batch of images
 becomes posterior samples; the Python API calls it too.
 """
 
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import masks, plan, tasks
+from . import budget, interrupts, masks, plan, tasks
 from .errors import DiffrestoreError, ModelError, UsageError
 from .plan import Item, RunOptions, RunSummary
+from .preflight import load_registry, short_error, validate
 from .progress import ProgressCallback, Reporter, make_reporter
 from .runtime import image_identity, measurement_generator, resolve_device, resolve_dtype, sample_generators
 
@@ -29,61 +31,16 @@ STD_MAP_GAIN = 4.0
 # -------------------------------------------------------------------------------------------- model and solver
 
 
-def make_solver(method: str, preset: str, steps: int | None) -> Any:
-    """The solver for ``--method`` with its preset; UsageError for unknown names or bad overrides."""
-    from .methods import METHOD_KINDS
-    from .solvers import get_solver
-
-    if method not in METHOD_KINDS:
-        raise UsageError(f"unknown method '{method}'", hint=f"use one of {', '.join(METHOD_KINDS)}")
-    overrides = {"steps": steps} if steps is not None else {}
-    try:
-        return get_solver(method, preset, **overrides)
-    except DiffrestoreError:
-        raise
-    except (KeyError, ValueError, TypeError) as error:
-        raise UsageError(f"cannot set up method '{method}' with preset '{preset}': {error}") from error
-
-
-def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = None) -> Any:
-    """Every check that needs neither an image nor the model's weights: flags, task options, the method and its
-    preset, the method's task (e.g. mmse: denoising only) and the prior kind. Returns the solver.
-    ``prior``: an already loaded prior (the Python API) whose kind is checked instead of ``opts.model``'s."""
-    opts.task = tasks.canonical_task(opts.task)
-    plan.check_run_options(opts)
-    tasks.validate_options(opts.task, task_opts)
-    solver = make_solver(opts.method, opts.preset, opts.steps)
-    solver.check_task(opts.task, task_opts.noise, opts.num_samples)
-    kind = getattr(prior, "kind", "pixel") if prior is not None else None
-    check_prior_kind(opts.method, opts.model, kind=kind)
-    return solver
-
-
-def check_prior_kind(method: str, model: str, *, kind: str | None = None) -> str | None:
-    """The prior kind of ``model`` (from its registry family or its folder, before any download; or ``kind`` when
-    given); UsageError when ``method`` needs another kind, naming the methods that do fit the model."""
-    from .methods import METHOD_KINDS, methods_for_kind
-    from .priors.load import prior_kind
-
-    kind = kind or prior_kind(model)
-    needed = METHOD_KINDS[method]
-    if kind is not None and kind != needed:
-        fitting = methods_for_kind(kind)
-        hint = (f"use --method {' or '.join(fitting)} with this model" if fitting
-                else f"no method for {kind} priors is available yet: pick a {needed} model (diffrestore models list)")
-        raise UsageError(f"method {method} needs a {needed} prior, but model '{model}' is a {kind} prior",
-                         hint=hint)
-    return kind
-
-
 def load_prior(
     name: str, *, device: torch.device, dtype: torch.dtype, offline: bool | None = None, echo: Any = None,
+    registry: Any = None,
 ) -> Any:
-    """The prior for ``--model``: a registry name or a local model folder. ModelError when it cannot load."""
+    """The prior for ``--model``: a registry name (of ``registry``, default the shipped models.toml) or a local
+    model folder. ModelError when it cannot load."""
     from .priors.load import load_prior as load
 
     try:
-        return load(name, device=device, dtype=dtype, offline=offline, echo=echo)
+        return load(name, device=device, dtype=dtype, offline=offline, echo=echo, registry=registry)
     except DiffrestoreError:
         raise
     except Exception as error:  # a model folder that is not what it claims to be
@@ -196,12 +153,6 @@ class _Prepared:
     key: tuple = ()
 
 
-def _short_error(error: BaseException) -> str:
-    if isinstance(error, DiffrestoreError):
-        return str(error)
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
-
-
 def run(
     inputs: list[str] | list[Path],
     opts: RunOptions,
@@ -210,11 +161,13 @@ def run(
     reporter: Reporter | None = None,
 ) -> RunSummary:
     """Run a whole job. Raises DiffrestoreError for problems found before any model loads; per-image failures
-    are recorded on the items. KeyboardInterrupt propagates after the summary is marked interrupted and printed.
+    are recorded on the items. A stop signal (KeyboardInterrupt, ``interrupts.Interrupted``) once the items are
+    planned ends the run: finished outputs stay, the rest is "not-run", and the summary says which signal.
     """
     t_start = time.perf_counter()
-    # 1. Validate everything that needs no image and no model: flags, method, prior kind, outputs.
-    solver = validate(opts, task_opts)
+    # 1. Validate everything that needs no image and no model: flags, method, prior kind, kernel, outputs.
+    registry = load_registry(opts.registry)
+    solver = validate(opts, task_opts, registry=registry)
     task = opts.task
     simulated = tasks.is_simulated(task, opts.simulate)
     device = resolve_device(opts.device)
@@ -228,36 +181,50 @@ def run(
         "seed": opts.seed, "num_samples": opts.num_samples, "simulate": simulated, "device": str(device),
         "dtype": str(dtype).replace("torch.", ""), "operator": tasks.describe(task, task_opts),
     })
-    single = len(items) == 1
-    # 2. Decode every input and build its mask before any weights load.
-    prepared = _prepare(items, task, task_opts, opts, simulated=simulated, single=single)
-
-    with reporter:
-        reporter.start(len(items))
-        for item in items:
-            if item.status in ("failed", "skipped"):
-                reporter.item_finished(item)
-        try:
+    output_like = sum(1 for item in items if item.error == plan.LOOKS_LIKE_OUTPUT)
+    single = len(items) - output_like == 1
+    try:
+        # 2. Decode every input and build its mask before any weights load; check the memory the sizes need.
+        prepared = _prepare(items, task, task_opts, opts, simulated=simulated, single=single)
+        _check_memory(prepared, task, task_opts, opts, device, simulated=simulated)
+        with reporter:
+            reporter.start(len(items))
+            for item in items:
+                if item.status in ("failed", "skipped"):
+                    reporter.item_finished(item)
+            if output_like:
+                reporter.message(f"note: skipped {output_like} file(s) named like outputs of this command "
+                                 "(--include-outputs restores them too)")
             if prepared:
                 # 3. Load the prior once, 4. check that every image fits it, 5. batches -> solve -> save.
                 t_load = time.perf_counter()
                 prior = load_prior(opts.model, device=device, dtype=dtype, offline=opts.offline,
-                                   echo=reporter.message)
+                                   echo=reporter.message, registry=registry)
                 summary.load_seconds = time.perf_counter() - t_load
                 fitting = _fitting(prepared, prior, solver, task, task_opts, opts, reporter,
                                    simulated=simulated, single=single)
                 _run_batches(fitting, prior, solver, task, task_opts, opts, reporter, summary)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            for item in items:
-                if item.status == "pending":
-                    item.status = "not-run"
-            summary.seconds = time.perf_counter() - t_start
-            reporter.message(summary.line())
-            raise
-        summary.seconds = time.perf_counter() - t_start
-        reporter.message(summary.line())
+    except KeyboardInterrupt as stop:
+        summary.interrupted, summary.signal = True, interrupts.signal_name(stop)
+        for item in items:
+            if item.status == "pending":
+                item.status = "not-run"
+    summary.seconds = time.perf_counter() - t_start
+    reporter.message(summary.line())
     return summary
+
+
+def _check_memory(prepared: list[_Prepared], task: str, task_opts: tasks.TaskOptions, opts: RunOptions,
+                  device: Any, *, simulated: bool) -> None:
+    """The solver's memory for the largest batch against the device's free memory (budget.check_memory)."""
+    batches = []
+    for batch in _batches(prepared, opts.batch_size):
+        item = batch[0].item
+        assert item.size is not None and item.channels is not None
+        channels = 3 if task == "colorize" else item.channels  # the prior's channels are a floor known later
+        batches.append((len(batch), channels, tasks.restored_size(task, task_opts, item.size, simulate=simulated)))
+    budget.check_memory(batches, num_samples=opts.num_samples, device=device,
+                        kernel=tasks.kernel_shape(task, task_opts), kernel_flag=task_opts.kernel is None)
 
 
 def _prepare(items: list[Item], task: str, task_opts: tasks.TaskOptions, opts: RunOptions, *, simulated: bool,
@@ -288,8 +255,8 @@ def _prepare(items: list[Item], task: str, task_opts: tasks.TaskOptions, opts: R
             continue
         except (OSError, ValueError) as error:
             if single or opts.fail_fast:
-                raise UsageError(f"{item.input}: {_short_error(error)}") from error
-            item.status, item.error = "failed", _short_error(error)
+                raise UsageError(f"{item.input}: {short_error(error)}") from error
+            item.status, item.error = "failed", short_error(error)
             continue
         key = (item.size, item.channels, item.mask.key(item.input) if item.mask else None)
         prepared.append(_Prepared(item=item, mask=mask, key=key))
@@ -350,45 +317,68 @@ def _run_batches(
         loaded = []
         try:
             loaded = [imageio.load_image(p.item.input) for p in batch]
+            for p, like in zip(batch, loaded, strict=True):
+                for note in _input_notes(p.item, like):
+                    if note not in notes_seen:
+                        notes_seen.add(note)
+                        reporter.message(f"note: {p.item.input.name}: {note}")
             results = restore_batch(
                 prior, solver, task, task_opts, [x.tensor for x in loaded], mask=batch[0].mask,
                 num_samples=opts.num_samples, seed=opts.seed, simulate=opts.simulate, progress=reporter.step,
             )
         except (DiffrestoreError, RuntimeError, ValueError, OSError) as error:
-            message = _short_error(error)
+            message = short_error(error)
             for p in batch:
                 p.item.status, p.item.error = "failed", message
-                p.item.seconds = (time.perf_counter() - t0) / len(batch)
+                _time_item(p.item, len(batch), time.perf_counter() - t0)
                 reporter.item_finished(p.item)
             if opts.fail_fast:
                 stop = True
             continue
-        per_item = (time.perf_counter() - t0) / len(batch)
+        batch_seconds = time.perf_counter() - t0
         for p, like, result in zip(batch, loaded, results, strict=True):
             item = p.item
             t_save = time.perf_counter()
-            try:
-                for note in _save(item, like, result, overwrite=opts.overwrite, protected=protected):
-                    if note not in notes_seen:
-                        notes_seen.add(note)
-                        reporter.message(f"note: {item.output.name}: {note}")
-            except (DiffrestoreError, OSError, ValueError) as error:
-                item.status, item.error = "failed", _short_error(error)
+            # A stop signal while this image's files are written takes effect once they all are, and the
+            # image is reported done: it is complete or absent, never a main output without its samples.
+            with interrupts.deferred():
+                try:
+                    for note in _save(item, like, result, overwrite=opts.overwrite, protected=protected):
+                        if note not in notes_seen:
+                            notes_seen.add(note)
+                            reporter.message(f"note: {item.output.name}: {note}")
+                except (DiffrestoreError, OSError, ValueError) as error:
+                    item.status, item.error = "failed", short_error(error)
+                    reporter.item_finished(item)
+                    if opts.fail_fast:
+                        stop = True
+                    continue
+                item.status = "done"
+                item.metrics = result.metrics
+                _time_item(item, len(batch), batch_seconds, time.perf_counter() - t_save)
+                if not opts.json_output:
+                    line = str(item.output)
+                    if result.metrics:
+                        line += f"\tPSNR {result.metrics['psnr']:.2f} dB\tSSIM {result.metrics['ssim']:.4f}"
+                    reporter.result(line)
+                    for extra in item.outputs[1:]:
+                        reporter.result(str(extra))
                 reporter.item_finished(item)
-                if opts.fail_fast:
-                    stop = True
-                continue
-            item.status = "done"
-            item.metrics = result.metrics
-            item.seconds = per_item + time.perf_counter() - t_save
-            if not opts.json_output:
-                line = str(item.output)
-                if result.metrics:
-                    line += f"\tPSNR {result.metrics['psnr']:.2f} dB\tSSIM {result.metrics['ssim']:.4f}"
-                reporter.result(line)
-                for extra in item.outputs[1:]:
-                    reporter.result(str(extra))
-            reporter.item_finished(item)
+
+
+def _input_notes(item: Item, loaded: Any) -> list[str]:
+    """What reading the file changed or decided (CMYK converted, transparency used as the mask), as imageio says."""
+    notes = list(getattr(loaded, "notes", []) or [])
+    if item.mask is not None and item.mask.kind == "alpha":
+        notes += loaded.alpha_mask_notes()
+    return notes
+
+
+def _time_item(item: Item, images: int, batch_seconds: float, save_seconds: float = 0.0) -> None:
+    """An item's share of its batch's solver time plus its own saving; the batch's time kept beside it, since a
+    batch costs about what one image does and a share alone would understate what one image takes."""
+    item.batch_images, item.batch_seconds = images, batch_seconds
+    item.seconds = batch_seconds / images + save_seconds
 
 
 def _save(item: Item, like: Any, result: Restored, *, overwrite: bool, protected: list[Path]) -> list[str]:
@@ -402,14 +392,19 @@ def _save(item: Item, like: Any, result: Restored, *, overwrite: bool, protected
     if item.mask is not None and item.mask.kind == "alpha":
         # The transparency was the hole to fill: the filled result is opaque.
         like = dataclasses.replace(like, alpha=None)
-    for folder in {p.parent for p in item.outputs}:
-        folder.mkdir(parents=True, exist_ok=True)
+    new = [p for p in item.outputs if not p.exists()]
     notes: list[str] = []
-    for path, sample in zip(item.samples, result.samples if item.samples else [], strict=True):
-        notes += imageio.save_image(sample.unsqueeze(0), path, like=like, overwrite=overwrite,
+    try:
+        for path, sample in zip(item.samples, result.samples if item.samples else [], strict=True):
+            notes += imageio.save_image(sample.unsqueeze(0), path, like=like, overwrite=overwrite,
+                                        protected=protected).notes
+        if item.std_map is not None and result.std is not None:
+            imageio.save_image(std_map_image(result.std), item.std_map, like=None, overwrite=overwrite,
+                               protected=protected)
+        notes += imageio.save_image(result.image, item.output, like=like, overwrite=overwrite,
                                     protected=protected).notes
-    if item.std_map is not None and result.std is not None:
-        imageio.save_image(std_map_image(result.std), item.std_map, like=None, overwrite=overwrite,
-                           protected=protected)
-    notes += imageio.save_image(result.image, item.output, like=like, overwrite=overwrite, protected=protected).notes
+    except KeyboardInterrupt:  # a second stop signal, mid-save: take back this image's new files (never old ones)
+        for path in new:
+            path.unlink(missing_ok=True)
+        raise
     return notes

@@ -101,5 +101,16 @@ def build_mask(
     if opts.invert_mask:
         mask = ~mask
     if not bool(mask.any()):
-        raise UsageError("the mask marks no missing pixel", hint="white = missing; try --invert-mask")
+        raise UsageError("the mask marks no missing pixel", hint=_empty_mask_hint(source, opts, w * h))
     return mask
+
+
+def _empty_mask_hint(source: MaskSource, opts: TaskOptions, pixels: int) -> str:
+    """How to get holes from a source that gave none: a random fraction rounds to whole pixels, so a tiny one
+    picks none (inverting cannot help there); a file or box may have its colours the other way round."""
+    if source.kind != "random":
+        return "white = missing; try --invert-mask"
+    if opts.invert_mask:  # the fraction then names the known pixels, and it took them all
+        return "with --invert-mask, F is the share of known pixels: give a smaller --random-fraction"
+    return (f"{opts.random_fraction:g} of {pixels} pixels rounds to none: give a larger --random-fraction, "
+            f"at least {1 / pixels:.2g}")

@@ -1,4 +1,5 @@
-"""The ``--method`` names and the prior kind each one needs ("pixel", "latent" or "discrete").
+"""The ``--method`` names, the prior kind each one needs ("pixel", "latent" or "discrete"), and the step counts
+of their presets and the most steps each takes.
 
 A model's kind follows from its family (``ModelEntry.kind`` in the registry), so this table is the one place
 that decides which methods fit which models; listing methods per entry in models.toml went stale. Kept free of
@@ -11,6 +12,18 @@ from __future__ import annotations
 METHOD_KINDS: dict[str, str] = {"dps": "pixel", "mcg": "pixel", "daps": "pixel", "mmse": "pixel"}
 #: the --preset names every method accepts (each solver's ``presets`` table has exactly these keys)
 PRESET_NAMES: tuple[str, ...] = ("paper", "fast")
+#: method -> preset -> solver steps, as the solvers' presets say (tests/test_methods.py keeps them equal): here
+#: so that --help can show each default without importing torch
+PRESET_STEPS: dict[str, dict[str, int]] = {
+    "daps": {"fast": 100, "paper": 200},
+    "dps": {"fast": 100, "paper": 1000},
+    "mcg": {"fast": 100, "paper": 1000},
+    "mmse": {"fast": 1, "paper": 1},
+}
+#: the most --steps each method takes. DPS and MCG walk the respaced timesteps of a 1000-step DDPM schedule, so
+#: more steps than it has do not exist; DAPS's annealing grid could be finer, but 50 times the paper's 200 steps
+#: is already days of network calls on any device; MMSE is one denoiser call.
+MAX_STEPS: dict[str, int] = {"daps": 10000, "dps": 1000, "mcg": 1000, "mmse": 1}
 
 
 def methods_for_kind(kind: str) -> tuple[str, ...]:
@@ -18,4 +31,4 @@ def methods_for_kind(kind: str) -> tuple[str, ...]:
     return tuple(sorted(name for name, needs in METHOD_KINDS.items() if needs == kind))
 
 
-__all__ = ["METHOD_KINDS", "PRESET_NAMES", "methods_for_kind"]
+__all__ = ["MAX_STEPS", "METHOD_KINDS", "PRESET_NAMES", "PRESET_STEPS", "methods_for_kind"]

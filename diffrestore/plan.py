@@ -10,6 +10,8 @@ from __future__ import annotations
 import glob as _glob
 import os
 import re
+import signal
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +58,8 @@ class RunOptions:
     simulate: bool = False
     recursive: bool = False
     offline: bool | None = None
+    include_outputs: bool = False  # also restore folder files named like this command's outputs
+    registry: Path | None = None  # a models.toml to use instead of the shipped one
 
 
 @dataclass
@@ -72,8 +76,10 @@ class Item:
     channels: int | None = None
     status: str = "pending"  # pending | done | skipped | failed | not-run
     error: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # its share of its batch's time, plus its own saving
     metrics: dict[str, float] = field(default_factory=dict)
+    batch_images: int = 1  # images restored in the same solver call
+    batch_seconds: float = 0.0  # that call's time
 
     @property
     def outputs(self) -> list[Path]:
@@ -90,6 +96,8 @@ class Item:
         if self.metrics:
             data.update({k: (round(v, 4) if v != float("inf") else None) for k, v in self.metrics.items()})
         data["seconds"] = round(self.seconds, 3)
+        if self.batch_images > 1:
+            data.update(batch_images=self.batch_images, batch_seconds=round(self.batch_seconds, 3))
         return data
 
 
@@ -100,6 +108,7 @@ class RunSummary:
     seconds: float = 0.0
     load_seconds: float = 0.0
     interrupted: bool = False
+    signal: str | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
     info: dict[str, Any] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
@@ -109,8 +118,8 @@ class RunSummary:
     def exit_code(self) -> int:
         from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 
-        if self.interrupted:
-            return EXIT_INTERRUPTED
+        if self.interrupted:  # 128 + the signal's number, as a shell reports a process the signal killed
+            return 128 + signal.Signals[self.signal].value if self.signal else EXIT_INTERRUPTED
         return EXIT_SOME_FAILED if self.count("failed") or self.count("not-run") else EXIT_OK
 
     def line(self) -> str:
@@ -132,6 +141,7 @@ class RunSummary:
             "failed": self.count("failed"),
             "not_run": self.count("not-run"),
             "interrupted": self.interrupted,
+            "signal": self.signal,
             "seconds": round(self.seconds, 3),
             "load_seconds": round(self.load_seconds, 3),
             "items": [item.to_json() for item in self.items],
@@ -142,10 +152,15 @@ class RunSummary:
 # Inputs and outputs
 
 
+#: why a folder's file named like this command's outputs is skipped (unless --include-outputs)
+LOOKS_LIKE_OUTPUT = "looks like an output of this command"
+
+
 @dataclass(frozen=True)
 class InputFile:
     path: Path
     root: Path | None  # the folder it was found in (outputs in -o DIR mirror the layout below it)
+    looks_like_output: bool = False  # found in a folder and named like this command's outputs: skipped
 
 
 def _looks_like_output(path: Path, suffix: str) -> bool:
@@ -158,17 +173,18 @@ def expand_inputs(
     inputs: list[str] | list[Path], *, recursive: bool, extensions: tuple[str, ...], skip_suffix: str | None = None
 ) -> list[InputFile]:
     """Files as given; folders -> their images (sorted, by extension, ``recursive`` descends); globs expanded.
+    A folder's files named like outputs of ``skip_suffix`` are marked ``looks_like_output``.
 
     UsageError for a path that does not exist, a glob without matches, or a folder without images.
     """
     found: list[InputFile] = []
     seen: set[Path] = set()
 
-    def add(path: Path, root: Path | None) -> None:
+    def add(path: Path, root: Path | None, looks_like_output: bool = False) -> None:
         key = path.resolve()
         if key not in seen:
             seen.add(key)
-            found.append(InputFile(path, root))
+            found.append(InputFile(path, root, looks_like_output))
 
     def is_image(p: Path) -> bool:
         return p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
@@ -181,16 +197,14 @@ def expand_inputs(
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             files = sorted((p for p in path.glob(pattern) if is_image(p)), key=lambda p: p.relative_to(path).as_posix())
-            if skip_suffix:
-                files = [p for p in files if not _looks_like_output(p, skip_suffix)]
             if not files:
                 raise UsageError(
                     f"no images in folder {path}",
                     hint=f"looked for {', '.join(extensions)}"
                     + ("" if recursive else "; add --recursive for subfolders"),
                 )
-            for p in files:
-                add(p, path)
+            for p in files:  # earlier outputs are kept as items, to be counted and named as skipped
+                add(p, path, bool(skip_suffix) and _looks_like_output(p, skip_suffix))
         elif path.is_file():
             add(path, None)
         elif _GLOB_CHARS.search(text):
@@ -251,15 +265,20 @@ def plan_outputs(files: list[InputFile], opts: RunOptions, extensions: tuple[str
                 folder = out_dir / relative
             main = folder / f"{f.path.stem}{suffix}{f.path.suffix.lower()}"
         item = Item(index=index, input=f.path, output=main)
-        if opts.num_samples > 1:
+        if f.looks_like_output:
+            item.status, item.error = "skipped", LOOKS_LIKE_OUTPUT
+        elif opts.num_samples > 1:
             item.samples = [main.with_name(f"{main.stem}_s{i:0{width}d}{main.suffix}") for i in
                             range(1, opts.num_samples + 1)]
             item.std_map = main.with_name(f"{main.stem}_std.png")
         items.append(item)
 
-    inputs = {f.path.resolve(): f.path for f in files}
+    # An earlier output is no input to protect: --overwrite may replace it, as the run that wrote it would.
+    inputs = {f.path.resolve(): f.path for f in files if not f.looks_like_output}
     owners: dict[Path, Item] = {}
     for item in items:
+        if item.status == "skipped":
+            continue
         for out in item.outputs:
             key = out.resolve()
             if key in inputs:
@@ -278,7 +297,7 @@ def check_existing(items: list[Item], opts: RunOptions) -> None:
     """Existing outputs: an error, unless --overwrite (replace) or --skip-existing (mark skipped)."""
     if opts.overwrite and opts.skip_existing:
         raise UsageError("--overwrite and --skip-existing cannot be combined")
-    existing = [item for item in items if any(p.exists() for p in item.outputs)]
+    existing = [item for item in items if item.status == "pending" and any(p.exists() for p in item.outputs)]
     if not existing or opts.overwrite:
         return
     if opts.skip_existing:
@@ -312,6 +331,35 @@ def check_run_options(opts: RunOptions) -> None:
         raise UsageError(f"--suffix '{opts.suffix}' must not contain a path separator")
 
 
+def check_output_folders(items: list[Item]) -> None:
+    """OutputError naming the first output folder that cannot be written or created, before any model loads:
+    an existing folder must take a new file, a missing one the folders that lead to it (checked on the nearest
+    existing parent, which is left as it was)."""
+    folders = sorted({out.parent for item in items if item.status == "pending" for out in item.outputs})
+    checked: set[Path] = set()
+    for folder in folders:
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing in checked:
+            continue
+        checked.add(existing)
+        if not existing.is_dir():
+            raise OutputError(f"output folder {folder} cannot be created: {existing} is a file, not a folder",
+                              hint="choose another -o")
+        try:
+            if existing == folder:
+                fd, probe = tempfile.mkstemp(prefix=".diffrestore-probe-", dir=existing)
+                os.close(fd)
+                os.unlink(probe)
+            else:
+                os.rmdir(tempfile.mkdtemp(prefix=".diffrestore-probe-", dir=existing))
+        except OSError as error:
+            what = f"{folder}" if existing == folder else f"{folder} cannot be created: {existing}"
+            raise OutputError(f"output folder {what} is not writable: {error.strerror or error}",
+                              hint="choose another -o, or fix the folder's permissions") from None
+
+
 def summary_json(summary: RunSummary) -> str:
     """The ``--json`` document of a run."""
     import json
@@ -323,7 +371,9 @@ def plan_run(inputs: list[str] | list[Path], opts: RunOptions) -> list[Item]:
     """Inputs -> items with their outputs named, collisions refused and existing outputs handled."""
     extensions = image_extensions()
     suffix = default_suffix(opts.task) if opts.suffix is None else opts.suffix
-    files = expand_inputs(inputs, recursive=opts.recursive, extensions=extensions, skip_suffix=suffix or None)
+    skip_suffix = None if opts.include_outputs else suffix or None
+    files = expand_inputs(inputs, recursive=opts.recursive, extensions=extensions, skip_suffix=skip_suffix)
     items = plan_outputs(files, opts, extensions)
     check_existing(items, opts)
+    check_output_folders(items)
     return items

@@ -89,6 +89,8 @@ class Reporter:
         width = len(str(self.total))
         if item.status == "skipped":
             text = f"skipped {item.input} ({item.error})"
+        elif item.batch_images > 1:  # one solver call restored them all: its time is the batch's, not the image's
+            text = f"{item.input} -> {item.output} ({item.batch_seconds:.1f} s for a batch of {item.batch_images})"
         else:
             text = f"{item.input} -> {item.output} ({item.seconds:.1f} s)"
         print(f"[{self.finished:>{width}}/{self.total}] {text}", file=self.err, flush=True)

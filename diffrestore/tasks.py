@@ -17,7 +17,7 @@ What the user's file is, per task (outside ``--simulate``, where the file is alw
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,11 +72,13 @@ class TaskOptions:
     noise: str = "gaussian"
     noise_sigma: float | None = None
     poisson_rate: float | None = None
+    #: the --kernel file's kernel once the engine has read it (validation reads it once; no image reads it again)
+    loaded_kernel: Any = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> TaskOptions:
         """Build from keyword options, refusing names that are not task options (typos must not pass)."""
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls) if f.init}
         unknown = sorted(set(values) - known)
         if unknown:
             raise UsageError(f"unknown option(s): {', '.join(unknown)}",
@@ -225,6 +227,18 @@ def restored_size(task: str, opts: TaskOptions, input_size: tuple[int, int], *, 
     return w, h
 
 
+def kernel_shape(task: str, opts: TaskOptions) -> tuple[int, int] | None:
+    """(kh, kw) of the blur kernel this run uses (the file's once loaded), or None for tasks without one."""
+    if canonical_task(task) != "deblur":
+        return None
+    if opts.loaded_kernel is not None:
+        return int(opts.loaded_kernel.shape[0]), int(opts.loaded_kernel.shape[1])
+    if opts.kernel is not None:
+        return None  # a file not read yet
+    size = opts.kernel_size or DEFAULT_KERNEL_SIZE
+    return size, size
+
+
 def is_simulated(task: str, simulate: bool) -> bool:
     return simulate or canonical_task(task) in ALWAYS_SIMULATED
 
@@ -279,6 +293,8 @@ def operator_spec(task: str, opts: TaskOptions, *, mask: torch.Tensor | None = N
     if task == "superres":
         return "sr", {"factor": sr_scale(opts), "kernel": opts.downsample}
     if task == "deblur":
+        if opts.loaded_kernel is not None:
+            return "kernel_blur", {"kernel": opts.loaded_kernel}
         if opts.kernel is not None:
             return "kernel_blur", {"kernel_path": str(opts.kernel)}
         size = opts.kernel_size or DEFAULT_KERNEL_SIZE

@@ -159,7 +159,8 @@ def test_a_folder_run_does_not_restore_its_own_earlier_outputs(tmp_path, capsys,
     again = run_main(["denoise", folder, "--skip-existing", *fast(model)], capsys)
     assert again.code == 0
     assert not (folder / "a_denoise_denoise.png").exists()
-    assert "0 done, 1 skipped" in again.err
+    assert "0 done, 2 skipped" in again.err  # a.png (its output exists) and a_denoise.png (an output)
+    assert "a_denoise.png (looks like an output of this command)" in again.err
 
 
 def test_existing_outputs_are_untouched_without_overwrite(tmp_path, capsys, model) -> None:
@@ -464,3 +465,21 @@ def test_the_default_prior_is_used_without_model(tmp_path, capsys) -> None:
     assert result.code == 0, result.err
     assert json.loads(result.out)["model"] == "builtin"
     assert (tmp_path / "photo_inpaint.png").is_file()
+
+
+def test_input_notes_are_printed_once_per_file(tmp_path, capsys) -> None:
+    """What reading decided (here: the transparency is the mask, some of it semi-transparent) reaches the user."""
+    from PIL import Image
+
+    rgba = Image.open(write_image(tmp_path / "base.png")).convert("RGBA")
+    alpha = np.full((rgba.height, rgba.width), 255, np.uint8)
+    alpha[4:9, 5:11] = 0
+    alpha[4, 12] = 100  # semi-transparent: below 50 %, so missing
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(tmp_path / "cutout.png")
+    result = run_main(["inpaint", tmp_path / "cutout.png", "--steps", "2", "--device", "cpu", "--progress", "plain"],
+                      capsys)
+    assert result.code == 0, result.err
+    notes = [line for line in result.err.splitlines() if line.startswith("note: cutout.png:")]
+    assert any("transparency is the inpainting mask" in line for line in notes)
+    assert any("semi-transparent" in line for line in notes)

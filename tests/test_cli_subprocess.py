@@ -80,3 +80,64 @@ def test_sigint_exits_130_and_leaves_no_partial_file(tmp_path, model) -> None:
         assert name.endswith("_denoise.png"), outputs
         with Image.open(folder / name) as image:
             image.load()
+
+
+def _start_long_run(tmp_path: Path, model: Path, *extra: str) -> tuple[subprocess.Popen, Path, list[str]]:
+    """A folder run long enough that a signal lands mid-run, started once its first output exists."""
+    folder = tmp_path / "in"
+    names = [f"img{i}.png" for i in range(8)]
+    for i, name in enumerate(names):
+        write_image(folder / name, seed=i)
+    argv = ["denoise", folder, "--model", model, "--steps", "100", "--method", "dps", "--batch-size", "1",
+            "--device", "cpu", "--progress", "plain", *extra]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "diffrestore.cli", *[str(a) for a in argv]],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # see the SIGINT test above
+    )
+    # Generous: on a loaded 2-core machine the first image (imports, model, 100 steps) took 35 s once.
+    deadline = time.monotonic() + 300
+    while not (folder / "img0_denoise.png").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not (folder / "img0_denoise.png").exists():
+        process.kill()
+        raise AssertionError(f"the first image never finished: {process.communicate()[1][-2000:]}")
+    return process, folder, names
+
+
+def _assert_only_complete_outputs(folder: Path, names: list[str]) -> list[str]:
+    outputs = sorted(p.name for p in folder.iterdir() if p.name not in names)
+    assert "img0_denoise.png" in outputs
+    assert len(outputs) < len(names), "the run finished before the signal: make it longer"
+    for name in outputs:  # complete images only: no temp file, no half-written one
+        assert name.endswith("_denoise.png"), outputs
+        with Image.open(folder / name) as image:
+            image.load()
+    return outputs
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_keeps_finished_outputs_and_prints_the_json_summary(tmp_path, model, signum, code) -> None:
+    import json
+
+    process, folder, names = _start_long_run(tmp_path, model, "--json")
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    outputs = _assert_only_complete_outputs(folder, names)
+    summary = json.loads(out)
+    assert summary["interrupted"] is True and summary["signal"] == signal.Signals(signum).name
+    assert summary["done"] == len(outputs) and summary["not_run"] == len(names) - len(outputs)
+    assert summary["done"] + summary["not_run"] == len(names)
+    assert {item["status"] for item in summary["items"]} == {"done", "not-run"}
+    assert "interrupted: " in err and "Traceback" not in err
+
+
+def test_sigterm_without_json_prints_the_summary_and_exits_143(tmp_path, model) -> None:
+    process, folder, names = _start_long_run(tmp_path, model)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    outputs = _assert_only_complete_outputs(folder, names)
+    assert f"interrupted: {len(outputs)} done, 0 skipped, 0 failed, {len(names) - len(outputs)} not run" in err
+    assert out.splitlines() == [str(folder / name) for name in outputs]

@@ -53,7 +53,16 @@ def test_input_errors_name_the_path(tmp_path) -> None:
 def test_folder_scan_skips_this_commands_earlier_outputs(tmp_path) -> None:
     _files(tmp_path, "a.png", "a_inpaint.png", "a_inpaint_s1.png", "a_inpaint_std.png", "a_denoise.png")
     found = plan.expand_inputs([tmp_path], recursive=False, extensions=EXT, skip_suffix="_inpaint")
-    assert [f.path.name for f in found] == ["a.png", "a_denoise.png"]
+    marked = {f.path.name: f.looks_like_output for f in found}  # kept, to be counted and named as skipped
+    assert marked == {"a.png": False, "a_denoise.png": False, "a_inpaint.png": True, "a_inpaint_s1.png": True,
+                      "a_inpaint_std.png": True}
+    items = plan.plan_run([tmp_path], plan.RunOptions(task="inpaint", skip_existing=True))
+    skipped = {item.input.name: item.error for item in items if item.status == "skipped"}
+    assert skipped.pop("a.png") == f"{tmp_path / 'a_inpaint.png'} exists"  # --skip-existing, as before
+    assert skipped == dict.fromkeys(("a_inpaint.png", "a_inpaint_s1.png", "a_inpaint_std.png"), plan.LOOKS_LIKE_OUTPUT)
+    everything = plan.plan_run([tmp_path], plan.RunOptions(task="inpaint", include_outputs=True,
+                                                           output=tmp_path / "out"))
+    assert len(everything) == 5 and all(item.status == "pending" for item in everything)
 
 
 # ----------------------------------------------------------------------------------------------------------------

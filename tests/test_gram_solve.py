@@ -52,7 +52,8 @@ def test_reflect_blur_converges_with_the_circulant_preconditioner() -> None:
     with torch.no_grad():
         for scale in (0.01, 0.25, 1.0):
             u = op.gram_solve(v, scale, shift).double().flatten()
-            exact = torch.linalg.solve(scale * a @ a.T + shift * torch.eye(576, dtype=torch.float64), v.double().flatten())
+            system = scale * a @ a.T + shift * torch.eye(576, dtype=torch.float64)
+            exact = torch.linalg.solve(system, v.double().flatten())
             correction, want = scale * a.T @ u, scale * a.T @ exact
             assert float((correction - want).norm() / want.norm()) < 1e-3, scale
         assert torch.isfinite(op.gram_solve(v, 100.0, shift)).all()

@@ -84,5 +84,6 @@ def test_long_langevin_chains_converge_to_the_exact_draw() -> None:
     mean, cov = _target(op, shape, x0_hat, y)
     s = chains.double().flatten(1)
     # Unadjusted Langevin is biased by O(lr): looser than the exact draw's bound, but the same target.
-    assert float((s.mean(0) - mean).abs().max()) < 0.02
-    assert float((s.std(0) / cov.diagonal().sqrt() - 1).abs().max()) < 0.1
+    std = cov.diagonal().sqrt()
+    assert float(((s.mean(0) - mean).abs() / std).max()) < 5.0 / n**0.5 + 0.05
+    assert float((s.std(0) / std - 1).abs().max()) < 0.12

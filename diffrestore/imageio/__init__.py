@@ -23,12 +23,21 @@ Import the public names from here; the submodules' private helpers are not an AP
 
 from __future__ import annotations
 
-from .common import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, MAX_PIXELS_ENV, ImageInfo, LoadedImage, SavedImage
+from .common import (
+    ALPHA_MISSING_BELOW,
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS_ENV,
+    ImageInfo,
+    LoadedImage,
+    SavedImage,
+)
 from .masks import load_kernel, load_mask, mask_from_alpha, to_channels
 from .read import load_image, probe_image
 from .write import check_output_path, save_image
 
 __all__ = [
+    "ALPHA_MISSING_BELOW",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS_ENV",

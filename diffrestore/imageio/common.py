@@ -46,6 +46,9 @@ _READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 _SUPPORTED_TEXT = "PNG, JPEG, WebP, TIFF, BMP"
 # ITU-R 601 luma, the weights Pillow uses for RGB -> L, so our masks and kernels agree with other tools.
 _LUMA = (0.299, 0.587, 0.114)
+#: When an image's own transparency is the inpainting mask, a pixel whose alpha is below this fraction of opaque
+#: is missing (to be filled); every other pixel is known, semi-transparent ones included.
+ALPHA_MISSING_BELOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class LoadedImage:
     alpha: np.ndarray | None = None  # (H, W) float32 in [0, 1]; None when the file has no alpha
     icc_profile: bytes | None = None
     exif: bytes | None = None  # orientation already applied to the pixels and reset to 1 here
-    notes: tuple[str, ...] = ()  # anything that was not kept exactly (e.g. 16-bit colour TIFF read as 8-bit)
+    notes: tuple[str, ...] = ()  # what reading changed: CMYK converted to RGB, 16-bit colour TIFF read as 8-bit...
 
     @property
     def channels(self) -> int:
@@ -80,6 +83,28 @@ class LoadedImage:
     @property
     def has_alpha(self) -> bool:
         return self.alpha is not None
+
+    def alpha_mask_notes(self) -> tuple[str, ...]:
+        """What to tell the user when this image's transparency serves as its inpainting mask: how many pixels
+        are filled, that the result is saved without alpha, and how semi-transparent pixels were taken. Empty
+        when the image has no pixel transparent enough to be missing (then it cannot be its own mask)."""
+        if self.alpha is None:
+            return ()
+        missing = int((self.alpha < ALPHA_MISSING_BELOW).sum())
+        if not missing:
+            return ()
+        percent = f"{ALPHA_MISSING_BELOW:.0%}".replace("%", " %")
+        notes = [
+            f"its transparency is the inpainting mask: {missing:,} pixels with alpha below {percent} are filled, "
+            "and the result is saved opaque (without alpha)"
+        ]
+        partial = int(((self.alpha > 0) & (self.alpha < 1)).sum())
+        if partial:
+            notes.append(
+                f"{partial:,} pixels are semi-transparent: those with alpha below {percent} count as missing, the "
+                "others as known with their stored colour"
+            )
+        return tuple(notes)
 
 
 @dataclass(frozen=True)
@@ -155,7 +180,16 @@ def _read_bytes(path: Path, what: str) -> bytes:
 
 
 def _corrupt(path: Path, what: str, detail: object) -> ImageReadError:
+    """The one-line refusal of a damaged file; ``detail`` is the decoder's exception or our own finding."""
+    if isinstance(detail, MemoryError):  # a size within the pixel limit that this machine still cannot hold
+        return ImageReadError(f"{what} '{path}' does not fit in the memory available to decode it",
+                              hint=f"free memory, or lower {MAX_PIXELS_ENV} to refuse such sizes up front")
     text = " ".join(str(detail).split()) or type(detail).__name__
+    if isinstance(detail, Exception) and not isinstance(detail, (OSError, ValueError, SyntaxError, EOFError)):
+        # IndexError('list index out of range') or KeyError(273) say little without their type
+        text = f"{type(detail).__name__}: {text}"
+    if len(text) > 200:
+        text = text[:197] + "..."
     return ImageReadError(f"{what} '{path}' is truncated or corrupt ({text})", hint="re-export or re-download it")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from diffrestore.errors import ImageReadError, InputError, SizeMismatchError
 
-from .common import _LUMA, LoadedImage, _corrupt, _limit, _read_bytes
+from .common import _LUMA, ALPHA_MISSING_BELOW, LoadedImage, _check_pixels, _corrupt, _limit, _read_bytes
 from .read import _decode, _Decoded
 
 if TYPE_CHECKING:
@@ -83,61 +83,81 @@ def mask_from_alpha(loaded: LoadedImage) -> torch.Tensor | None:
     """The input's own transparency as an inpainting mask: alpha below 50 % = missing.
 
     Returns a ``(1, 1, H, W)`` bool tensor, or None when the image has no alpha or no pixel is transparent enough.
+    :meth:`LoadedImage.alpha_mask_notes` says the same in words, for the user.
     """
     import torch
 
     if loaded.alpha is None:
         return None
-    missing = loaded.alpha < np.float32(0.5)
+    missing = loaded.alpha < np.float32(ALPHA_MISSING_BELOW)
     if not missing.any():
         return None
     return torch.from_numpy(np.ascontiguousarray(missing))[None, None]
 
 
-def load_kernel(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> torch.Tensor:
-    """Read a blur kernel into a ``(kh, kw)`` float32 tensor that sums to 1.
+_NPY_HINT = "save the kernel with numpy.save(path, kernel), or give it as a gray PNG or TIFF image"
 
-    ``.npy``: any real 2-D array (loaded without pickle). Anything else: an image whose gray intensity is the
-    kernel (colour is reduced to luminance, alpha is ignored, 16-bit and float TIFF keep their precision).
-    Even sizes are accepted; where the centre of an even kernel lies is the blur operator's convention. Negative
-    entries are accepted (estimated kernels can have small ones) but the sum must be positive and finite.
+
+def _read_npy(path: Path, limit: int) -> np.ndarray:
+    """The array of a ``.npy`` file, parsed from its header by hand: the header's shape is checked against the
+    pixel limit before any byte of data is read, and no pickle is ever loaded (object arrays are refused from
+    the header's dtype, so numpy never gets to suggest ``allow_pickle``)."""
+    from numpy.lib import format as npy
+
+    from diffrestore.operators.kernels import check_kernel_shape
+
+    data = _read_bytes(path, "kernel")
+    stream = io.BytesIO(data)
+    if not data.startswith(npy.MAGIC_PREFIX):
+        raise ImageReadError(f"kernel '{path}' is not a NumPy .npy file (it lacks the .npy signature)", hint=_NPY_HINT)
+    try:
+        version = npy.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran_order, dtype = npy.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = npy.read_array_header_2_0(stream)
+        else:  # 3.0 only adds UTF-8 field names, i.e. structured arrays, which are no kernel anyway
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError...
+        raise _corrupt(path, "kernel", exc) from None
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
+        raise InputError(
+            f"kernel '{path}' holds values of dtype {dtype}; a blur kernel must be a real-valued 2-D array",
+            hint="save a numeric array, e.g. numpy.save(path, numpy.asarray(kernel, dtype=numpy.float32))",
+        )
+    check_kernel_shape(tuple(shape), f"kernel '{path}'", error=InputError)
+    _check_pixels(path, "kernel", (shape[1], shape[0]), limit)
+    count = shape[0] * shape[1]
+    offset = stream.tell()
+    if len(data) - offset < count * dtype.itemsize:
+        raise _corrupt(path, "kernel", f"{len(data) - offset} data bytes where the header announces "
+                                       f"{count * dtype.itemsize}")
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape, order="F" if fortran_order else "C")
+
+
+def load_kernel(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> torch.Tensor:
+    """Read a blur kernel into a ``(kh, kw)`` float32 tensor that sums to 1; every check a kernel needs is here.
+
+    ``.npy``: a real 2-D array (bool, integer or float; never unpickled). Anything else: an image whose gray
+    intensity is the kernel (colour is reduced to luminance, alpha is ignored, 16-bit and float TIFF keep their
+    precision). Even sizes are accepted; where the centre of an even kernel lies is the blur operator's
+    convention. The values must be finite and >= 0, not all zero (``operators.kernels.normalise_kernel``). Every
+    failure is an :class:`~diffrestore.errors.InputError` whose one-line message names the file and the fix.
     """
     import torch
 
+    from diffrestore.operators.kernels import normalise_kernel
+
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        data = _read_bytes(path, "kernel")
-        try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as exc:
-            raise ImageReadError(
-                f"kernel '{path}' is not a plain numeric .npy array ({' '.join(str(exc).split())})",
-                hint="save it with numpy.save(path, array)",
-            ) from None
-        except (OSError, EOFError) as exc:
-            raise _corrupt(path, "kernel", exc) from None
-        if not isinstance(array, np.ndarray):
-            raise ImageReadError(f"kernel '{path}' holds several arrays; give one 2-D array")
-        if array.dtype.kind not in "biuf":
-            raise InputError(f"kernel '{path}' has dtype {array.dtype}; a blur kernel must be a real-valued 2-D array")
+        array = _read_npy(path, _limit(max_pixels))
     else:
-        decoded = _decode(path, "kernel", _limit(max_pixels), allow_float=True)
-        array = _intensity(decoded)
-    if array.ndim != 2:
-        raise InputError(f"kernel '{path}' has shape {tuple(array.shape)}; a blur kernel must be a 2-D array (kh, kw)")
-    if array.size == 0:
-        raise InputError(f"kernel '{path}' is empty (shape {tuple(array.shape)})")
-    kernel = array.astype(np.float32)
-    if not np.isfinite(kernel).all():
-        raise InputError(f"kernel '{path}' contains NaN or infinite values")
-    total = float(kernel.sum())
-    magnitude = float(np.abs(kernel).sum())
-    if not total > 1e-6 * max(magnitude, 1e-30) or not np.isfinite(total):
-        raise InputError(
-            f"kernel '{path}' sums to {total:.3g}; a blur kernel needs a positive sum so it can be normalised",
-            hint="an all-black kernel image or an all-zero array cannot be used",
-        )
-    return torch.from_numpy(np.ascontiguousarray(kernel / np.float32(total)))
+        array = _intensity(_decode(path, "kernel", _limit(max_pixels), allow_float=True))
+    # float64 holds every value of every accepted dtype (and any byte order), so nothing overflows before the checks;
+    # np.array copies, so the tensor never shares the read-only buffer of the file's bytes.
+    values = torch.from_numpy(np.array(array, dtype=np.float64, order="C"))
+    return normalise_kernel(values, f"kernel '{path}'", error=InputError)
 
 
 def to_channels(tensor: torch.Tensor, channels: int) -> torch.Tensor:

@@ -8,7 +8,6 @@ and tRNS chunks.
 
 from __future__ import annotations
 
-import contextlib
 import struct
 import zlib
 from collections.abc import Iterator
@@ -139,6 +138,26 @@ def _unfilter_wavefront(pixels: np.ndarray, filters: np.ndarray, previous: np.nd
     return recon[r_index + c_index + 2, rows_of + 1].astype(np.uint8).reshape(height, width * bpp)
 
 
+# Pillow's own cap on a compressed PNG text or profile chunk (1 MiB): a small chunk can inflate a thousandfold.
+_MAX_ICC_BYTES = 1 << 20
+
+
+def _icc_from_chunk(body: bytes) -> bytes | None:
+    """The ICC profile of an iCCP chunk, inflated at most to ``_MAX_ICC_BYTES`` (a zip bomb would exhaust memory
+    before the pixel guard could see it); None when the chunk is unreadable (the pixels are still fine)."""
+    name_end = body.find(b"\x00")
+    if name_end < 0:
+        return None
+    inflater = zlib.decompressobj()
+    try:
+        profile = inflater.decompress(body[name_end + 2 :], _MAX_ICC_BYTES)
+    except zlib.error:
+        return None
+    if inflater.unconsumed_tail:
+        raise _PNGError(f"the iCCP colour profile inflates to more than {_MAX_ICC_BYTES} bytes")
+    return profile or None
+
+
 def _png_decode(data: bytes) -> _PNG:
     header = _png_ihdr(data)
     if header is None:
@@ -167,9 +186,7 @@ def _png_decode(data: bytes) -> _PNG:
                 raise _PNGError("more pixel data than the header's size")
             pieces.append(piece)
         elif kind == b"iCCP":
-            name_end = body.find(b"\x00")
-            with contextlib.suppress(zlib.error):
-                icc = zlib.decompress(body[name_end + 2 :]) if name_end >= 0 else None
+            icc = _icc_from_chunk(body)
         elif kind == b"eXIf":
             exif = body
         elif kind == b"tRNS" and colour in (0, 2):

@@ -7,8 +7,10 @@ Reading
     Pillow reads 16-bit colour PNGs as 8-bit (measured with Pillow 13.0: it keeps the high byte only), so
     16-bit RGB / RGBA / gray+alpha PNGs go through the package's small decoder (:mod:`.png`) and keep all 16 bits.
     EXIF orientation is applied to pixels (and alpha); the saved EXIF then says "orientation 1".
-    Only the first frame of a multi-frame file is read. 16-bit colour TIFF is read as 8-bit (a Pillow limit;
-    the load notes say so): save such images as 16-bit PNG first.
+    A file of several pictures (multi-page TIFF, animated PNG or WebP) is refused with the page count and how to
+    extract one, never read in part; a phone's MPO is one photo plus previews and is read. GIF, HEIC, AVIF, PSD,
+    PDF and JPEG 2000 are refused by name. 16-bit colour TIFF is read as 8-bit (a Pillow limit; the load notes
+    say so): save such images as 16-bit PNG first.
 
 Masks and kernels are decoded by the same code (:func:`_decode`), so they get the same formats and checks.
 """
@@ -18,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,21 +41,90 @@ from .common import (
 )
 from .png import _png_decode, _png_ihdr, _PNGError
 
+# Formats people try that this tool does not read, by their leading bytes (offset, bytes, name), so that the
+# refusal can say plainly which format it is instead of doubting that the file is a picture at all.
+_OTHER_FORMATS: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (4, b"ftypheic", "HEIC"),
+    (4, b"ftypheix", "HEIC"),
+    (4, b"ftypmif1", "HEIF"),
+    (4, b"ftypavif", "AVIF"),
+    (0, b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (0, b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (0, b"8BPS", "Photoshop (PSD)"),
+    (0, b"%PDF-", "PDF"),
+    (0, b"\x93NUMPY", "NumPy array (.npy)"),
+)
+
+
+def _extract_hint(path: Path, unit: str) -> str:
+    """How to get one page or frame out of a file into a PNG this tool reads."""
+    target = f"{path.stem}_{unit}1.png"
+    return (
+        f"save the {unit} you want as its own PNG first: magick '{path}[0]' {target} with ImageMagick, where [0] is "
+        f"the first {unit}, or im = Image.open('{path}'); im.seek(0); im.save('{target}') with Pillow"
+    )
+
+
+def _gif_frames(data: bytes) -> int | None:
+    """How many frames a GIF holds: Pillow walks its blocks without decoding a pixel. None if it cannot tell."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("GIF",)) as gif:
+            return int(gif.n_frames)
+    except Exception:  # a damaged GIF is refused all the same; only the count in the message is lost
+        return None
+
+
+def _not_readable(data: bytes, path: Path, what: str) -> ImageReadError:
+    """The refusal of a file no opener recognised: by name when its format is a known other one."""
+    name = next((name for at, magic, name in _OTHER_FORMATS if data[at : at + len(magic)] == magic), None)
+    if name is None:
+        return ImageReadError(
+            f"{what} '{path}' is not an image this tool can read (supported: {_SUPPORTED_TEXT})",
+            hint="is it really a picture? re-export it as PNG",
+        )
+    if name == "GIF":
+        frames = _gif_frames(data)
+        if frames is not None and frames > 1:
+            return ImageReadError(
+                f"{what} '{path}' is an animated GIF of {frames} frames; GIF is not a supported input format "
+                f"(supported: {_SUPPORTED_TEXT})",
+                hint=_extract_hint(path, "frame"),
+            )
+    hint = f"convert it to PNG first, e.g. with ImageMagick: magick '{path}' {path.stem}.png"
+    if name.startswith("NumPy"):
+        hint = "only a blur kernel can be a .npy file, and it must be named *.npy"
+    return ImageReadError(
+        f"{what} '{path}' is a {name} file, which is not a supported input format (supported: {_SUPPORTED_TEXT})",
+        hint=hint,
+    )
+
 
 def _open(data: bytes, path: Path, what: str, limit: int) -> Image.Image:
-    """Parse the header only (Pillow decodes lazily) and apply the size guard. Call inside ``_pillow_guard``."""
+    """Parse the header only (Pillow decodes lazily), apply the size guard and refuse files of several pictures.
+    Call inside ``_pillow_guard``."""
     try:
         image = Image.open(io.BytesIO(data), formats=_READ_FORMATS)
     except UnidentifiedImageError:
-        raise ImageReadError(
-            f"{what} '{path}' is not an image this tool can read (supported: {_SUPPORTED_TEXT})",
-            hint="is it really a picture? re-export it as PNG",
-        ) from None
+        raise _not_readable(data, path, what) from None
     except Image.DecompressionBombError as exc:  # only if a caller re-enabled Pillow's own guard meanwhile
         raise ImageReadError(f"{what} '{path}' is too large: {exc}") from None
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+    except Exception as exc:  # Pillow's plugins raise IndexError, KeyError, TypeError... on damaged headers too
         raise _corrupt(path, what, exc) from None
     _check_pixels(path, what, image.size, limit)
+    try:
+        frames = int(getattr(image, "n_frames", 1))  # TIFF walks its page chain; APNG and WebP read a count
+    except Exception as exc:
+        raise _corrupt(path, what, exc) from None
+    # An MPO's extra frames are previews of the same photo, so a phone JPEG is one picture.
+    if frames > 1 and image.format != "MPO":
+        unit = "page" if image.format == "TIFF" else "frame"
+        raise ImageReadError(
+            f"{what} '{path}' is a {image.format} of {frames} {unit}s; only single-{unit} files are read, so that "
+            f"no {unit} is lost silently",
+            hint=_extract_hint(path, unit),
+        )
     return image
 
 
@@ -128,9 +197,6 @@ def _decode(path: Path, what: str, limit: int, *, allow_float: bool = False) -> 
                     exif.load(png.exif)
             return _finish(png.pixels, png.alpha, 65535.0, 16, png.mode, fmt, png.icc_profile, exif, notes)
 
-        frames = getattr(image, "n_frames", 1)
-        if frames > 1 and fmt != "MPO":  # an MPO's extra frames are previews of the same photo
-            notes.append(f"only the first of {frames} frames was read")
         tiff_16bit_colour = (
             fmt == "TIFF"
             and image.mode in ("RGB", "RGBA")
@@ -138,7 +204,7 @@ def _decode(path: Path, what: str, limit: int, *, allow_float: bool = False) -> 
         )
         try:
             image.load()
-        except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as exc:
+        except Exception as exc:  # decoders raise OSError, SyntaxError, struct.error, zlib.error, IndexError...
             raise _corrupt(path, what, exc) from None
         if tiff_16bit_colour:
             notes.append("16-bit colour TIFF was read as 8-bit (Pillow cannot decode it as 16-bit); use 16-bit PNG")
@@ -151,8 +217,9 @@ def _decode(path: Path, what: str, limit: int, *, allow_float: bool = False) -> 
         mode = image.mode
         pixels, alpha, max_value, depth = _pillow_to_arrays(image, path, what, allow_float)
         if mode == "CMYK":
+            dropped = "; its CMYK colour profile was dropped" if icc else ""
             icc = None  # a CMYK profile does not describe the RGB pixels we produce
-            notes.append("CMYK was converted to RGB without colour management")
+            notes.append(f"converted from CMYK to RGB without colour management (Pillow's plain formula){dropped}")
         return _finish(pixels, alpha, max_value, depth, mode, fmt, icc, exif, notes)
 
 

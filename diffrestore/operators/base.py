@@ -235,7 +235,8 @@ class LinearOperator(Operator):
         return None
 
     def _cg_gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
-        """Preconditioned conjugate gradients, per item, from u = 0."""
+        """Preconditioned conjugate gradients, per item, from u = 0. An item that has converged stops moving
+        (its step is 0), so its result does not depend on how long the other items of its batch take."""
 
         def apply(u: torch.Tensor) -> torch.Tensor:
             return scale * self.forward(self.adjoint(u)) + shift * u
@@ -249,11 +250,12 @@ class LinearOperator(Operator):
         rz = _per_item_dot(residual, z)
         stop = (self.gram_cg_tol**2) * _per_item_dot(v, v)
         for _ in range(self.gram_cg_max_iter):
-            if bool((_per_item_dot(residual, residual) <= stop).all()):
+            active = _per_item_dot(residual, residual) > stop
+            if not bool(active.any()):
                 break
             q = apply(direction)
             dq = _per_item_dot(direction, q)
-            alpha = torch.where(dq > 0, rz / dq.clamp_min(tiny), torch.zeros_like(dq))
+            alpha = torch.where(active & (dq > 0), rz / dq.clamp_min(tiny), torch.zeros_like(dq))
             u = u + alpha * direction
             residual = residual - alpha * q
             z = precondition(residual)

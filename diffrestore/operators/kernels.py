@@ -11,21 +11,54 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
+from ..errors import DiffrestoreError, UsageError
 from .base import DEFAULT_SEED
 
 
-def normalise_kernel(kernel: torch.Tensor, what: str) -> torch.Tensor:
-    """``kernel`` as a float32 CPU tensor summing to 1; ``what`` names it in the one-line error if it cannot be."""
-    kernel = kernel.detach().to(device="cpu", dtype=torch.float32)
-    if kernel.dim() != 2 or kernel.numel() == 0:
-        raise UsageError(f"{what} must be a 2-D array, got shape {tuple(kernel.shape)}")
-    if not bool(torch.isfinite(kernel).all()):
-        raise UsageError(f"{what} contains NaN or infinite values")
-    total = float(kernel.sum())
-    if total <= 0:
-        raise UsageError(f"{what} must have a positive sum (got {total:g}); it is normalised to sum 1")
-    return kernel / total
+def check_kernel_shape(shape: tuple[int, ...], what: str, *, error: type[DiffrestoreError] = UsageError) -> None:
+    """Refuse anything but a non-empty 2-D shape. Separate so a file reader can check a header before reading."""
+    if len(shape) != 2 or 0 in shape:
+        raise error(f"{what} has shape {tuple(shape)}; a blur kernel must be a non-empty 2-D array (kh, kw)",
+                    hint="save one kernel as a 2-D array, e.g. numpy.save(path, kernel)")
+
+
+def normalise_kernel(
+    kernel: torch.Tensor, what: str, *, error: type[DiffrestoreError] = UsageError
+) -> torch.Tensor:
+    """``kernel`` as a float32 CPU tensor summing to 1, or ``error`` with a one-line message naming ``what``.
+
+    Every check a blur kernel needs lives here (a kernel file read by imageio comes through here too): real,
+    2-D and non-empty, finite, no negative weight (a point-spread function spreads light, it cannot remove
+    any), not all zero. The checks run in float64, so a value float32 cannot hold is reported as what it is
+    rather than as an overflow to infinity.
+    """
+    kernel = torch.as_tensor(kernel).detach().to(device="cpu")
+    if kernel.is_complex():
+        raise error(f"{what} has complex values ({kernel.dtype}); a blur kernel must be real",
+                    hint="give its real part (kernel.real) if that is the kernel")
+    check_kernel_shape(tuple(kernel.shape), what, error=error)
+    values = kernel.to(torch.float64)
+    if not bool(torch.isfinite(values).all()):
+        raise error(f"{what} contains NaN or infinite values; a blur kernel's weights must be finite",
+                    hint="re-export the kernel; NaN usually means the estimation that made it diverged")
+    negative = int((values < 0).sum())
+    if negative:
+        raise error(
+            f"{what} has {negative} negative weight(s), down to {float(values.min()):.3g}; a blur kernel's "
+            "weights must be >= 0 (blur spreads light, it cannot remove any)",
+            hint="clip them to 0 first, e.g. numpy.clip(kernel, 0, None)",
+        )
+    peak = float(values.max())
+    if peak == 0.0:
+        raise error(f"{what} sums to 0: a blur kernel must have a positive sum to be normalised to 1",
+                    hint="an all-black kernel image or an all-zero array holds no blur")
+    total = float(values.sum())
+    # Ordinary kernels are normalised in float32 exactly as before, so results stay bitwise the same; only values
+    # float32 cannot hold (a sum past 1e38, or weights so small they would flush to 0) are scaled in float64 first.
+    if peak < 1e-30 or total > 1e38:
+        values = values / peak
+    kernel32 = values.to(torch.float32)
+    return kernel32 / float(kernel32.sum())
 
 
 def gaussian_kernel(kernel_size: int = 61, sigma: float = 3.0) -> torch.Tensor:

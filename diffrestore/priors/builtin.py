@@ -42,6 +42,7 @@ from torch import nn
 
 from ..errors import ModelError, UsageError
 from .base import Prior
+from .files import RESTORE_HINT, describe_mismatch, read_json
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -292,17 +293,78 @@ def save_model_dir(net: DenoiserUNet, path: str | Path, *, metadata: dict[str, A
 
 
 def is_model_dir(path: str | Path) -> bool:
-    """True if ``path`` holds a built-in model (config.json of our model type + model.safetensors)."""
+    """True if ``path`` holds a built-in model (config.json of our model type + model.safetensors). Never raises:
+    a broken config.json is said precisely by whoever then tries the folder's other layouts."""
     path = Path(path)
-    try:
-        data = json.loads((path / CONFIG_NAME).read_text())
-    except (OSError, ValueError):
+    if not (path / WEIGHTS_NAME).is_file():
         return False
-    return data.get("model_type") == MODEL_TYPE and (path / WEIGHTS_NAME).is_file()
+    try:
+        data = read_json(path / CONFIG_NAME)
+    except ModelError:
+        return False
+    return data.get("model_type") == MODEL_TYPE
+
+
+_WHOLE_FIELDS = ("channels", "base_channels", "num_res_blocks", "emb_dim", "groups", "pixel_unshuffle")
+_SIGMA_FIELDS = ("sigma_data", "sigma_min", "sigma_max")
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _config_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a config.json's architecture values, checked before a network is built from them (a 0
+    would divide by zero deep inside torch, a string would fail with a message about something else)."""
+    values = {**UNetConfig().to_json_dict(), **data}
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    for name in _WHOLE_FIELDS:
+        if not whole(values[name]):
+            return f"'{name}' must be a whole number >= 1, got {values[name]!r}"
+    if values["channels"] not in (1, 3):
+        return f"'channels' must be 1 (gray) or 3 (RGB), got {values['channels']}"
+    mults = values["channel_mults"]
+    if not isinstance(mults, list) or not mults or not all(whole(m) for m in mults):
+        return f"'channel_mults' must be a non-empty list of whole numbers >= 1, got {mults!r}"
+    if values["padding_mode"] not in _PADDING_MODES:
+        return f"'padding_mode' must be one of {', '.join(_PADDING_MODES)}, got {values['padding_mode']!r}"
+    for name in _SIGMA_FIELDS:
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            return f"'{name}' must be a number > 0, got {value!r}"
+    if values["sigma_min"] >= values["sigma_max"]:
+        return f"'sigma_min' ({values['sigma_min']}) must be below 'sigma_max' ({values['sigma_max']})"
+    return None
+
+
+def _check_weights_fit(config: UNetConfig, weights_path: Path, folder: Path) -> None:
+    """Compare the tensor names and shapes in the weights file's header with the network the config describes,
+    built on the meta device: a mismatch is found without reading the weights or allocating the network."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            # keys(): a safetensors handle is not iterable itself
+            stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"model folder '{folder}': cannot read {WEIGHTS_NAME}: {exc}", hint=RESTORE_HINT) from None
+    with torch.device("meta"):
+        wanted = {name: tuple(t.shape) for name, t in DenoiserUNet(config).state_dict().items()}
+    shapes = [(n, stored[n], shape) for n, shape in wanted.items() if n in stored and stored[n] != shape]
+    missing = [n for n in wanted if n not in stored]
+    unexpected = [n for n in stored if n not in wanted]
+    if shapes or missing or unexpected:
+        raise ModelError(
+            f"model folder '{folder}': the weights in {WEIGHTS_NAME} do not match its {CONFIG_NAME}: "
+            f"{describe_mismatch(shapes, missing, unexpected)}",
+            hint="use the config.json that `diffrestore train` wrote with these weights",
+        )
 
 
 def load_network(path: str | Path) -> DenoiserUNet:
-    """The float32 CPU network stored in a model directory; raises ModelError with the reason if it cannot."""
+    """The float32 CPU network stored in a model directory; ModelError naming the folder, the file and the fix
+    if it cannot be (missing files, a config.json that is no JSON object or has impossible values, weights that
+    do not fit the config)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -315,28 +377,24 @@ def load_network(path: str | Path) -> DenoiserUNet:
             f"'{path}' is not a model directory: it needs {CONFIG_NAME} and {WEIGHTS_NAME}",
             hint="pass the --out folder of `diffrestore train`",
         )
-    try:
-        data = json.loads(config_path.read_text())
-    except ValueError as exc:
-        raise ModelError(f"cannot parse '{config_path}': {exc}") from None
+    data = read_json(config_path)
     if data.get("model_type") != MODEL_TYPE:
         raise ModelError(
-            f"'{config_path}' describes a model of type {data.get('model_type')!r}, not {MODEL_TYPE!r}"
+            f"model folder '{path}': {CONFIG_NAME} describes a model of type {data.get('model_type')!r}, "
+            f"not {MODEL_TYPE!r}",
+            hint=f"a diffrestore model folder's {CONFIG_NAME} has \"model_type\": \"{MODEL_TYPE}\"",
         )
-    try:
-        config = UNetConfig.from_json_dict(data)
-        net = DenoiserUNet(config)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"invalid model configuration in '{config_path}': {exc}") from None
+    problem = _config_problem(data)
+    if problem:
+        raise ModelError(f"model folder '{path}': invalid {CONFIG_NAME}: {problem}", hint=RESTORE_HINT)
+    config = UNetConfig.from_json_dict(data)
+    _check_weights_fit(config, weights_path, path)
+    net = DenoiserUNet(config)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"cannot read weights '{weights_path}': {exc}") from None
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"weights in '{weights_path}' do not match its config.json: {first}") from None
+        raise ModelError(f"model folder '{path}': cannot read {WEIGHTS_NAME}: {exc}", hint=RESTORE_HINT) from None
+    net.load_state_dict(state, strict=True)  # names and shapes were checked above
     return net.eval()
 
 

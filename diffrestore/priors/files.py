@@ -8,7 +8,11 @@ can wait on a network. The CLIP text encoder needs the optional ``transformers``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,39 +33,138 @@ def transformers_available() -> bool:
     return True
 
 
+#: The fix for a model folder file that is missing or broken.
+RESTORE_HINT = "put back the file saved with the model: re-download it, or re-save the model"
+#: The fix for weights that do not fit their config.
+MISMATCH_HINT = "use the config.json saved together with these weights, or re-download the model"
+
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
 def read_json(path: Path) -> dict[str, Any]:
+    """A model folder's JSON config as a dict; else a one-line ModelError naming the folder, the file and the fix
+    (missing, unreadable, not JSON, or JSON that is not an object, e.g. a list)."""
+    where = f"model folder '{path.parent}'"
+    if not path.is_file():
+        raise ModelError(f"{where} has no {path.name}", hint=RESTORE_HINT)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read '{path}': {exc}") from None
-    return data if isinstance(data, dict) else {}
+    except OSError as exc:
+        raise ModelError(f"{where}: cannot read {path.name}: {exc.strerror or exc}",
+                         hint="check its permissions") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; RecursionError: [[[[...
+        detail = " ".join(str(exc).split())[:160]
+        raise ModelError(f"{where}: {path.name} is not valid JSON ({detail})", hint=RESTORE_HINT) from None
+    if not isinstance(data, dict):
+        kind = _JSON_TYPES.get(type(data), "null")
+        raise ModelError(f"{where}: {path.name} holds {kind}, not a JSON object of settings", hint=RESTORE_HINT)
+    return data
+
+
+def _dims(shape: Any) -> str:
+    return "x".join(str(int(n)) for n in shape) or "a scalar"
+
+
+def describe_mismatch(
+    shapes: list[tuple[str, Any, Any]], missing: list[str], unexpected: list[str]
+) -> str:
+    """One clause per kind of difference between a file's tensors and a config's network, with the first example
+    of each (a full list of a UNet's tensors is hundreds of lines). ``shapes``: (name, in the file, for config)."""
+    parts = []
+    if shapes:
+        name, stored, wanted = shapes[0]
+        parts.append(f"{len(shapes)} tensor(s) differ in shape (first: '{name}' is {_dims(stored)} in the weights, "
+                     f"{_dims(wanted)} for the config)")
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) the config needs are not in the weights (first: '{missing[0]}')")
+    if unexpected:
+        parts.append(f"{len(unexpected)} tensor(s) in the weights are unknown to the config (first: '{unexpected[0]}')")
+    return "; ".join(parts)
+
+
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for ([^:\s]+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from checkpoint, "
+    r"the shape in current model is torch\.Size\(\[([^\]]*)\]\)"
+)
+_KEY_LIST = re.compile(r"(Missing|Unexpected) key\(s\) in state_dict: ((?:\"[^\"]*\"(?:, )?)+)")
+
+
+def _state_dict_mismatch(text: str) -> str | None:
+    """torch's ``load_state_dict`` error (hundreds of lines, the first of which says nothing) as one clause."""
+    shapes = [(name, stored.split(","), wanted.split(",")) for name, stored, wanted in _SIZE_MISMATCH.findall(text)]
+    keys: dict[str, list[str]] = {"Missing": [], "Unexpected": []}
+    for kind, names in _KEY_LIST.findall(text):
+        keys[kind] += re.findall(r'"([^"]*)"', names)
+    if not (shapes or keys["Missing"] or keys["Unexpected"]):
+        return None
+    return describe_mismatch(shapes, keys["Missing"], keys["Unexpected"])
+
+
+@contextlib.contextmanager
+def _library_logs_quiet() -> Iterator[None]:
+    """diffusers and transformers log multi-line warnings while loading ("Some weights ... newly initialized");
+    what matters in them becomes our own one-line error, so they stay quiet meanwhile."""
+    loggers = [logging.getLogger(name) for name in ("diffusers", "transformers")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def pretrained(cls: Any, folder: Path, *, variant: str = "", dtype: torch.dtype | None = None) -> Any:
-    """``cls.from_pretrained`` on a local folder, with a one-line error instead of diffusers' traceback."""
+    """``cls.from_pretrained`` on a local folder, with one-line errors naming the folder, the file and the fix
+    instead of diffusers' traceback; weights that leave part of the network uninitialised are refused (diffusers
+    would fill the gap with random numbers and only log a warning)."""
+    read_json(folder / "config.json")  # missing, broken or not an object: said precisely, before diffusers tries
     # low_cpu_mem_usage=False: the same path diffusers takes without `accelerate`, minus its warning per load
     kwargs: dict[str, Any] = {"torch_dtype": dtype or _float32(), "low_cpu_mem_usage": False}
     if variant:
         kwargs["variant"] = variant
     try:
-        return cls.from_pretrained(str(folder), local_files_only=True, **kwargs)
-    except Exception as exc:  # diffusers/transformers raise OSError, ValueError, EnvironmentError, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load {cls.__name__} from '{folder}': {first}") from None
+        with _library_logs_quiet():
+            model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True, **kwargs)
+    except Exception as exc:  # diffusers/transformers raise OSError, ValueError, RuntimeError, EnvironmentError, ...
+        text = str(exc).strip()
+        mismatch = _state_dict_mismatch(text)
+        if mismatch:
+            raise ModelError(f"model folder '{folder}': the weights do not match config.json: {mismatch}",
+                             hint=MISMATCH_HINT) from None
+        first = " ".join(text.splitlines()[0].split()) if text else type(exc).__name__
+        raise ModelError(f"cannot load {cls.__name__} from model folder '{folder}': {first}",
+                         hint=RESTORE_HINT) from None
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        raise ModelError(f"model folder '{folder}': the weights do not match config.json: "
+                         f"{describe_mismatch([], missing, [])}", hint=MISMATCH_HINT)
+    return model
 
 
 def scheduler_from(folder: Path, fallback: str = "DDPMScheduler") -> Any:
-    """The scheduler named in ``scheduler_config.json`` (any diffusers scheduler class), else ``fallback``."""
+    """The scheduler named in ``scheduler_config.json`` (any diffusers scheduler class), else ``fallback``.
+
+    Built with ``from_config`` from the file we read and checked ourselves, so a broken file is a one-line
+    ModelError and nothing ever looks for the folder on the network."""
     import diffusers
 
     config_file = folder / "scheduler_config.json"
-    name = read_json(config_file).get("_class_name", fallback) if config_file.is_file() else fallback
-    cls = getattr(diffusers, str(name), None)
-    if cls is None or not str(name).endswith("Scheduler"):
-        cls = getattr(diffusers, fallback)
     if not config_file.is_file():
-        return cls()
-    return cls.from_pretrained(str(folder))
+        return getattr(diffusers, fallback)()
+    config = read_json(config_file)
+    name = str(config.get("_class_name", fallback))
+    cls = getattr(diffusers, name, None)
+    if cls is None or not name.endswith("Scheduler"):
+        cls = getattr(diffusers, fallback)
+    try:
+        with _library_logs_quiet():
+            return cls.from_config(config)
+    except Exception as exc:  # a scheduler rejects bad values with ValueError, TypeError, NotImplementedError...
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ModelError(f"model folder '{folder}': {config_file.name} does not describe a {cls.__name__}: "
+                         f"{detail}", hint=RESTORE_HINT) from None
 
 
 def subfolder(folder: Path, name: str) -> Path:

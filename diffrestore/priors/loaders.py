@@ -77,13 +77,13 @@ def load_discrete_prior(folder: Path, *, name: str = "", prompt: str = "", varia
                         device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> Any:
     """VQModel + Transformer2DModel + VQDiffusionScheduler (+ CFG embeddings, text parts), each loaded on its own
     (the pipeline class would need the learned-embeddings class, which diffusers no longer exports)."""
-    from diffusers import Transformer2DModel, VQDiffusionScheduler, VQModel
+    from diffusers import Transformer2DModel, VQModel
 
     from .discrete import VQDiffusionPrior
 
     vqvae = files.pretrained(VQModel, folder / "vqvae", variant=variant, dtype=dtype)
     transformer = files.pretrained(Transformer2DModel, folder / "transformer", variant=variant, dtype=dtype)
-    scheduler = VQDiffusionScheduler.from_pretrained(str(folder / "scheduler"))
+    scheduler = files.scheduler_from(folder / "scheduler", fallback="VQDiffusionScheduler")
     text_encoder, tokenizer = files.text_parts(folder, variant=variant, dtype=dtype)
     for module in (vqvae, transformer, text_encoder):
         if module is not None:

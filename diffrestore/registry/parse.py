@@ -94,8 +94,7 @@ class _Checker:
             raise self.fail(f"{prefix}{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _is_local_http(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
+def _is_local_host(host: str | None) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
@@ -239,8 +238,12 @@ def _parse_source(c: _Checker, i: int, raw: Any, file_paths: set[str]) -> Source
     if kind == "url":
         c.no_unknown(raw, {"type", "url", "file", "note"}, prefix=prefix)
         url = c.get("url", str, required=True, table=raw, prefix=prefix)
-        scheme = urllib.parse.urlsplit(url).scheme
-        if not (scheme == "https" or (scheme == "http" and _is_local_http(url))):
+        try:
+            parts = urllib.parse.urlsplit(url)
+            scheme, host = parts.scheme, parts.hostname  # both raise ValueError on e.g. an unclosed IPv6 host "[::1"
+        except ValueError as exc:
+            raise c.fail(f"{prefix}url", f"is not a valid URL ({exc}): {url!r}") from None
+        if not (scheme == "https" or (scheme == "http" and _is_local_host(host))):
             raise c.fail(f"{prefix}url", f"must be an https:// URL, got {url!r}")
         target = c.get("file", str, required=True, table=raw, prefix=prefix)
         if target not in file_paths:
@@ -293,6 +296,9 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RegistryError(f"cannot read model registry '{path}': {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)",
+                            hint="TOML files are UTF-8; re-save it as UTF-8") from None
     try:
         data = _toml.loads(text)
     except _toml.TOMLDecodeError as exc:

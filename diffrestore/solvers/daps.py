@@ -130,7 +130,7 @@ class DAPS(Solver):
     config_class: ClassVar[type[SolverConfig]] = DAPSConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"steps": 200, "ode_steps": 5, "langevin_steps": 100},
-        "fast": {"steps": 100, "ode_steps": 1, "langevin_steps": 50, "sigma_min": 0.01, "inner": "auto"},
+        "fast": {"steps": 100, "ode_steps": 1, "langevin_steps": 50, "sigma_min": 0.01},
     }
 
     def network_calls(self) -> int:

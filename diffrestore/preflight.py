@@ -1,0 +1,98 @@
+"""The checks of a run that need neither an image nor the model's weights (``validate``): flags and their
+ranges, task options, the method, its preset and its task, the prior kind of ``--model`` (from its registry
+family or folder layout, nothing downloaded) and the ``--kernel`` file, read here once. Each failure is one
+line before anything heavy starts; the CLI (through ``engine.run``) and the Python API call the same function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import budget, plan, tasks
+from .errors import DiffrestoreError, InputError, UsageError
+from .plan import RunOptions
+
+
+def short_error(error: BaseException) -> str:
+    """One line for any error: ours as they are, others with their type name."""
+    if isinstance(error, DiffrestoreError):
+        return str(error)
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def make_solver(method: str, preset: str, steps: int | None) -> Any:
+    """The solver for ``--method`` with its preset; UsageError for unknown names or bad overrides."""
+    from .methods import METHOD_KINDS
+    from .solvers import get_solver
+
+    if method not in METHOD_KINDS:
+        raise UsageError(f"unknown method '{method}'", hint=f"use one of {', '.join(METHOD_KINDS)}")
+    overrides = {"steps": steps} if steps is not None else {}
+    try:
+        return get_solver(method, preset, **overrides)
+    except DiffrestoreError:
+        raise
+    except (KeyError, ValueError, TypeError) as error:
+        raise UsageError(f"cannot set up method '{method}' with preset '{preset}': {error}") from error
+
+
+def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = None, registry: Any = None) -> Any:
+    """Every check that needs neither an image nor the model's weights: flags and their ranges, task options,
+    the method and its preset, the method's task (e.g. mmse: denoising only), the prior kind and the --kernel
+    file (read here, once). Returns the solver. ``prior``: an already loaded prior (the Python API) whose kind is
+    checked instead of ``opts.model``'s; ``registry``: the models.toml already read (else ``opts.registry``'s)."""
+    opts.task = tasks.canonical_task(opts.task)
+    plan.check_run_options(opts)
+    tasks.validate_options(opts.task, task_opts)
+    budget.check_ranges(opts, task_opts)
+    # What a method cannot do at all comes before how many steps it takes (mmse on inpaint: the task is wrong).
+    solver = make_solver(opts.method, opts.preset, None)
+    solver.check_task(opts.task, task_opts.noise, opts.num_samples)
+    if opts.steps is not None:
+        solver = make_solver(opts.method, opts.preset, opts.steps)
+        budget.check_steps(opts.method, opts.steps)
+    kind = getattr(prior, "kind", "pixel") if prior is not None else None
+    check_prior_kind(opts.method, opts.model, kind=kind,
+                     registry=registry if registry is not None else load_registry(opts.registry))
+    load_kernel_file(task_opts)
+    return solver
+
+
+def load_registry(path: str | Path | None) -> Any:
+    """The models.toml of ``--registry`` (RegistryError, exit 3, for a bad one); None: the default's."""
+    from .registry import load_registry as load
+
+    return load(path) if path is not None else None
+
+
+def load_kernel_file(task_opts: tasks.TaskOptions) -> None:
+    """Read ``--kernel FILE`` into ``task_opts.loaded_kernel``: a bad file is one usage error before any model
+    loads (not one failure per image), and no image reads it again."""
+    from . import imageio
+
+    if task_opts.kernel is None or task_opts.loaded_kernel is not None:
+        return
+    try:
+        task_opts.loaded_kernel = imageio.load_kernel(task_opts.kernel)
+    except DiffrestoreError:
+        raise
+    except (OSError, ValueError) as error:  # imageio names its own faults; this is the rest, in one line
+        raise InputError(f"kernel '{task_opts.kernel}' cannot be read: {short_error(error)}") from error
+
+
+def check_prior_kind(method: str, model: str, *, kind: str | None = None, registry: Any = None) -> str | None:
+    """The prior kind of ``model`` (from its registry family or its folder, before any download; or ``kind`` when
+    given); UsageError when ``method`` needs another kind, naming the methods that do fit the model."""
+    from .methods import METHOD_KINDS, methods_for_kind
+    from .priors.load import prior_kind
+
+    kind = kind or prior_kind(model, registry=registry)
+    needed = METHOD_KINDS[method]
+    if kind is not None and kind != needed:
+        fitting = methods_for_kind(kind)
+        hint = (f"use --method {' or '.join(fitting)} with this model" if fitting
+                else f"no method for {kind} priors is available yet: pick a {needed} model (diffrestore models list)")
+        raise UsageError(f"method {method} needs a {needed} prior, but model '{model}' is a {kind} prior",
+                         hint=hint)
+    return kind

@@ -1,0 +1,30 @@
+"""The torch-free method table (diffrestore/methods.py) says what the solvers do: the --help text is built from it
+without importing torch, so it must not drift from the solvers' own presets and limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffrestore.errors import UsageError
+from diffrestore.methods import MAX_STEPS, METHOD_KINDS, PRESET_NAMES, PRESET_STEPS
+from diffrestore.solvers import get_solver
+
+
+def test_preset_steps_are_the_solvers_presets() -> None:
+    assert set(PRESET_STEPS) == set(METHOD_KINDS)
+    for method, per_preset in PRESET_STEPS.items():
+        assert set(per_preset) == set(PRESET_NAMES), method
+        for preset, steps in per_preset.items():
+            assert int(get_solver(method, preset).config.steps) == steps, (method, preset)
+
+
+def test_the_step_limits_are_what_the_schedules_take() -> None:
+    from diffrestore.solvers.base import ddpm_sigmas
+
+    assert set(MAX_STEPS) == set(METHOD_KINDS)
+    for method in ("dps", "mcg"):  # respaced DDPM timesteps: no more steps than the schedule has
+        assert len(ddpm_sigmas(MAX_STEPS[method])) == MAX_STEPS[method] + 1
+        with pytest.raises(UsageError):
+            ddpm_sigmas(MAX_STEPS[method] + 1)
+    assert MAX_STEPS["mmse"] == 1
+    assert MAX_STEPS["daps"] >= 10 * PRESET_STEPS["daps"]["paper"]
