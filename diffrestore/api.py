@@ -42,6 +42,7 @@ class Restoration:
     measurement: torch.Tensor  # y, as the solver saw it
     reference: torch.Tensor | None  # the clean input when simulating
     metrics: dict[str, float] = field(default_factory=dict)  # psnr (dB) and ssim when simulating
+    noise_sigma: float | None = None  # the Gaussian noise std on [0, 1] assumed (estimated for real inputs)
     source: Any = None  # the LoadedImage the input came from, when it came from a file
 
     def to_numpy(self) -> np.ndarray:
@@ -210,7 +211,13 @@ def restore(
                         kernel_flag=opts.kernel is None)
     if prior is None:
         prior = _get_prior(model, device, dtype, offline, registry)
+    if tasks.estimates_noise(task, opts, simulate=simulate):
+        from .noise_estimate import estimate_noise_sigma
+
+        bit_depth = getattr(loaded, "bit_depth", 8)
+        opts.noise_sigma = estimate_noise_sigma(tensor, known=None if mask is None else ~mask, bit_depth=bit_depth)
     [result] = engine.restore_batch(prior, solver, task, opts, [tensor], mask=mask, num_samples=num_samples,
                                     seed=seed, simulate=simulate, progress=progress)
+    assumed = tasks.noise_sigma(task, opts) if opts.noise == "gaussian" else None
     return Restoration(image=result.image, samples=result.samples, std=result.std, measurement=result.measurement,
-                       reference=result.reference, metrics=result.metrics, source=loaded)
+                       reference=result.reference, metrics=result.metrics, source=loaded, noise_sigma=assumed)

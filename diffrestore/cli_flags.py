@@ -80,10 +80,12 @@ NOISE_PARAMS = [
     _param("noise", Annotated[str, _opt("--noise", panel=_PANEL_NOISE, metavar="gaussian|poisson|none",
                                         help="Noise model of the measurement: gaussian, poisson or none.")],
            "gaussian"),
-    _param("noise_sigma", Annotated[float | None, _opt(
-        "--noise-sigma", panel=_PANEL_NOISE, metavar="SIGMA", show_default=False,
+    _param("noise_sigma", Annotated[str | None, _opt(
+        "--noise-sigma", panel=_PANEL_NOISE, metavar="auto|SIGMA", show_default=False,
         help="Std of the Gaussian measurement noise on the [0, 1] intensity scale of the image (a paper's "
-        "0.05 on the [-1, 1] scale is 0.025 here). Default: 0.1 for denoise, 0.025 for the other tasks.")], None),
+        "0.05 on the [-1, 1] scale is 0.025 here), or auto: estimated from each input (wavelet MAD, floored at "
+        "the file's quantisation step; printed as a note). Default: auto for real inputs; with --simulate 0.1 "
+        "for denoise, 0.025 for the other tasks.")], None),
     _param("poisson_rate", Annotated[float | None, _opt(
         "--poisson-rate", panel=_PANEL_NOISE, metavar="RATE", show_default=False,
         help="Photons per unit intensity for --noise poisson (larger = less noise). Default: 100.")], None),
@@ -177,6 +179,10 @@ _MASK_PARAMS = [
         help="Fill a random share F of the pixels (drawn from --seed); mostly for --simulate.")], None),
     _param("invert_mask", Annotated[bool, _opt(
         "--invert-mask", help="Swap the mask's meaning (black = missing).", panel=_PANEL_TASK)], False),
+    _param("blend", Annotated[int, _opt(
+        "--blend", panel=_PANEL_TASK, metavar="PX",
+        help="Known pixels are kept exactly; PX > 0 feathers the seam over PX pixels inside the hole (real inputs; "
+        "with --simulate the posterior sample is written as is).")], 0),
 ]
 
 _SR_PARAMS = [

@@ -9,6 +9,7 @@ becomes posterior samples; the Python API calls it too.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,7 @@ def restore_batch(
     import torch
 
     from . import metrics
+    from .known_pixels import keep_known
     from .operators import Problem
     from .priors.base import PerItemCalls
 
@@ -122,10 +124,15 @@ def restore_batch(
     x = solver.run(prior, problem, generator=generators, progress=progress)
     x = tasks.to_output_channels(task, x.detach().to("cpu", torch.float32).clamp(-1.0, 1.0), in_c)
 
+    keep = task == "inpaint" and not simulated and mask is not None  # a real photo keeps its known pixels
     results = []
     for i in range(len(images)):
         samples = x[i * num_samples : (i + 1) * num_samples]
+        if keep:
+            samples = keep_known(samples, images[i].to(torch.float32), mask, int(task_opts.blend))
         mean = samples.mean(dim=0, keepdim=True)
+        if keep:
+            mean = torch.where(mask.to(torch.bool), mean, images[i].to(torch.float32))  # exact, not a mean of copies
         std = None
         if num_samples > 1:
             std = ((samples + 1.0) / 2.0).std(dim=0, keepdim=True).mean(dim=1, keepdim=True)
@@ -179,7 +186,7 @@ def run(
         "task": task, "method": opts.method, "model": opts.model, "preset": opts.preset,
         "steps": opts.steps or getattr(getattr(solver, "config", None), "steps", None),
         "seed": opts.seed, "num_samples": opts.num_samples, "simulate": simulated, "device": str(device),
-        "dtype": str(dtype).replace("torch.", ""), "operator": tasks.describe(task, task_opts),
+        "dtype": str(dtype).replace("torch.", ""), "operator": tasks.describe(task, task_opts, simulate=simulated),
     })
     output_like = sum(1 for item in items if item.error == plan.LOOKS_LIKE_OUTPUT)
     single = len(items) - output_like == 1
@@ -247,6 +254,11 @@ def _prepare(items: list[Item], task: str, task_opts: tasks.TaskOptions, opts: R
             out_size = tasks.restored_size(task, task_opts, item.size, simulate=simulated)
             if item.mask.kind != "none":
                 mask = masks.build_mask(item.mask, task_opts, out_size, seed=opts.seed, loaded=loaded)
+            if tasks.estimates_noise(task, task_opts, simulate=simulated):
+                from .noise_estimate import estimate_noise_sigma
+
+                item.noise_sigma = estimate_noise_sigma(loaded.tensor, known=None if mask is None else ~mask,
+                                                        bit_depth=loaded.bit_depth)
             del loaded
         except DiffrestoreError as error:
             if single or opts.fail_fast:
@@ -258,7 +270,8 @@ def _prepare(items: list[Item], task: str, task_opts: tasks.TaskOptions, opts: R
                 raise UsageError(f"{item.input}: {short_error(error)}") from error
             item.status, item.error = "failed", short_error(error)
             continue
-        key = (item.size, item.channels, item.mask.key(item.input) if item.mask else None)
+        # Images batch only with their own kind: same size, channels, mask and (estimated) noise level.
+        key = (item.size, item.channels, item.mask.key(item.input) if item.mask else None, item.noise_sigma)
         prepared.append(_Prepared(item=item, mask=mask, key=key))
     return prepared
 
@@ -317,13 +330,14 @@ def _run_batches(
         loaded = []
         try:
             loaded = [imageio.load_image(p.item.input) for p in batch]
+            batch_opts = _with_estimated_noise(task_opts, batch[0].item.noise_sigma)
             for p, like in zip(batch, loaded, strict=True):
                 for note in _input_notes(p.item, like):
                     if note not in notes_seen:
                         notes_seen.add(note)
                         reporter.message(f"note: {p.item.input.name}: {note}")
             results = restore_batch(
-                prior, solver, task, task_opts, [x.tensor for x in loaded], mask=batch[0].mask,
+                prior, solver, task, batch_opts, [x.tensor for x in loaded], mask=batch[0].mask,
                 num_samples=opts.num_samples, seed=opts.seed, simulate=opts.simulate, progress=reporter.step,
             )
         except (DiffrestoreError, RuntimeError, ValueError, OSError) as error:
@@ -367,11 +381,24 @@ def _run_batches(
 
 
 def _input_notes(item: Item, loaded: Any) -> list[str]:
-    """What reading the file changed or decided (CMYK converted, transparency used as the mask), as imageio says."""
+    """What reading the file changed or decided (CMYK converted, transparency used as the mask, the estimated
+    noise level), as imageio and the estimator say."""
     notes = list(getattr(loaded, "notes", []) or [])
     if item.mask is not None and item.mask.kind == "alpha":
         notes += loaded.alpha_mask_notes()
+    if item.noise_sigma is not None:
+        notes.append(f"estimated noise sigma {item.noise_sigma:.4g} on [0, 1] (--noise-sigma auto; give a number "
+                     "to override)")
     return notes
+
+
+def _with_estimated_noise(task_opts: tasks.TaskOptions, sigma: float | None) -> tasks.TaskOptions:
+    """The task options with an image's estimated noise level in place of "auto" (a copy: the run's stay)."""
+    if sigma is None:
+        return task_opts
+    resolved = copy.copy(task_opts)  # keeps the kernel read at validation (not an init field of the dataclass)
+    resolved.noise_sigma = float(sigma)
+    return resolved
 
 
 def _time_item(item: Item, images: int, batch_seconds: float, save_seconds: float = 0.0) -> None:

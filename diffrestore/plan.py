@@ -80,6 +80,7 @@ class Item:
     metrics: dict[str, float] = field(default_factory=dict)
     batch_images: int = 1  # images restored in the same solver call
     batch_seconds: float = 0.0  # that call's time
+    noise_sigma: float | None = None  # the estimated Gaussian noise std on [0, 1] (--noise-sigma auto)
 
     @property
     def outputs(self) -> list[Path]:
@@ -95,6 +96,8 @@ class Item:
             data["error"] = self.error
         if self.metrics:
             data.update({k: (round(v, 4) if v != float("inf") else None) for k, v in self.metrics.items()})
+        if self.noise_sigma is not None:
+            data["noise_sigma_estimated"] = round(self.noise_sigma, 6)
         data["seconds"] = round(self.seconds, 3)
         if self.batch_images > 1:
             data.update(batch_images=self.batch_images, batch_seconds=round(self.batch_seconds, 3))

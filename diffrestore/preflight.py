@@ -44,7 +44,7 @@ def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = Non
     checked instead of ``opts.model``'s; ``registry``: the models.toml already read (else ``opts.registry``'s)."""
     opts.task = tasks.canonical_task(opts.task)
     plan.check_run_options(opts)
-    tasks.validate_options(opts.task, task_opts)
+    tasks.validate_options(opts.task, task_opts, simulate=opts.simulate)
     budget.check_ranges(opts, task_opts)
     # What a method cannot do at all comes before how many steps it takes (mmse on inpaint: the task is wrong).
     solver = make_solver(opts.method, opts.preset, None)

@@ -44,6 +44,8 @@ DEFAULT_KERNEL_SIZE = 61
 DEFAULT_BLUR_SIGMA = 3.0
 DEFAULT_MOTION_INTENSITY = 0.5
 DEFAULT_OVERSAMPLING = 2.0
+#: --blend feathers the inpainting seam over at most this many pixels
+MAX_BLEND = 256
 
 #: Tasks whose measurement lives in image space, so ``y = A(file)`` is well defined and simply drops what the
 #: operator discards (the pixels under an inpainting mask, the colour of an RGB file given to colorize).
@@ -70,8 +72,10 @@ class TaskOptions:
     intensity: float | None = None
     oversampling: float | None = None
     noise: str = "gaussian"
-    noise_sigma: float | None = None
+    #: [0, 1] scale; "auto" estimates it from each input; None = "auto" for real inputs, the default for --simulate
+    noise_sigma: float | str | None = None
     poisson_rate: float | None = None
+    blend: int = 0  # inpaint: feather the seam over this many pixels inside the hole (0: keep the known pixels hard)
     #: the --kernel file's kernel once the engine has read it (validation reads it once; no image reads it again)
     loaded_kernel: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -131,9 +135,10 @@ def _mask_sources(opts: TaskOptions) -> list[str]:
     ]
 
 
-def validate_options(task: str, opts: TaskOptions) -> None:
+def validate_options(task: str, opts: TaskOptions, *, simulate: bool = False) -> None:
     """Every check that needs no image: flag ranges and combinations. Raises UsageError."""
     task = canonical_task(task)
+    _validate_real_input_options(task, opts, simulate=is_simulated(task, simulate))
     sources = _mask_sources(opts)
     if task != "inpaint":
         if sources or opts.invert_mask:
@@ -195,7 +200,7 @@ def validate_options(task: str, opts: TaskOptions) -> None:
     if opts.noise_sigma is not None:
         if opts.noise != "gaussian":
             raise UsageError(f"--noise-sigma applies to gaussian noise, not to --noise {opts.noise}")
-        if not 0.0 <= opts.noise_sigma <= 1.0:
+        if opts.noise_sigma != "auto" and not 0.0 <= opts.noise_sigma <= 1.0:
             raise UsageError(
                 f"--noise-sigma must be in [0, 1] (intensity scale of a [0, 1] image), got {opts.noise_sigma:g}",
                 hint="a paper's sigma on the [-1, 1] scale is halved: 0.05 there is 0.025 here",
@@ -207,9 +212,44 @@ def validate_options(task: str, opts: TaskOptions) -> None:
             raise UsageError(f"--poisson-rate must be positive, got {opts.poisson_rate:g}")
 
 
+def _validate_real_input_options(task: str, opts: TaskOptions, *, simulate: bool) -> None:
+    """--noise-sigma auto and --blend are about real inputs; parse "auto" or a number given as text."""
+    if isinstance(opts.noise_sigma, str):
+        text = opts.noise_sigma.strip().lower()
+        if text == "auto":
+            opts.noise_sigma = "auto"
+        else:
+            try:
+                opts.noise_sigma = float(text)
+            except ValueError:
+                raise UsageError(
+                    f"invalid --noise-sigma '{opts.noise_sigma}'",
+                    hint="give auto (estimate it from the image) or a number on the [0, 1] scale",
+                ) from None
+    if opts.noise_sigma == "auto" and simulate:
+        raise UsageError("--noise-sigma auto estimates a real input's noise; --simulate adds noise of a known level",
+                         hint=f"give a number with --simulate (default {DEFAULT_NOISE_SIGMA_OTHER} on [0, 1])")
+    if opts.blend:
+        if task != "inpaint":
+            raise UsageError(f"--blend only applies to inpaint, not to {task}")
+        if not 0 <= int(opts.blend) <= MAX_BLEND:
+            raise UsageError(f"--blend must be between 0 and {MAX_BLEND} pixels, got {opts.blend}")
+        if simulate:
+            raise UsageError("--blend applies to real inputs: with --simulate the posterior sample is written as is")
+
+
+def estimates_noise(task: str, opts: TaskOptions, *, simulate: bool) -> bool:
+    """Whether each input's Gaussian noise level is estimated from the image itself (the default for real
+    inputs: a file is not the papers' simulation, whose 0.025 would let known pixels move by that much)."""
+    if opts.noise != "gaussian" or is_simulated(task, simulate):
+        return False
+    return opts.noise_sigma is None or opts.noise_sigma == "auto"
+
+
 def noise_sigma(task: str, opts: TaskOptions) -> float:
-    """The Gaussian noise level in [0, 1] intensity units that this run assumes (and simulates)."""
-    if opts.noise_sigma is not None:
+    """The Gaussian noise level in [0, 1] intensity units that this run assumes (and simulates): the number given,
+    else the task's simulation default. Estimated levels are put into ``opts`` by the engine first."""
+    if opts.noise_sigma is not None and opts.noise_sigma != "auto":
         return float(opts.noise_sigma)
     return DEFAULT_NOISE_SIGMA.get(canonical_task(task), DEFAULT_NOISE_SIGMA_OTHER)
 
@@ -243,7 +283,7 @@ def is_simulated(task: str, simulate: bool) -> bool:
     return simulate or canonical_task(task) in ALWAYS_SIMULATED
 
 
-def describe(task: str, opts: TaskOptions) -> dict[str, Any]:
+def describe(task: str, opts: TaskOptions, *, simulate: bool = False) -> dict[str, Any]:
     """A JSON-friendly summary of the operator and noise this run uses (for --json and logs)."""
     task = canonical_task(task)
     info: dict[str, Any] = {"task": task}
@@ -264,7 +304,7 @@ def describe(task: str, opts: TaskOptions) -> dict[str, Any]:
         info["oversampling"] = opts.oversampling or DEFAULT_OVERSAMPLING
     info["noise"] = opts.noise
     if opts.noise == "gaussian":
-        info["noise_sigma"] = noise_sigma(task, opts)
+        info["noise_sigma"] = "auto" if estimates_noise(task, opts, simulate=simulate) else noise_sigma(task, opts)
     elif opts.noise == "poisson":
         info["poisson_rate"] = opts.poisson_rate or DEFAULT_POISSON_RATE
     return info
