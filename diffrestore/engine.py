@@ -255,10 +255,11 @@ def _prepare(items: list[Item], task: str, task_opts: tasks.TaskOptions, opts: R
             if item.mask.kind != "none":
                 mask = masks.build_mask(item.mask, task_opts, out_size, seed=opts.seed, loaded=loaded)
             if tasks.estimates_noise(task, task_opts, simulate=simulated):
-                from .noise_estimate import estimate_noise_sigma
+                from .noise_estimate import estimate_noise
 
-                item.noise_sigma = estimate_noise_sigma(loaded.tensor, known=None if mask is None else ~mask,
-                                                        bit_depth=loaded.bit_depth)
+                estimate = estimate_noise(loaded.tensor, known=None if mask is None else ~mask,
+                                          bit_depth=loaded.bit_depth)
+                item.noise_sigma, item.noise_note = estimate.sigma, _noise_note(estimate)
             del loaded
         except DiffrestoreError as error:
             if single or opts.fail_fast:
@@ -386,10 +387,17 @@ def _input_notes(item: Item, loaded: Any) -> list[str]:
     notes = list(getattr(loaded, "notes", []) or [])
     if item.mask is not None and item.mask.kind == "alpha":
         notes += loaded.alpha_mask_notes()
-    if item.noise_sigma is not None:
-        notes.append(f"estimated noise sigma {item.noise_sigma:.4g} on [0, 1] (--noise-sigma auto; give a number "
-                     "to override)")
+    if item.noise_note:
+        notes.append(item.noise_note)
     return notes
+
+
+def _noise_note(estimate: Any) -> str:
+    """The estimate's own line, plus what to do when it could not be trusted (too few usable coefficients)."""
+    text = estimate.describe()
+    if not estimate.reliable:
+        return f"{text}; too few known 2x2 blocks to trust it: give --noise-sigma if the file is noisy"
+    return f"{text} (--noise-sigma auto; give a number to override)"
 
 
 def _with_estimated_noise(task_opts: tasks.TaskOptions, sigma: float | None) -> tasks.TaskOptions:

@@ -81,6 +81,7 @@ class Item:
     batch_images: int = 1  # images restored in the same solver call
     batch_seconds: float = 0.0  # that call's time
     noise_sigma: float | None = None  # the estimated Gaussian noise std on [0, 1] (--noise-sigma auto)
+    noise_note: str | None = None  # how it was estimated, for the run's notes
 
     @property
     def outputs(self) -> list[Path]:

@@ -121,3 +121,15 @@ def test_the_residual_matches_the_estimated_noise_not_the_old_default(tmp_path, 
     assert residual <= 2.0 * auto.noise_sigma, (residual, auto.noise_sigma)
     forced = diffrestore.restore(path, task=task, seed=0, device="cpu", noise_sigma=0.025, **options)
     assert _residual_rms(forced, task) > 2.0 * auto.noise_sigma  # the old default fails the same check
+
+
+def test_an_untrustworthy_estimate_says_so(tmp_path, capsys) -> None:
+    """70 % of the pixels missing at random on a small image leaves few fully known 2x2 blocks: the estimate
+    falls back to the floor and the note says to give --noise-sigma (a reliable one says how it was made)."""
+    path = tmp_path / "photo.png"
+    Image.fromarray(_photo()).save(path)
+    common = ["--steps", "2", "--device", "cpu", "--progress", "plain", "--overwrite"]
+    sparse = run_main(["inpaint", path, "--random-fraction", "0.7", *common], capsys)
+    assert sparse.code == 0 and "too few known 2x2 blocks to trust it: give --noise-sigma" in sparse.err
+    box = run_main(["inpaint", path, "--box", "10,12,20,14", *common], capsys)
+    assert box.code == 0 and "MAD of" in box.err and "too few" not in box.err
