@@ -406,10 +406,9 @@ def to_output_channels(task: str, x: torch.Tensor, input_channels: int) -> torch
     if canonical_task(task) == "colorize" or x.shape[1] == input_channels:
         return x
     if input_channels == 1:
-        from .operators import BT601_WEIGHTS
+        from .operators import Colorize  # the luminance the gray file's operator measured
 
-        weights = x.new_tensor(BT601_WEIGHTS).view(1, 3, 1, 1)
-        return (x * weights).sum(dim=1, keepdim=True)
+        return Colorize(tuple(x.shape[1:])).to(x.device)(x)
     return x
 
 

@@ -33,7 +33,7 @@ class OperatorKind(enum.Enum):
     HDR = "hdr"
 
 
-def _per_item(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+def per_item(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
     """A number, or one value per batch item shaped (N, 1, ..., 1) to broadcast against ``like``."""
     if isinstance(value, torch.Tensor) and value.dim() > 0:
         return value.to(like.device, like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
@@ -219,7 +219,7 @@ class LinearOperator(Operator):
         positive definite system, whose condition number is at most ``1 + scale ||A||^2 / shift``.
         """
         diagonal = self.gram_diag()
-        scale = _per_item(scale, v)
+        scale = per_item(scale, v)
         if diagonal is not None:
             return v / (scale * diagonal + shift)
         return self._cg_gram_solve(v, scale, shift)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
-from .base import LinearOperator, OperatorKind, _per_item
+from .base import LinearOperator, OperatorKind, per_item
 from .extension import extend, extend_adjoint, extension_matrices
 from .kernels import normalise_kernel
 
@@ -162,7 +162,7 @@ class BlurOperator(LinearOperator):
         power = self._wrapped_spectrum().abs().square()
 
         def solve(v: torch.Tensor) -> torch.Tensor:
-            return torch.fft.irfft2(torch.fft.rfft2(v) / (_per_item(scale, v) * power + shift), s=(height, width))
+            return torch.fft.irfft2(torch.fft.rfft2(v) / (per_item(scale, v) * power + shift), s=(height, width))
 
         return solve
 

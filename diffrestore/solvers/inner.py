@@ -27,33 +27,27 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..operators.base import per_item
 from .base import Generators, data_gradient, randn
 
 if TYPE_CHECKING:
     from ..operators import Problem
 
 
-def _per_item(r: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
-    if isinstance(r, torch.Tensor) and r.dim() > 0:
-        return r.to(like.device, like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
-    return float(r)
-
-
 def exact_draw(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor | float, tau: float,
                generator: Generators) -> torch.Tensor:
     """One exact sample of N(x0_hat, r^2 I) x N(y; A x0, tau^2 I) per item (linear A, Gaussian likelihood)."""
     op = problem.operator
-    r_x = _per_item(r, x0_hat)
-    x_prior = x0_hat + r_x * randn(x0_hat.shape, generator, x0_hat.device)
+    r2 = r * r  # a number, or one value per item
+    x_prior = x0_hat + per_item(r, x0_hat) * randn(x0_hat.shape, generator, x0_hat.device)
     y_sim = op(x_prior) + tau * randn(y.shape, generator, y.device)
-    r2 = r_x**2 if isinstance(r_x, float) else (r_x**2).flatten()
-    return x_prior + _per_item(r2, x0_hat) * op.adjoint(op.gram_solve(y - y_sim, r2, tau**2))
+    return x_prior + per_item(r2, x0_hat) * op.adjoint(op.gram_solve(y - y_sim, r2, tau**2))
 
 
 def _drift(problem: Problem, y: torch.Tensor, x: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor | float,
            tau: float) -> torch.Tensor:
     """Minus the score of the inner target: (x - x0_hat) / r^2 + A'(x)^T (A(x) - y) / tau^2 (weighted for Poisson)."""
-    return (x - x0_hat) / _per_item(r, x) ** 2 + data_gradient(problem, y, x, tau)
+    return (x - x0_hat) / per_item(r, x) ** 2 + data_gradient(problem, y, x, tau)
 
 
 def step_cap(r: torch.Tensor | float, tau: float, operator_bound: float) -> float:
