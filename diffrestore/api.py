@@ -161,10 +161,15 @@ def restore(
     offline: bool | None = None,
     registry: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    guidance: float | None = None,
     **task_options: Any,
 ) -> Restoration:
     """Restore one image with the given task; the options are the CLI's flags (see ``diffrestore TASK --help``).
-    ``registry``: a models.toml to look ``model`` up in (the CLI's ``--registry``).
+    ``registry``: a models.toml to look ``model`` up in (the CLI's ``--registry``). ``prompt``,
+    ``negative_prompt``, ``guidance``: for text-conditioned latent priors (``method="daps"`` runs LatentDAPS on
+    a latent prior).
 
     Raises the same errors as the CLI (``diffrestore.errors``), with the same messages.
     """
@@ -186,7 +191,8 @@ def restore(
             raise UsageError("give one mask source: mask, mask_dir, box or random_fraction")
     run_opts = RunOptions(task=task, method=method, model=model, preset=preset, steps=steps, seed=seed,
                           num_samples=num_samples, device=device, dtype=dtype, simulate=simulate, offline=offline,
-                          registry=Path(registry) if registry is not None else None)
+                          registry=Path(registry) if registry is not None else None, prompt=prompt,
+                          negative_prompt=negative_prompt, guidance=guidance)
     solver = engine.validate(run_opts, opts, prior=prior)  # the CLI's checks and messages
     if opts.mask_dir is not None:
         raise UsageError("mask_dir is for folders of images (the CLI); pass mask= for one image")
@@ -211,6 +217,7 @@ def restore(
                         kernel_flag=opts.kernel is None)
     if prior is None:
         prior = _get_prior(model, device, dtype, offline, registry)
+    solver.prepare(prior)
     if tasks.estimates_noise(task, opts, simulate=simulate):
         from .noise_estimate import estimate_noise_sigma
 

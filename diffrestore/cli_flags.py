@@ -93,8 +93,9 @@ NOISE_PARAMS = [
 
 SHARED_PARAMS = [
     _param("method", Annotated[str, _opt(
-        "--method", help="Posterior sampler: daps, dps or mcg; or mmse (denoise only: "
-        "the posterior mean in one call).", panel=_PANEL_SAMPLING, metavar="|".join(PRESET_STEPS))], "daps"),
+        "--method", help="Posterior sampler: daps, dps or mcg; or mmse (denoise only: the posterior mean in one "
+        "call). daps on a latent prior (Stable Diffusion, LDM) runs latent-daps.", panel=_PANEL_SAMPLING,
+        metavar="|".join(PRESET_STEPS))], "daps"),
     _param("model", Annotated[str, _opt(
         "--model", help="Prior: a name from 'diffrestore models list' or a local model folder.",
         panel=_PANEL_SAMPLING, metavar="NAME|DIR")], "builtin"),
@@ -103,6 +104,17 @@ SHARED_PARAMS = [
         panel=_PANEL_SAMPLING, metavar="fast|paper")], "fast"),
     _param("steps", Annotated[int | None, _opt(
         "--steps", help=_steps_help(), panel=_PANEL_SAMPLING, metavar="N", show_default=False)], None),
+    _param("prompt", Annotated[str | None, _opt(
+        "--prompt", panel=_PANEL_SAMPLING, metavar="TEXT", show_default=False,
+        help="Text prompt for text-conditioned priors (Stable Diffusion). Default: the model's own (see "
+        "'diffrestore models show NAME').")], None),
+    _param("negative_prompt", Annotated[str | None, _opt(
+        "--negative-prompt", panel=_PANEL_SAMPLING, metavar="TEXT", show_default=False,
+        help="What classifier-free guidance steers away from. Default: the empty prompt.")], None),
+    _param("guidance", Annotated[float | None, _opt(
+        "--guidance", panel=_PANEL_SAMPLING, metavar="SCALE", show_default=False,
+        help="Classifier-free guidance scale for text-conditioned priors (1 = the prompt only, one network pass). "
+        "Default: 7.5 with --preset paper, 1 with fast.")], None),
     _param("seed", Annotated[int, _opt(
         "--seed", help="Random seed (any size): the same seed, inputs and device class give the same output.",
         panel=_PANEL_SAMPLING, metavar="N")], 0),

@@ -208,6 +208,7 @@ def run(
                 prior = load_prior(opts.model, device=device, dtype=dtype, offline=opts.offline,
                                    echo=reporter.message, registry=registry)
                 summary.load_seconds = time.perf_counter() - t_load
+                solver.prepare(prior)  # e.g. the prompt, encoded once: its errors end the run in one line
                 fitting = _fitting(prepared, prior, solver, task, task_opts, opts, reporter,
                                    simulated=simulated, single=single)
                 _run_batches(fitting, prior, solver, task, task_opts, opts, reporter, summary)

@@ -8,8 +8,15 @@ torch so ``diffrestore models`` can show it at start-up.
 
 from __future__ import annotations
 
-#: method -> the prior kind it works with; every method today denoises in pixel space
-METHOD_KINDS: dict[str, str] = {"dps": "pixel", "mcg": "pixel", "daps": "pixel", "mmse": "pixel"}
+#: method -> the prior kind it works with
+METHOD_KINDS: dict[str, str] = {
+    "dps": "pixel", "mcg": "pixel", "daps": "pixel", "mmse": "pixel", "latent-daps": "latent",
+}
+#: (method, prior kind) -> the method that runs: one name for an algorithm whatever space its prior works in
+#: (``--method daps`` with Stable Diffusion runs LatentDAPS)
+KIND_VARIANTS: dict[tuple[str, str], str] = {("daps", "latent"): "latent-daps"}
+#: methods that take --prompt, --negative-prompt and --guidance (their priors may be text-conditioned)
+CONDITIONED_METHODS: tuple[str, ...] = ("latent-daps",)
 #: the --preset names every method accepts (each solver's ``presets`` table has exactly these keys)
 PRESET_NAMES: tuple[str, ...] = ("paper", "fast")
 #: method -> preset -> solver steps, as the solvers' presets say (tests/test_methods.py keeps them equal): here
@@ -19,11 +26,18 @@ PRESET_STEPS: dict[str, dict[str, int]] = {
     "dps": {"fast": 100, "paper": 1000},
     "mcg": {"fast": 100, "paper": 1000},
     "mmse": {"fast": 1, "paper": 1},
+    "latent-daps": {"fast": 25, "paper": 50},
 }
 #: the most --steps each method takes. DPS and MCG walk the respaced timesteps of a 1000-step DDPM schedule, so
 #: more steps than it has do not exist; DAPS's annealing grid could be finer, but 50 times the paper's 200 steps
 #: is already days of network calls on any device; MMSE is one denoiser call.
-MAX_STEPS: dict[str, int] = {"daps": 10000, "dps": 1000, "mcg": 1000, "mmse": 1}
+MAX_STEPS: dict[str, int] = {"daps": 10000, "dps": 1000, "mcg": 1000, "mmse": 1, "latent-daps": 10000}
+
+
+def resolve_method(method: str, kind: str | None) -> str:
+    """The method that runs for ``--method`` on a prior of ``kind`` (None: not known yet): the kind's variant
+    of the algorithm where it has one (daps on a latent prior is latent-daps), else the method itself."""
+    return KIND_VARIANTS.get((method, kind or ""), method)
 
 
 def methods_for_kind(kind: str) -> tuple[str, ...]:
@@ -31,4 +45,7 @@ def methods_for_kind(kind: str) -> tuple[str, ...]:
     return tuple(sorted(name for name, needs in METHOD_KINDS.items() if needs == kind))
 
 
-__all__ = ["MAX_STEPS", "METHOD_KINDS", "PRESET_NAMES", "PRESET_STEPS", "methods_for_kind"]
+__all__ = [
+    "CONDITIONED_METHODS", "KIND_VARIANTS", "MAX_STEPS", "METHOD_KINDS", "PRESET_NAMES", "PRESET_STEPS",
+    "methods_for_kind", "resolve_method",
+]

@@ -60,6 +60,9 @@ class RunOptions:
     offline: bool | None = None
     include_outputs: bool = False  # also restore folder files named like this command's outputs
     registry: Path | None = None  # a models.toml to use instead of the shipped one
+    prompt: str | None = None  # text-conditioned priors: None = the model's default prompt
+    negative_prompt: str | None = None
+    guidance: float | None = None  # classifier-free guidance scale; None = the method's preset
 
 
 @dataclass

@@ -21,14 +21,16 @@ def short_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
-def make_solver(method: str, preset: str, steps: int | None) -> Any:
-    """The solver for ``--method`` with its preset; UsageError for unknown names or bad overrides."""
+def make_solver(method: str, preset: str, steps: int | None, **conditioning: Any) -> Any:
+    """The solver for ``--method`` with its preset (and prompt, negative_prompt, guidance for the methods that
+    take them); UsageError for unknown names or bad overrides."""
     from .methods import METHOD_KINDS
     from .solvers import get_solver
 
     if method not in METHOD_KINDS:
         raise UsageError(f"unknown method '{method}'", hint=f"use one of {', '.join(METHOD_KINDS)}")
     overrides = {"steps": steps} if steps is not None else {}
+    overrides.update({key: value for key, value in conditioning.items() if value is not None})
     try:
         return get_solver(method, preset, **overrides)
     except DiffrestoreError:
@@ -46,17 +48,48 @@ def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = Non
     plan.check_run_options(opts)
     tasks.validate_options(opts.task, task_opts, simulate=opts.simulate)
     budget.check_ranges(opts, task_opts)
+    registry = registry if registry is not None else load_registry(opts.registry)
+    kind = getattr(prior, "kind", "pixel") if prior is not None else None
+    opts.method = resolve_method(opts.method, kind or prior_kind_of(opts.model, registry))
+    conditioning = check_conditioning(opts)
     # What a method cannot do at all comes before how many steps it takes (mmse on inpaint: the task is wrong).
-    solver = make_solver(opts.method, opts.preset, None)
+    solver = make_solver(opts.method, opts.preset, None, **conditioning)
     solver.check_task(opts.task, task_opts.noise, opts.num_samples)
     if opts.steps is not None:
-        solver = make_solver(opts.method, opts.preset, opts.steps)
+        solver = make_solver(opts.method, opts.preset, opts.steps, **conditioning)
         budget.check_steps(opts.method, opts.steps)
-    kind = getattr(prior, "kind", "pixel") if prior is not None else None
-    check_prior_kind(opts.method, opts.model, kind=kind,
-                     registry=registry if registry is not None else load_registry(opts.registry))
+    check_prior_kind(opts.method, opts.model, kind=kind, registry=registry)
     load_kernel_file(task_opts)
     return solver
+
+
+def resolve_method(method: str, kind: str | None) -> str:
+    from .methods import METHOD_KINDS
+    from .methods import resolve_method as resolve
+
+    return resolve(method, kind) if method in METHOD_KINDS else method
+
+
+def prior_kind_of(model: str, registry: Any) -> str | None:
+    """The prior kind of ``--model`` without loading it (None when it cannot be told: load_prior will say why)."""
+    from .priors.load import prior_kind
+
+    return prior_kind(model, registry=registry)
+
+
+def check_conditioning(opts: RunOptions) -> dict[str, Any]:
+    """--prompt, --negative-prompt and --guidance as solver overrides; a usage error for a method whose priors
+    take no text (pixel priors), or a guidance scale that is not a positive number."""
+    from .methods import CONDITIONED_METHODS
+
+    given = {"prompt": opts.prompt, "negative_prompt": opts.negative_prompt, "guidance": opts.guidance}
+    flags = [f"--{key.replace('_', '-')}" for key, value in given.items() if value is not None]
+    if flags and opts.method not in CONDITIONED_METHODS:
+        raise UsageError(f"{' and '.join(flags)}: method {opts.method} runs on a pixel prior, which takes no prompt",
+                         hint="drop the flag, or use a text-conditioned model (e.g. --model sd15)")
+    if opts.guidance is not None and not (opts.guidance > 0 and opts.guidance < 1e4):
+        raise UsageError(f"--guidance {opts.guidance} is out of range", hint="use a scale > 0 (1 = no guidance)")
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def load_registry(path: str | Path | None) -> Any:

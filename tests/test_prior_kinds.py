@@ -19,10 +19,11 @@ def test_a_latent_model_with_a_pixel_method_is_a_usage_error_before_loading(tmp_
 
     monkeypatch.setattr(load, "load_prior", must_not_load)
     image = write_image(tmp_path / "photo.png")
-    result = run_main(["inpaint", image, "--box", "1,1,4,4", "--model", "tiny-latent-kl", "--device", "cpu"], capsys)
+    result = run_main(["inpaint", image, "--box", "1,1,4,4", "--model", "tiny-latent-kl", "--device", "cpu",
+                       "--method", "dps"], capsys)
     assert result.code == 2
-    assert "method daps needs a pixel prior, but model 'tiny-latent-kl' is a latent prior" in result.err
-    assert "no method for latent priors is available yet" in result.err
+    assert "method dps needs a pixel prior, but model 'tiny-latent-kl' is a latent prior" in result.err
+    assert "use --method latent-daps with this model" in result.err
     assert len(result.err.strip().splitlines()) == 1
 
 
@@ -35,5 +36,14 @@ def test_a_loaded_prior_of_the_wrong_kind_is_refused_by_the_api() -> None:
 
 
 def test_every_method_has_a_kind() -> None:
-    assert set(methods_for_kind("pixel")) == set(METHOD_KINDS)
+    assert set(methods_for_kind("pixel")) | set(methods_for_kind("latent")) == set(METHOD_KINDS)
+    assert methods_for_kind("latent") == ("latent-daps",)
     assert methods_for_kind("discrete") == ()
+
+
+def test_a_discrete_model_with_daps_names_no_fitting_method(tmp_path, capsys) -> None:
+    image = write_image(tmp_path / "photo.png")
+    result = run_main(["inpaint", image, "--box", "1,1,4,4", "--model", "tiny-discrete-vq", "--device", "cpu"], capsys)
+    assert result.code == 2
+    assert "method daps needs a pixel prior, but model 'tiny-discrete-vq' is a discrete prior" in result.err
+    assert "no method for discrete priors is available yet" in result.err

@@ -143,17 +143,22 @@ def guide(network: Callable[[torch.Tensor | None], torch.Tensor], cond: Conditio
 class LatentPrior(ABC):
     """A diffusion prior on autoencoder latents: images x in [-1, 1] <-> latents z = encode(x), decode(z).
 
-    Attributes: sigma_min / sigma_max (latent units), latent_channels, channels (image channels),
-    native_size (image (H, W) the model was trained at, or None), alphas_cumprod (the model's own table), device,
-    dtype (the networks'; solver state stays float32)."""
+    Attributes: sigma_min / sigma_max (latent units), latent_channels, channels (image channels), size_multiple
+    (image sides the autoencoder and UNet take are multiples of it; other sizes are padded by the solver, see
+    ``padded_shape``), native_size (image (H, W) the model was trained at, or None), autoencoder_kind ("kl" or "vq"),
+    conditional (takes prompt embeddings), alphas_cumprod (the model's own table), device, dtype (the networks';
+    solver state stays float32)."""
 
     kind: ClassVar[str] = "latent"
     sigma_min: float
     sigma_max: float
     channels: int = 3
     latent_channels: int
+    size_multiple: int = 1
     native_size: tuple[int, int] | None = None
     clip_range: tuple[float, float] | None = (-1.0, 1.0)
+    autoencoder_kind: str = "kl"
+    conditional: bool = False
     alphas_cumprod: torch.Tensor
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
@@ -172,16 +177,29 @@ class LatentPrior(ABC):
 
     @abstractmethod
     def latent_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        """The latent (c, h, w) of an image (C, H, W); UsageError when the size does not fit the autoencoder."""
+        """The latent (c, h, w) of an image (C, H, W) whose sides are multiples of ``size_multiple``; UsageError
+        otherwise (``padded_shape`` gives the canvas any image fits in)."""
 
     @abstractmethod
     def condition(self, prompt: str | None = None, negative_prompt: str | None = None,
                   guidance: float = 1.0) -> Conditioning:
-        """The conditioning for a prompt (None: the model's default prompt); ModelError when it needs a text
-        encoder that is not installed."""
+        """The conditioning for a prompt (None: the model's default prompt); UsageError for a prompt or guidance
+        on an unconditional model, ModelError when it needs a text encoder that is not installed."""
+
+    def padded_shape(self, image_shape: tuple[int, ...] | torch.Size) -> tuple[int, int, int]:
+        """(C, H', W'): the image's canvas on the latent grid, H' and W' the next multiples of size_multiple."""
+        c, h, w = (int(v) for v in tuple(image_shape)[-3:])
+        m = max(1, int(self.size_multiple))
+        return (c, -(-h // m) * m, -(-w // m) * m)
 
     def check_image_shape(self, shape: tuple[int, ...] | torch.Size) -> None:
-        self.latent_shape(tuple(int(v) for v in tuple(shape)[-3:]))  # type: ignore[arg-type]
+        """Any size goes (solvers pad it to the latent grid); only the channels must match."""
+        c = int(tuple(shape)[-3])
+        if c != self.channels:
+            raise UsageError(
+                f"the prior models {self.channels}-channel images but the image has {c} channel(s)",
+                hint="pick a prior trained on this colour mode",
+            )
 
 
 class DiscretePrior(ABC):
@@ -247,6 +265,10 @@ class PerItemCalls:
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, *args: Any) -> torch.Tensor:
         s = sigma_per_item(sigma, x.shape[0], x.device)
         return torch.cat([self.inner.denoise(x[i : i + 1], s[i : i + 1], *args) for i in range(x.shape[0])])
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """A latent prior's decoder, one item at a time (the same rounding argument as ``denoise``)."""
+        return torch.cat([self.inner.decode(z[i : i + 1]) for i in range(z.shape[0])])
 
     def log_p0(self, tokens: torch.Tensor, t: int, *args: Any) -> torch.Tensor:
         return torch.cat([self.inner.log_p0(tokens[i : i + 1], t, *args) for i in range(tokens.shape[0])])

@@ -179,7 +179,7 @@ def text_parts(folder: Path, *, variant: str, dtype: torch.dtype | None) -> tupl
     from transformers import CLIPTextModel, CLIPTokenizer
 
     encoder = pretrained(CLIPTextModel, encoder_dir, variant=variant, dtype=dtype)
-    tokenizer = CLIPTokenizer.frompretrained(str(tokenizer_dir)) if tokenizer_dir.is_dir() else None
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir)) if tokenizer_dir.is_dir() else None
     return encoder, tokenizer
 
 
@@ -223,16 +223,34 @@ def encode_prompt(name: str, text_encoder: Any, tokenizer: Any, prompt: str, dev
     return embeddings / embeddings.norm(dim=-1, keepdim=True) if normalise else embeddings
 
 
+def pipeline_parts(folder: Path) -> set[str]:
+    """The components of a pipeline folder: the sub-folders there, plus those its model_index.json declares (a
+    declared part whose folder is missing still tells the family, so the loader can say what is missing)."""
+    index = read_json(folder / "model_index.json")
+    declared = {key for key, value in index.items()
+                if not key.startswith("_") and isinstance(value, list) and len(value) == 2 and value[0] is not None}
+    return declared | {path.name for path in folder.iterdir() if path.is_dir()}
+
+
+def require_parts(folder: Path, parts: tuple[str, ...]) -> None:
+    """ModelError naming the first component folder of a pipeline that is not there."""
+    for part in parts:
+        if not (folder / part).is_dir():
+            raise ModelError(f"model folder '{folder}' has no {part}/ folder, which this kind of model needs",
+                             hint=RESTORE_HINT)
+
+
 def detect_family(folder: Path) -> str | None:
-    """Which family a local diffusers folder belongs to, from its file layout and config class names."""
+    """Which family a local diffusers folder belongs to, from its components and config class names."""
     if (folder / "model_index.json").is_file():
-        if (folder / "transformer").is_dir() and (folder / "vqvae").is_dir():
+        parts = pipeline_parts(folder)
+        if "transformer" in parts and "vqvae" in parts:
             return "discrete-vq"
-        if (folder / "vae").is_dir():
+        if "vae" in parts:
             return "latent-kl"
-        if (folder / "vqvae").is_dir():
+        if "vqvae" in parts:
             return "latent-vq"
-        if (folder / "unet").is_dir():
+        if "unet" in parts:
             return "pixel"
         return None
     config = folder / "config.json"

@@ -7,10 +7,11 @@ UNet2DModel), seen through the ``LatentPrior`` contract of priors/base.py.
 Encoding takes the mean of SD's latent distribution (a deterministic map; the VQ encoder's pre-quantisation
 latents for LDM, as LDM's own first stage). Decoding is differentiable: the VQ decoder quantises with a straight-
 through gradient, which is what the LDM checkpoints were trained to decode. Classifier-free guidance runs the
-network once more on the negative embeddings (``base.guide``).
+negative and the conditional pass as one batch of 2N (``base.guide`` combines them).
 
-Image sizes: any multiple of the autoencoder's down-sampling times the UNet's (8 x 8 = 64 px for SD); the model's
-training size is ``native_size`` for information (tiling to it is a later change).
+Image sizes: the autoencoder and UNet take multiples of the autoencoder's down-sampling times the UNet's (8 x 8 =
+64 px for SD); solvers pad other sizes to that grid (``LatentPrior.padded_shape``) and crop back. The model's
+training size is ``native_size``, for information (tiling to it is a later change).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 import torch
 
 from ..errors import UsageError
-from .base import Conditioning, LatentPrior, freeze_network, guide
+from .base import Conditioning, LatentPrior, freeze_network
 from .files import encode_prompt
 from .vp import VPDenoiser
 
@@ -53,6 +54,7 @@ class DiffusersLatentPrior(LatentPrior):
         self.alphas_cumprod = self.vp.alphas_cumprod
         self.sigma_min, self.sigma_max = self.vp.sigma_min, self.vp.sigma_max
         self.conditional = getattr(unet.config, "cross_attention_dim", None) is not None
+        self.autoencoder_kind = "vq" if hasattr(autoencoder, "quantize") else "kl"
         self.latent_channels = int(unet.config.in_channels)
         self.channels = int(autoencoder.config.in_channels)
         self.downscale = _down_factor(autoencoder.config)
@@ -69,14 +71,20 @@ class DiffusersLatentPrior(LatentPrior):
             if not self.conditional:
                 return self.unet(z_t, t, return_dict=False)[0]
 
-            def with_text(embeddings: torch.Tensor | None) -> torch.Tensor:
+            def embed(embeddings: torch.Tensor | None) -> torch.Tensor:
                 if embeddings is None:
                     raise UsageError(f"model '{self.name}' is text-conditioned: give prompt embeddings")
                 e = embeddings.to(self.device, self.dtype)
-                e = e.expand(z_t.shape[0], -1, -1) if e.shape[0] == 1 else e
-                return self.unet(z_t, t, encoder_hidden_states=e, return_dict=False)[0]
+                return e.expand(z_t.shape[0], -1, -1) if e.shape[0] == 1 else e
 
-            return guide(with_text, cond)
+            if not cond.guided:
+                return self.unet(z_t, t, encoder_hidden_states=embed(cond.embeddings), return_dict=False)[0]
+            # classifier-free guidance: the negative and the conditional pass in one batch of 2N (one call)
+            both = self.unet(torch.cat([z_t, z_t]), torch.cat([t, t]),
+                             encoder_hidden_states=torch.cat([embed(cond.negative), embed(cond.embeddings)]),
+                             return_dict=False)[0]
+            negative, conditional = both.chunk(2)
+            return negative + cond.guidance * (conditional - negative)  # as base.guide
 
         return self.vp.denoise(network, z, sigma, self.dtype)
 

@@ -55,14 +55,18 @@ def load_latent_prior(folder: Path, *, family: str, name: str = "", prompt: str 
     from .latent import DiffusersLatentPrior
 
     kl = family == "latent-kl"
-    unet = files.pretrained(UNet2DConditionModel if kl else UNet2DModel, folder / "unet", variant=variant,
+    files.require_parts(folder, ("unet", "vae" if kl else "vqvae", "scheduler"))
+    # the UNet class as its config names it: SD's is text-conditioned, LDM's and small unconditional KL models' not
+    unet_class = files.read_json(folder / "unet" / "config.json").get("_class_name")
+    conditional = unet_class == "UNet2DConditionModel" or (unet_class is None and kl)
+    unet = files.pretrained(UNet2DConditionModel if conditional else UNet2DModel, folder / "unet", variant=variant,
                             dtype=dtype)
     autoencoder = files.pretrained(AutoencoderKL if kl else VQModel, folder / ("vae" if kl else "vqvae"),
                                    variant=variant, dtype=dtype)
     if latent_scale is None:  # local folder: trust a config value for KL only (VQ configs lack it: #6725)
         factor = getattr(autoencoder.config, "scaling_factor", None)
         latent_scale = float(factor) if kl and factor else (KL_DEFAULT_SCALE if kl else VQ_DEFAULT_SCALE)
-    text_encoder, tokenizer = files.text_parts(folder, variant=variant, dtype=dtype) if kl else (None, None)
+    text_encoder, tokenizer = files.text_parts(folder, variant=variant, dtype=dtype) if conditional else (None, None)
     for module in (unet, autoencoder, text_encoder):
         if module is not None:
             module.to(device)
@@ -81,6 +85,7 @@ def load_discrete_prior(folder: Path, *, name: str = "", prompt: str = "", varia
 
     from .discrete import VQDiffusionPrior
 
+    files.require_parts(folder, ("vqvae", "transformer", "scheduler"))
     vqvae = files.pretrained(VQModel, folder / "vqvae", variant=variant, dtype=dtype)
     transformer = files.pretrained(Transformer2DModel, folder / "transformer", variant=variant, dtype=dtype)
     scheduler = files.scheduler_from(folder / "scheduler", fallback="VQDiffusionScheduler")

@@ -50,9 +50,10 @@ def build_tiny(entry: ModelEntry, folder: Path) -> Path:
             ae_key, ae_cls = ("vae", diffusers.AutoencoderKL) if kl else ("vqvae", diffusers.VQModel)
             ae_cls(**cfg[ae_key]).save_pretrained(str(folder / ae_key))
             diffusers.DDIMScheduler(**cfg.get("scheduler", {})).save_pretrained(str(folder / "scheduler"))
+            parts = {"unet": unet_cls.__name__, ae_key: ae_cls.__name__, "scheduler": "DDIMScheduler"}
             if kl:
                 _tiny_text_encoder(cfg.get("text_encoder"), folder)
-            (folder / "model_index.json").write_text(json.dumps({"_class_name": "tiny", "family": entry.of}))
+            _write_model_index(folder, parts)
         elif entry.of == "discrete-vq":
             from safetensors.torch import save_file
 
@@ -67,16 +68,47 @@ def build_tiny(entry: ModelEntry, folder: Path) -> Path:
                 embeddings = torch.randn(int(emb_cfg["length"]), int(emb_cfg["hidden_size"]))
                 save_file({"embeddings": embeddings}, str(sub / "diffusion_pytorch_model.safetensors"))
             _tiny_text_encoder(cfg.get("text_encoder"), folder)
-            (folder / "model_index.json").write_text(json.dumps({"_class_name": "tiny", "family": entry.of}))
+            _write_model_index(folder, {"vqvae": "VQModel", "transformer": "Transformer2DModel",
+                                        "scheduler": "VQDiffusionScheduler"})
         else:  # pragma: no cover - the registry validates `of`
             raise ModelError(f"tiny model '{entry.name}': unknown target family {entry.of!r}")
     return folder
 
 
+def _write_model_index(folder: Path, parts: dict[str, str]) -> None:
+    """model_index.json as diffusers writes it: each component -> [library, class] (text parts when written)."""
+    index: dict[str, Any] = {"_class_name": "DiffusionPipeline"}
+    index.update({name: ["diffusers", cls] for name, cls in parts.items()})
+    if (folder / "text_encoder").is_dir():
+        index.update(text_encoder=["transformers", "CLIPTextModel"], tokenizer=["transformers", "CLIPTokenizer"])
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
 def _tiny_text_encoder(config: dict[str, Any] | None, folder: Path) -> None:
-    """A random CLIP text encoder when transformers is installed (no tokenizer: that would be a download)."""
+    """A random CLIP text encoder and a tiny CLIP tokenizer when transformers is installed (nothing otherwise:
+    the model then says which extra a prompt needs)."""
     if not config or not transformers_available():
         return
     from transformers import CLIPTextConfig, CLIPTextModel
 
     CLIPTextModel(CLIPTextConfig(**config)).save_pretrained(str(folder / "text_encoder"))
+    _tiny_tokenizer(folder / "tokenizer")
+
+
+def _tiny_tokenizer(folder: Path) -> None:
+    """A CLIP tokenizer over single characters (no merges): the real tokenizer class and file layout, built
+    offline (a real vocabulary is a download). Characters outside it become the unknown token."""
+    import string
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in string.ascii_lowercase + string.digits + ".,!?'-":
+        vocab[char] = len(vocab)
+        vocab[char + "</w>"] = len(vocab)
+    with tempfile.TemporaryDirectory(prefix="diffrestore-tokenizer-") as tmp:
+        vocab_file, merges_file = Path(tmp) / "vocab.json", Path(tmp) / "merges.txt"
+        vocab_file.write_text(json.dumps(vocab), encoding="utf-8")
+        merges_file.write_text("#version: 0.2\n", encoding="utf-8")
+        CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77).save_pretrained(str(folder))

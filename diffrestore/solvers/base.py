@@ -225,6 +225,11 @@ class Solver(ABC):
         ``prior_channels`` (checked once the model is loaded). Samplers take any combination the task allows."""
         return None
 
+    def prepare(self, prior: Any) -> None:
+        """Once the prior is loaded, before any image: set up what depends on it (e.g. encode a prompt), so its
+        errors are one line for the whole run. Nothing to do for most solvers."""
+        return None
+
     def needs_network_gradient(self) -> bool:
         """Whether each network call is followed by a backward pass through the network."""
         return False

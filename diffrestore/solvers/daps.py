@@ -102,7 +102,8 @@ class DAPSConfig(SolverConfig):
     lr_min_ratio: final lr / lr. tau: likelihood std in tensor units (None = the problem's noise std).
     lr_reference_tau: the tau the lr was tuned for (the paper's 0.01); the lr used is lr * (tau / lr_reference_tau)^2,
     which keeps the data term's step lr / tau^2 the paper's; None uses lr as given.
-    sigma_max / sigma_min: annealing range; ode_sigma_min: where the ODE grid jumps to 0.
+    sigma_max / sigma_min: annealing range; ode_sigma_min: where the ODE grid ends (``ode_x0``); ode_grid: "denoise"
+    (the grid ends with the denoiser) or "euler" (the official latent code's all-Euler grid).
     inner: "exact" (the exact Gaussian draw; linear operators with Gaussian noise only), "langevin" (the paper's),
     "hmc" (the official latent code's momentum steps, ``momentum``), or "auto" (exact where it applies, else
     langevin). r_t: the prior std of x0 given x_t: "sigma" (the paper's r_t = sigma_t) or "jacobian" (Tweedie's
@@ -121,9 +122,36 @@ class DAPSConfig(SolverConfig):
     inner: str = "langevin"
     momentum: float = 0.9
     r_t: str = "sigma"
+    ode_grid: str = "denoise"
 
 
 INNER_SAMPLERS = ("auto", "exact", "langevin", "hmc")
+ODE_GRIDS = ("denoise", "euler")
+
+
+def ode_x0(prior: Any, x: torch.Tensor, sigma: float, steps: int, floor: float, grid: str,
+           *cond: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` Euler steps of the probability-flow ODE dx/ds = (x - D(x, s)) / s from ``sigma`` towards 0, one
+    network call each (``cond``: the conditioning a latent prior takes). Returns (x0_hat, D(x, sigma)).
+
+    grid "denoise" (our pixel DAPS): the poly-7 grid of ``steps`` points sigma -> floor, then 0, so the last step
+    is the denoiser itself; "euler" (the official LatentDAPS code): the poly-7 grid of steps + 1 points
+    sigma -> floor, Euler all the way, ending at ``floor``. With 2 steps "denoise" spends its second call at the
+    floor, where the denoiser is nearly the identity; "euler" puts the middle point where it still matters.
+    """
+    if grid not in ODE_GRIDS:
+        raise UsageError(f"daps: ode_grid must be one of {', '.join(ODE_GRIDS)}, got {grid!r}")
+    if grid == "denoise" or floor >= sigma:  # nothing to integrate down to the floor: the denoiser is x0_hat
+        points = [*poly_sigmas(steps, sigma, floor).tolist(), 0.0]
+    else:
+        points = poly_sigmas(steps + 1, sigma, floor).tolist()
+    first = None
+    for s, s_next in itertools.pairwise(points):
+        d = prior.denoise(x, s, *cond)
+        first = d if first is None else first
+        x = d if s_next == 0.0 else x + (s_next - s) / s * (x - d)
+    assert first is not None
+    return x, first
 R_T_RULES = ("sigma", "jacobian")
 
 
@@ -160,22 +188,13 @@ class DAPS(Solver):
         lo = max(float(cfg.sigma_min), prior.sigma_min)
         return [*poly_sigmas(int(cfg.steps), hi, min(lo, hi)).tolist(), 0.0]
 
-    def _ode_x0(self, prior: Prior, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Euler steps of the probability-flow ODE from sigma to 0 (the last step, to 0, is the denoiser).
-        Returns (x0_hat, the first denoiser output D(x_t, sigma))."""
-        k = int(self.config.ode_steps)
-        floor = min(float(self.config.ode_sigma_min), sigma)
-        grid = [*poly_sigmas(k, sigma, max(floor, prior.sigma_min)).tolist(), 0.0]
-        first = None
-        for s, s_next in itertools.pairwise(grid):
-            d = prior.denoise(x, s)
-            first = d if first is None else first
-            x = d if s_next == 0.0 else x + (s_next - s) / s * (x - d)
-        assert first is not None
-        return x, first
+    def _ode_x0(self, prior: Prior, x: torch.Tensor, sigma: float, *cond: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """x0_hat by the probability-flow ODE from sigma (``ode_x0``). Returns (x0_hat, D(x_t, sigma))."""
+        floor = max(min(float(self.config.ode_sigma_min), sigma), prior.sigma_min)
+        return ode_x0(prior, x, sigma, int(self.config.ode_steps), floor, str(self.config.ode_grid), *cond)
 
     def _r(self, prior: Prior, x: torch.Tensor, sigma: float, denoised: torch.Tensor,
-           generator: Generators) -> torch.Tensor | float:
+           generator: Generators, *cond: Any) -> torch.Tensor | float:
         """r_t: sigma_t (the paper), or sigma_t sqrt(tr(J) / dim) per image, J = dD/dx at (x_t, sigma_t).
 
         Tweedie's second-order identity gives Cov[x0 | x_t] = sigma^2 J; DAPS's isotropic Gaussian keeps its average
@@ -188,7 +207,7 @@ class DAPS(Solver):
             raise UsageError(f"daps: r_t must be one of {', '.join(R_T_RULES)}, got {self.config.r_t!r}")
         probe = randn(x.shape, generator, x.device).sign()
         h = 0.01 * sigma
-        jv = (prior.denoise(x + h * probe, sigma) - denoised) / h
+        jv = (prior.denoise(x + h * probe, sigma, *cond) - denoised) / h
         trace = (probe * jv).flatten(1).mean(dim=1)  # a Rademacher probe has |v_i| = 1
         return sigma * trace.clamp(1e-4, 1.0).sqrt()
 

@@ -23,6 +23,7 @@ sqrt(2 (1 - m)) z, x <- x + sqrt(eta) v with the score s = -drift and v ~ N(0, I
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -44,10 +45,16 @@ def exact_draw(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch
     return x_prior + per_item(r2, x0_hat) * op.adjoint(op.gram_solve(y - y_sim, r2, tau**2))
 
 
+#: x -> the data term's gradient at x (e.g. LatentDAPS's, through the decoder); None: ``data_gradient``
+DataTerm = Callable[[torch.Tensor], torch.Tensor]
+
+
 def _drift(problem: Problem, y: torch.Tensor, x: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor | float,
-           tau: float) -> torch.Tensor:
-    """Minus the score of the inner target: (x - x0_hat) / r^2 + A'(x)^T (A(x) - y) / tau^2 (weighted for Poisson)."""
-    return (x - x0_hat) / per_item(r, x) ** 2 + data_gradient(problem, y, x, tau)
+           tau: float, data_term: DataTerm | None) -> torch.Tensor:
+    """Minus the score of the inner target: (x - x0_hat) / r^2 + A'(x)^T (A(x) - y) / tau^2 (weighted for Poisson),
+    or (x - x0_hat) / r^2 + data_term(x)."""
+    data = data_gradient(problem, y, x, tau) if data_term is None else data_term(x)
+    return (x - x0_hat) / per_item(r, x) ** 2 + data
 
 
 def step_cap(r: torch.Tensor | float, tau: float, operator_bound: float) -> float:
@@ -57,23 +64,24 @@ def step_cap(r: torch.Tensor | float, tau: float, operator_bound: float) -> floa
 
 
 def langevin(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor | float, tau: float,
-             lr: float, steps: int, generator: Generators) -> torch.Tensor:
+             lr: float, steps: int, generator: Generators, data_term: DataTerm | None = None) -> torch.Tensor:
     """``steps`` unadjusted Langevin steps from x0_hat with step ``lr`` (already capped by the caller)."""
     x = x0_hat
     noise_scale = math.sqrt(2.0 * lr)
     for _ in range(int(steps)):
-        x = x - lr * _drift(problem, y, x, x0_hat, r, tau) + noise_scale * randn(x.shape, generator, x.device)
+        drift = _drift(problem, y, x, x0_hat, r, tau, data_term)
+        x = x - lr * drift + noise_scale * randn(x.shape, generator, x.device)
     return x
 
 
 def hmc(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor | float, tau: float, lr: float,
-        steps: int, momentum: float, generator: Generators) -> torch.Tensor:
+        steps: int, momentum: float, generator: Generators, data_term: DataTerm | None = None) -> torch.Tensor:
     """``steps`` momentum (underdamped Langevin) steps as the official LatentDAPS code runs them."""
     x = x0_hat
     v = randn(x.shape, generator, x.device)
     root_lr, kick = math.sqrt(lr), math.sqrt(2.0 * (1.0 - momentum))
     for _ in range(int(steps)):
-        score = -_drift(problem, y, x, x0_hat, r, tau)
+        score = -_drift(problem, y, x, x0_hat, r, tau, data_term)
         v = momentum * v + root_lr * score + kick * randn(x.shape, generator, x.device)
         x = x + root_lr * v
     return x
