@@ -3,6 +3,7 @@ exact eps network run through the real prior and solver code (tests/latent_cases
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -41,7 +42,7 @@ def test_x0_hat_is_the_closed_form_euler_recursion(steps):
     got, first = ode_x0(prior, z, sigma, steps, floor, "euler")
     expected = z.double()
     grid = poly_sigmas(steps + 1, sigma, floor).double().tolist()
-    for g, g_next in zip(grid[:-1], grid[1:], strict=True):
+    for g, g_next in itertools.pairwise(grid):
         expected = expected * (1 + (g_next - g) * g / (S**2 + g**2))
     assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-6)
     assert torch.allclose(first.double(), S**2 * z.double() / (S**2 + sigma**2), rtol=1e-5, atol=1e-6)
