@@ -151,3 +151,22 @@ def test_a_pipeline_folder_missing_a_component(sd_folder, tmp_path, capsys, part
     assert result.code in (2, 3), result.err
     line = _one_line(result.err)
     assert str(folder) in line and part in line
+
+
+def test_half_precision_networks_keep_the_solver_in_float32():
+    """The UNet and autoencoder may run in a 16-bit dtype (fp16 on CUDA; bf16 here, the CPU has no fp16) while the
+    latents, the data gradient and the output stay float32."""
+    from diffrestore.operators import GaussianNoise, Problem, build_operator
+    from diffrestore.solvers import get_solver
+
+    prior = load_prior("tiny-latent-vq", offline=True, dtype=torch.bfloat16)
+    assert prior.unet.dtype == torch.bfloat16 and prior.autoencoder.dtype == torch.bfloat16
+    x = torch.rand(1, 3, 12, 20) * 2 - 1
+    op = build_operator("sr", (3, 12, 20), factor=2)
+    problem = Problem(operator=op, noise=GaussianNoise(0.01), y=op(x))
+    solver = get_solver("latent-daps", "fast", steps=2)
+    term = solver._data_term(prior, problem, problem.y, (12, 20), 0.02)
+    z = torch.randn(1, *prior.latent_shape(prior.padded_shape((3, 12, 20))))
+    assert term(z).dtype == torch.float32
+    out = solver.run(prior, problem, generator=torch.Generator().manual_seed(0))
+    assert out.dtype == torch.float32 and out.shape == (1, 3, 12, 20) and torch.isfinite(out).all()
