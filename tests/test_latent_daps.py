@@ -107,7 +107,7 @@ def test_annealing_with_the_exact_conditional_recovers_the_posterior():
 def test_the_papers_r_t_is_measurably_not_exact():
     """With r_t = sigma (the paper's approximation) the same run is off by more than the exact run's tolerance:
     the closed-form test can tell the two apart."""
-    x, mean, cov = _annealing_samples("sigma")
+    x, _, cov = _annealing_samples("sigma")
     assert (torch.cov(x.T) - cov).abs().max() > 0.06  # measured 0.10: r_t = sigma gets the covariance wrong
 
 
@@ -133,7 +133,8 @@ def test_with_an_identity_decoder_latent_daps_is_pixel_daps_bitwise():
                     inner="hmc", langevin_steps=7, lr=1e-4, lr_min_ratio=0.5, momentum=0.8, tau=0.2,
                     lr_reference_tau=0)
     generators = [torch.Generator().manual_seed(i) for i in range(5)]
-    latent = get_solver("latent-daps", "paper", grad_clamp=math.inf, **settings).run(prior, problem, generator=generators)
+    solver = get_solver("latent-daps", "paper", grad_clamp=math.inf, **settings)
+    latent = solver.run(prior, problem, generator=generators)
     generators = [torch.Generator().manual_seed(i) for i in range(5)]
     pixel = get_solver("daps", "paper", **settings).run(PixelView(prior), problem, generator=generators)
     assert torch.equal(latent, pixel)
