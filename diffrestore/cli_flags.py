@@ -107,7 +107,7 @@ SHARED_PARAMS = [
     _param("prompt", Annotated[str | None, _opt(
         "--prompt", panel=_PANEL_SAMPLING, metavar="TEXT", show_default=False,
         help="Text prompt for text-conditioned priors (Stable Diffusion). Default: the model's own (see "
-        "'diffrestore models show NAME').")], None),
+        "'diffrestore models info NAME').")], None),
     _param("negative_prompt", Annotated[str | None, _opt(
         "--negative-prompt", panel=_PANEL_SAMPLING, metavar="TEXT", show_default=False,
         help="What classifier-free guidance steers away from. Default: the empty prompt.")], None),
