@@ -164,6 +164,7 @@ def restore(
     prompt: str | None = None,
     negative_prompt: str | None = None,
     guidance: float | None = None,
+    tile_overlap: int | None = None,
     **task_options: Any,
 ) -> Restoration:
     """Restore one image with the given task; the options are the CLI's flags (see ``diffrestore TASK --help``).
@@ -192,7 +193,7 @@ def restore(
     run_opts = RunOptions(task=task, method=method, model=model, preset=preset, steps=steps, seed=seed,
                           num_samples=num_samples, device=device, dtype=dtype, simulate=simulate, offline=offline,
                           registry=Path(registry) if registry is not None else None, prompt=prompt,
-                          negative_prompt=negative_prompt, guidance=guidance)
+                          negative_prompt=negative_prompt, guidance=guidance, tile_overlap=tile_overlap)
     solver = engine.validate(run_opts, opts, prior=prior)  # the CLI's checks and messages
     if opts.mask_dir is not None:
         raise UsageError("mask_dir is for folders of images (the CLI); pass mask= for one image")
@@ -218,6 +219,7 @@ def restore(
     if prior is None:
         prior = _get_prior(model, device, dtype, offline, registry)
     solver.prepare(prior)
+    prior = engine.fit_any_size(prior, run_opts, getattr(prior, "device", "cpu"))
     if tasks.estimates_noise(task, opts, simulate=simulate):
         from .noise_estimate import estimate_noise_sigma
 

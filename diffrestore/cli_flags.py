@@ -115,6 +115,11 @@ SHARED_PARAMS = [
         "--guidance", panel=_PANEL_SAMPLING, metavar="SCALE", show_default=False,
         help="Classifier-free guidance scale for text-conditioned priors (1 = the prompt only, one network pass). "
         "Default: 7.5 with --preset paper, 1 with fast.")], None),
+    _param("tile_overlap", Annotated[int | None, _opt(
+        "--tile-overlap", panel=_PANEL_SAMPLING, metavar="PX", show_default=False,
+        help="Models with a fixed size (e.g. 256x256 checkpoints) denoise other sizes in overlapping windows, "
+        "blended at every step; this is their overlap in pixels, at most half a window. Default: a quarter of "
+        "the window.")], None),
     _param("seed", Annotated[int, _opt(
         "--seed", help="Random seed (any size): the same seed, inputs and device class give the same output.",
         panel=_PANEL_SAMPLING, metavar="N")], 0),

@@ -62,6 +62,17 @@ def check_fit(prior: Any, solver: Any, task: str, task_opts: tasks.TaskOptions, 
     return shape
 
 
+def fit_any_size(prior: Any, opts: RunOptions, device: Any) -> Any:
+    """A fixed-size prior tiled to take any image size (priors.tiled); others as they are. Windows batch by
+    --batch-size on GPUs, one per call on the CPU (bitwise batch-independent results, see PerItemCalls)."""
+    import torch
+
+    from .priors.tiled import tile_prior
+
+    tile_batch = 1 if torch.device(device).type == "cpu" else max(1, int(opts.batch_size))
+    return tile_prior(prior, overlap_px=opts.tile_overlap, tile_batch=tile_batch)
+
+
 # ------------------------------------------------------------------------------ the restoration of one batch
 
 
@@ -209,6 +220,7 @@ def run(
                                    echo=reporter.message, registry=registry)
                 summary.load_seconds = time.perf_counter() - t_load
                 solver.prepare(prior)  # e.g. the prompt, encoded once: its errors end the run in one line
+                prior = fit_any_size(prior, opts, device)
                 fitting = _fitting(prepared, prior, solver, task, task_opts, opts, reporter,
                                    simulated=simulated, single=single)
                 _run_batches(fitting, prior, solver, task, task_opts, opts, reporter, summary)
@@ -333,6 +345,7 @@ def _run_batches(
         try:
             loaded = [imageio.load_image(p.item.input) for p in batch]
             batch_opts = _with_estimated_noise(task_opts, batch[0].item.noise_sigma)
+            _note_tiling(batch, prior, task, task_opts, opts, reporter, notes_seen)
             for p, like in zip(batch, loaded, strict=True):
                 for note in _input_notes(p.item, like):
                     if note not in notes_seen:
@@ -380,6 +393,25 @@ def _run_batches(
                     for extra in item.outputs[1:]:
                         reporter.result(str(extra))
                 reporter.item_finished(item)
+
+
+def _note_tiling(batch: list[_Prepared], prior: Any, task: str, task_opts: tasks.TaskOptions, opts: RunOptions,
+                 reporter: Reporter, notes_seen: set[str]) -> None:
+    """Say once per image size that a fixed-size prior is tiled, and record the windows per call on the items."""
+    from .priors.tiled import tiling_note
+
+    item = batch[0].item
+    assert item.size is not None and item.channels is not None
+    w, h = tasks.restored_size(task, task_opts, item.size, simulate=tasks.is_simulated(task, opts.simulate))
+    found = tiling_note(prior, (int(prior.channels), h, w))
+    if found is None:
+        return
+    count, note = found
+    for p in batch:
+        p.item.tiles = count
+    if note not in notes_seen:
+        notes_seen.add(note)
+        reporter.message(f"note: {note}")
 
 
 def _input_notes(item: Item, loaded: Any) -> list[str]:

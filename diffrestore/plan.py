@@ -63,6 +63,7 @@ class RunOptions:
     prompt: str | None = None  # text-conditioned priors: None = the model's default prompt
     negative_prompt: str | None = None
     guidance: float | None = None  # classifier-free guidance scale; None = the method's preset
+    tile_overlap: int | None = None  # fixed-size priors: window overlap in pixels; None = a quarter of the window
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Item:
     batch_seconds: float = 0.0  # that call's time
     noise_sigma: float | None = None  # the estimated Gaussian noise std on [0, 1] (--noise-sigma auto)
     noise_note: str | None = None  # how it was estimated, for the run's notes
+    tiles: int | None = None  # windows per network call when a fixed-size prior is tiled
 
     @property
     def outputs(self) -> list[Path]:
@@ -102,6 +104,8 @@ class Item:
             data.update({k: (round(v, 4) if v != float("inf") else None) for k, v in self.metrics.items()})
         if self.noise_sigma is not None:
             data["noise_sigma_estimated"] = round(self.noise_sigma, 6)
+        if self.tiles is not None:
+            data["tiles"] = self.tiles
         data["seconds"] = round(self.seconds, 3)
         if self.batch_images > 1:
             data.update(batch_images=self.batch_images, batch_seconds=round(self.batch_seconds, 3))

@@ -436,7 +436,9 @@ def test_help_documents_exit_codes_and_shared_flags() -> None:
     assert "[0, 1] intensity" in runner.invoke(app, ["denoise", "--help"], terminal_width=200).output
 
 
-def test_a_fixed_size_model_says_so_for_other_sizes(tmp_path, capsys) -> None:
+def test_a_fixed_size_model_tiles_other_sizes_and_says_so(tmp_path, capsys) -> None:
+    import json
+
     import torch
     from diffusers import DDPMScheduler, UNet2DModel
 
@@ -448,12 +450,20 @@ def test_a_fixed_size_model_says_so_for_other_sizes(tmp_path, capsys) -> None:
     unet.save_pretrained(folder)
     DDPMScheduler(num_train_timesteps=100).save_pretrained(folder)
     flags = ["--model", folder, "--steps", "2", "--method", "dps", "--device", "cpu"]
-    wrong = run_main(["denoise", write_image(tmp_path / "big.png"), *flags], capsys)
-    assert wrong.code == 2
-    assert "native size 8x8" in wrong.err and f"{W}x{H}" in wrong.err and "tiling" in wrong.err
-    right = run_main(["denoise", write_image(tmp_path / "small.png", size=(8, 8)), *flags], capsys)
+    big = run_main(["denoise", write_image(tmp_path / "big.png"), *flags, "--json"], capsys)
+    assert big.code == 0, big.err
+    assert f"the model works at 8x8 px: this {W}x{H} image is denoised in" in big.err and "--tile-overlap" in big.err
+    item = json.loads(big.out)["items"][0]
+    assert item["tiles"] > 1
+    from PIL import Image
+
+    assert Image.open(tmp_path / "big_denoise.png").size == (W, H)
+    right = run_main(["denoise", write_image(tmp_path / "small.png", size=(8, 8)), *flags, "--json"], capsys)
     assert right.code == 0, right.err
+    assert "denoised in" not in right.err and "tiles" not in json.loads(right.out)["items"][0]
     assert (tmp_path / "small_denoise.png").is_file()
+    bad = run_main(["denoise", tmp_path / "big.png", *flags, "--tile-overlap", "5", "-o", tmp_path / "x.png"], capsys)
+    assert bad.code == 2 and "--tile-overlap 5 must be between 0 and half the window (4 for 8x8)" in bad.err
 
 
 @pytest.mark.skipif(

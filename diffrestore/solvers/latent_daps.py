@@ -157,7 +157,9 @@ class LatentDAPS(DAPS):
 
     def conditioning(self, prior: LatentPrior) -> Conditioning:
         cfg = self.config
-        key = getattr(prior, "inner", prior)  # the same prior behind engine's per-item wrapper
+        key = prior
+        while hasattr(key, "inner"):  # the same prior behind the engine's per-item and tiling wrappers
+            key = key.inner
         if self._conditioning is None or self._conditioning[0] is not key:
             conditional = bool(getattr(prior, "conditional", False))
             guidance = cfg.guidance
