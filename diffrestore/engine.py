@@ -63,14 +63,10 @@ def check_fit(prior: Any, solver: Any, task: str, task_opts: tasks.TaskOptions, 
 
 
 def fit_any_size(prior: Any, opts: RunOptions, device: Any) -> Any:
-    """A fixed-size prior tiled to take any image size (priors.tiled); others as they are. Windows batch by
-    --batch-size on GPUs, one per call on the CPU (bitwise batch-independent results, see PerItemCalls)."""
-    import torch
-
+    """A fixed-size prior tiled to take any image size (``priors.tiled.tile_prior``); others as they are."""
     from .priors.tiled import tile_prior
 
-    tile_batch = 1 if torch.device(device).type == "cpu" else max(1, int(opts.batch_size))
-    return tile_prior(prior, overlap_px=opts.tile_overlap, tile_batch=tile_batch)
+    return tile_prior(prior, overlap_px=opts.tile_overlap, batch_size=opts.batch_size, device=device)
 
 
 # ------------------------------------------------------------------------------ the restoration of one batch
@@ -272,7 +268,7 @@ def _prepare(items: list[Item], task: str, task_opts: tasks.TaskOptions, opts: R
 
                 estimate = estimate_noise(loaded.tensor, known=None if mask is None else ~mask,
                                           bit_depth=loaded.bit_depth)
-                item.noise_sigma, item.noise_note = estimate.sigma, _noise_note(estimate)
+                item.noise_sigma, item.noise_note = estimate.sigma, estimate.run_note()
             del loaded
         except DiffrestoreError as error:
             if single or opts.fail_fast:
@@ -359,7 +355,7 @@ def _run_batches(
             message = short_error(error)
             for p in batch:
                 p.item.status, p.item.error = "failed", message
-                _time_item(p.item, len(batch), time.perf_counter() - t0)
+                p.item.record_time(len(batch), time.perf_counter() - t0)
                 reporter.item_finished(p.item)
             if opts.fail_fast:
                 stop = True
@@ -384,7 +380,7 @@ def _run_batches(
                     continue
                 item.status = "done"
                 item.metrics = result.metrics
-                _time_item(item, len(batch), batch_seconds, time.perf_counter() - t_save)
+                item.record_time(len(batch), batch_seconds, time.perf_counter() - t_save)
                 if not opts.json_output:
                     line = str(item.output)
                     if result.metrics:
@@ -425,14 +421,6 @@ def _input_notes(item: Item, loaded: Any) -> list[str]:
     return notes
 
 
-def _noise_note(estimate: Any) -> str:
-    """The estimate's own line, plus what to do when it could not be trusted (too few usable coefficients)."""
-    text = estimate.describe()
-    if not estimate.reliable:
-        return f"{text}; too few known 2x2 blocks to trust it: give --noise-sigma if the file is noisy"
-    return f"{text} (--noise-sigma auto; give a number to override)"
-
-
 def _with_estimated_noise(task_opts: tasks.TaskOptions, sigma: float | None) -> tasks.TaskOptions:
     """The task options with an image's estimated noise level in place of "auto" (a copy: the run's stay)."""
     if sigma is None:
@@ -440,13 +428,6 @@ def _with_estimated_noise(task_opts: tasks.TaskOptions, sigma: float | None) -> 
     resolved = copy.copy(task_opts)  # keeps the kernel read at validation (not an init field of the dataclass)
     resolved.noise_sigma = float(sigma)
     return resolved
-
-
-def _time_item(item: Item, images: int, batch_seconds: float, save_seconds: float = 0.0) -> None:
-    """An item's share of its batch's solver time plus its own saving; the batch's time kept beside it, since a
-    batch costs about what one image does and a share alone would understate what one image takes."""
-    item.batch_images, item.batch_seconds = images, batch_seconds
-    item.seconds = batch_seconds / images + save_seconds
 
 
 def _save(item: Item, like: Any, result: Restored, *, overwrite: bool, protected: list[Path]) -> list[str]:

@@ -79,6 +79,13 @@ class NoiseEstimate:
         """Whether the floor, not the image's coefficients, set ``sigma``."""
         return not self.reliable or self.raw is None or self.raw < self.floor
 
+    def run_note(self) -> str:
+        """``describe``, plus what to do when the estimate could not be trusted (too few usable coefficients)."""
+        text = self.describe()
+        if not self.reliable:
+            return f"{text}; too few known 2x2 blocks to trust it: give --noise-sigma if the file is noisy"
+        return f"{text} (--noise-sigma auto; give a number to override)"
+
     def describe(self) -> str:
         """One line for the run's output, e.g. 'estimated noise sigma 0.0123 on [0, 1] (MAD of 24,576 wavelet
         coefficients; floor 1/255)'."""

@@ -88,6 +88,12 @@ class Item:
     noise_note: str | None = None  # how it was estimated, for the run's notes
     tiles: int | None = None  # windows per network call when a fixed-size prior is tiled
 
+    def record_time(self, images: int, batch_seconds: float, save_seconds: float = 0.0) -> None:
+        """Its share of its batch's solver time plus its own saving; the batch's time kept beside it, since a
+        batch costs about what one image does and a share alone would understate what one image takes."""
+        self.batch_images, self.batch_seconds = images, batch_seconds
+        self.seconds = batch_seconds / images + save_seconds
+
     @property
     def outputs(self) -> list[Path]:
         return [self.output, *self.samples, *([self.std_map] if self.std_map else [])]

@@ -149,10 +149,13 @@ class TiledPrior:
         return (out / norm)[:, :, :h, :w]
 
 
-def tile_prior(prior: Any, *, overlap_px: int | None, tile_batch: int) -> Any:
+def tile_prior(prior: Any, *, overlap_px: int | None, batch_size: int = 1, device: Any = "cpu") -> Any:
     """``prior`` made to take any size: pixel priors with a native size tile in pixels, latent ones in latent space
     (windows of native size / the autoencoder's factor, only for canvases larger than that; their autoencoder's own
-    tiling on, where diffusers has it). Fully convolutional and discrete priors come back as they are."""
+    tiling on, where diffusers has it). Fully convolutional and discrete priors come back as they are. Windows go
+    through the network ``batch_size`` at a time on GPUs, one at a time on the CPU (bitwise batch-independent
+    results, see ``PerItemCalls``)."""
+    tile_batch = 1 if torch.device(device).type == "cpu" else max(1, int(batch_size))
     native = getattr(prior, "native_size", None)
     kind = getattr(prior, "kind", "pixel")
     if native is None or kind == "discrete" or isinstance(prior, TiledPrior):
