@@ -30,7 +30,7 @@ def make_solver(method: str, preset: str, steps: int | None, **conditioning: Any
     if method not in METHOD_KINDS:
         raise UsageError(f"unknown method '{method}'", hint=f"use one of {', '.join(METHOD_KINDS)}")
     overrides = {"steps": steps} if steps is not None else {}
-    overrides.update({key: value for key, value in conditioning.items() if value is not None})
+    overrides.update(conditioning)
     try:
         return get_solver(method, preset, **overrides)
     except DiffrestoreError:
@@ -48,9 +48,12 @@ def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = Non
     plan.check_run_options(opts)
     tasks.validate_options(opts.task, task_opts, simulate=opts.simulate)
     budget.check_ranges(opts, task_opts)
+    from .methods import resolve_method
+    from .priors.load import prior_kind
+
     registry = registry if registry is not None else load_registry(opts.registry)
-    kind = getattr(prior, "kind", "pixel") if prior is not None else None
-    opts.method = resolve_method(opts.method, kind or prior_kind_of(opts.model, registry))
+    kind = getattr(prior, "kind", "pixel") if prior is not None else prior_kind(opts.model, registry=registry)
+    opts.method = resolve_method(opts.method, kind)
     conditioning = check_conditioning(opts)
     # What a method cannot do at all comes before how many steps it takes (mmse on inpaint: the task is wrong).
     solver = make_solver(opts.method, opts.preset, None, **conditioning)
@@ -61,20 +64,6 @@ def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = Non
     check_prior_kind(opts.method, opts.model, kind=kind, registry=registry)
     load_kernel_file(task_opts)
     return solver
-
-
-def resolve_method(method: str, kind: str | None) -> str:
-    from .methods import METHOD_KINDS
-    from .methods import resolve_method as resolve
-
-    return resolve(method, kind) if method in METHOD_KINDS else method
-
-
-def prior_kind_of(model: str, registry: Any) -> str | None:
-    """The prior kind of ``--model`` without loading it (None when it cannot be told: load_prior will say why)."""
-    from .priors.load import prior_kind
-
-    return prior_kind(model, registry=registry)
 
 
 def check_conditioning(opts: RunOptions) -> dict[str, Any]:

@@ -28,6 +28,15 @@ import torch
 from ..errors import DeviceError, UsageError
 
 
+def check_channels(prior_channels: int, image_channels: int) -> None:
+    """UsageError when an image's channel count is not the prior's (every prior kind, and the tiling wrapper)."""
+    if image_channels != prior_channels:
+        raise UsageError(
+            f"the prior models {prior_channels}-channel images but the image has {image_channels} channel(s)",
+            hint="pick a prior trained on this colour mode (e.g. a grayscale prior for grayscale input)",
+        )
+
+
 class Prior(ABC):
     """A diffusion prior seen as a denoiser.
 
@@ -62,11 +71,7 @@ class Prior(ABC):
     def check_image_shape(self, shape: tuple[int, ...] | torch.Size) -> None:
         """Raise UsageError unless images of ``shape`` ((C, H, W) or (N, C, H, W)) can go through this prior."""
         c, h, w = (int(v) for v in tuple(shape)[-3:])
-        if c != self.channels:
-            raise UsageError(
-                f"the prior models {self.channels}-channel images but the image has {c} channel(s)",
-                hint="pick a prior trained on this colour mode (e.g. a grayscale prior for grayscale input)",
-            )
+        check_channels(int(self.channels), c)
         if self.native_size is not None and (h, w) != tuple(self.native_size):
             nh, nw = self.native_size
             raise UsageError(
@@ -194,12 +199,7 @@ class LatentPrior(ABC):
 
     def check_image_shape(self, shape: tuple[int, ...] | torch.Size) -> None:
         """Any size goes (solvers pad it to the latent grid); only the channels must match."""
-        c = int(tuple(shape)[-3])
-        if c != self.channels:
-            raise UsageError(
-                f"the prior models {self.channels}-channel images but the image has {c} channel(s)",
-                hint="pick a prior trained on this colour mode",
-            )
+        check_channels(int(self.channels), int(tuple(shape)[-3]))
 
 
 class DiscretePrior(ABC):

@@ -11,7 +11,7 @@ negative and the conditional pass as one batch of 2N (``base.guide`` combines th
 
 Image sizes: the autoencoder and UNet take multiples of the autoencoder's down-sampling times the UNet's (8 x 8 =
 64 px for SD); solvers pad other sizes to that grid (``LatentPrior.padded_shape``) and crop back. The model's
-training size is ``native_size``, for information (tiling to it is a later change).
+training size is ``native_size``: larger latents are denoised in windows of it (priors/tiled.py).
 """
 
 from __future__ import annotations

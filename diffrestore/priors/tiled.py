@@ -32,7 +32,8 @@ from typing import Any
 
 import torch
 
-from .base import sigma_per_item
+from ..errors import UsageError
+from .base import check_channels, sigma_per_item
 
 
 def window_weights(size: int, overlap: int, device: torch.device | None = None) -> torch.Tensor:
@@ -56,13 +57,18 @@ def grid_offset(sigma: float, stride: tuple[int, int]) -> tuple[int, int]:
     return (mixed % max(1, stride[0]), (mixed >> 16) % max(1, stride[1]))
 
 
+def _grid_count(size: int, window: int, stride: int, offset: int) -> int:
+    """Windows of a ``stride`` grid shifted back by ``offset`` that reach across ``size`` (before clamping)."""
+    return 1 if size <= window else math.ceil((size + offset - window) / stride) + 1
+
+
 def _starts(size: int, window: int, stride: int, offset: int) -> list[int]:
     """Window starts along one axis: a grid of ``stride`` shifted back by ``offset``, each start clamped into
     [0, size - window] so every window lies inside the image (no invented pixels at its borders), duplicates
     dropped. Consecutive starts are at most ``stride`` apart, so the windows cover the axis."""
     if size <= window:
         return [0]
-    count = math.ceil((size + offset - window) / stride) + 1
+    count = _grid_count(size, window, stride, offset)
     return sorted({min(max(k * stride - offset, 0), size - window) for k in range(count)})
 
 
@@ -90,8 +96,6 @@ class TiledPrior:
         h0, w0 = self.window
         self.overlap = int(overlap) if overlap is not None else min(h0, w0) // 4
         if not 0 <= self.overlap <= min(h0, w0) // 2:
-            from ..errors import UsageError
-
             raise UsageError(f"--tile-overlap {self.overlap} must be between 0 and half the window "
                              f"({min(h0, w0) // 2} for {w0}x{h0})")
         self.tile_batch = max(1, int(tile_batch))
@@ -103,28 +107,26 @@ class TiledPrior:
 
     # ---------------------------------------------------------------------------------------------- sizes
     def check_image_shape(self, shape: tuple[int, ...] | torch.Size) -> None:
-        c = int(tuple(shape)[-3])
-        if c != int(self.inner.channels):
-            from ..errors import UsageError
+        check_channels(int(self.inner.channels), int(tuple(shape)[-3]))
 
-            raise UsageError(f"the prior models {self.inner.channels}-channel images but the image has {c} "
-                             "channel(s)", hint="pick a prior trained on this colour mode")
+    def tiles_input(self, h: int, w: int) -> bool:
+        """Whether an (H, W) input (in the prior's own units) goes through windows, not straight to the prior."""
+        h0, w0 = self.window
+        return (h, w) != (h0, w0) and (self.pad_small or h > h0 or w > w0)
 
     def tiles(self, size: tuple[int, int]) -> int:
         """Windows per denoiser call for an (H, W) input (at most: the grid shift can add a row or column)."""
         (h0, w0), (h, w) = self.window, size
-        if (h, w) == (h0, w0):
+        if not self.tiles_input(h, w):
             return 1
         sh, sw = h0 - self.overlap, w0 - self.overlap
-        rows = 1 if h <= h0 else math.ceil((h + sh - h0) / sh) + 1
-        cols = 1 if w <= w0 else math.ceil((w + sw - w0) / sw) + 1
-        return rows * cols  # the most any grid shift gives
+        return _grid_count(h, h0, sh, sh) * _grid_count(w, w0, sw, sw)  # the most any grid shift gives
 
     # ------------------------------------------------------------------------------------------- denoiser
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, *args: Any) -> torch.Tensor:
         h0, w0 = self.window
         n, _, h, w = x.shape
-        if (h, w) == (h0, w0) or (not self.pad_small and h <= h0 and w <= w0):
+        if not self.tiles_input(h, w):
             return self.inner.denoise(x, sigma, *args)
         s = sigma_per_item(sigma, n, x.device)
         # small images: pad up to the window, crop back
@@ -162,8 +164,8 @@ def tile_prior(prior: Any, *, overlap_px: int | None, batch_size: int = 1, devic
         return prior
     if kind == "pixel":
         return TiledPrior(prior, overlap=overlap_px, tile_batch=tile_batch)
-    factor = int(getattr(prior, "downscale", 1))
-    window = (native[0] // factor, native[1] // factor)
+    _, *window = prior.latent_shape(prior.padded_shape((int(prior.channels), *native)))
+    factor = native[0] // window[0]  # the autoencoder's down-sampling
     overlap = None if overlap_px is None else overlap_px // factor
     autoencoder = getattr(prior, "autoencoder", None)
     if hasattr(autoencoder, "enable_tiling"):
@@ -171,7 +173,7 @@ def tile_prior(prior: Any, *, overlap_px: int | None, batch_size: int = 1, devic
         # (NotImplementedError), and its decoder takes any size anyway
         with contextlib.suppress(NotImplementedError):
             autoencoder.enable_tiling()
-    return TiledPrior(prior, overlap=overlap, tile_batch=tile_batch, window=window, pad_small=False)
+    return TiledPrior(prior, overlap=overlap, tile_batch=tile_batch, window=tuple(window), pad_small=False)
 
 
 def tiling_note(prior: Any, image_shape: tuple[int, int, int]) -> tuple[int, str] | None:
@@ -179,17 +181,13 @@ def tiling_note(prior: Any, image_shape: tuple[int, int, int]) -> tuple[int, str
     if not isinstance(prior, TiledPrior):
         return None
     _, h, w = image_shape
-    size = (h, w)
-    unit = "px"
-    if getattr(prior, "kind", "pixel") == "latent":
-        _, ch, cw = prior.padded_shape(image_shape)
-        factor = int(getattr(prior, "downscale", 1))
-        size, unit = (ch // factor, cw // factor), "latent cells"
-        if size[0] <= prior.window[0] and size[1] <= prior.window[1]:
-            return None
-    elif size == prior.window:
+    size, unit = (h, w), "px"
+    if getattr(prior, "kind", "pixel") == "latent":  # the latent canvas the solver works on
+        _, *size = prior.latent_shape(prior.padded_shape(image_shape))
+        unit = "latent cells"
+    if not prior.tiles_input(*size):
         return None
-    n = prior.tiles(size)
+    n = prior.tiles(tuple(size))
     h0, w0 = prior.window
     what = "window" if n == 1 else "overlapping windows"
     return n, (f"the model works at {w0}x{h0} {unit}: this {w}x{h} image is denoised in {n} {what} per network "

@@ -128,6 +128,18 @@ class DAPSConfig(SolverConfig):
 
 INNER_SAMPLERS = ("auto", "exact", "langevin", "hmc")
 ODE_GRIDS = ("denoise", "euler")
+R_T_RULES = ("sigma", "jacobian")
+
+
+def reference_scaled_lr(lr: float, tau: float, reference_tau: float | None) -> float:
+    """The lr tuned at ``reference_tau``, scaled by (tau / reference_tau)^2 so the data term's step lr / tau^2 stays
+    the tuned one (``lr_reference_tau``; None or 0: the lr as given)."""
+    return lr * (tau / float(reference_tau)) ** 2 if reference_tau else lr
+
+
+def decayed_lr(lr0: float, step: int, total: int, min_ratio: float) -> float:
+    """The lr of annealing step ``step`` of ``total``: linear from lr0 towards min_ratio * lr0."""
+    return lr0 * (1.0 + (step / total) * (float(min_ratio) - 1.0))
 
 
 def ode_x0(prior: Any, x: torch.Tensor, sigma: float, steps: int, floor: float, grid: str,
@@ -153,7 +165,6 @@ def ode_x0(prior: Any, x: torch.Tensor, sigma: float, steps: int, floor: float, 
         x = d if s_next == 0.0 else x + (s_next - s) / s * (x - d)
     assert first is not None
     return x, first
-R_T_RULES = ("sigma", "jacobian")
 
 
 class DAPS(Solver):
@@ -231,9 +242,8 @@ class DAPS(Solver):
         cfg = self.config
         sigmas = self.annealing_sigmas(prior)
         tau = likelihood_std(problem, cfg.tau)
-        lr0 = float(cfg.lr) if cfg.lr is not None else default_lr(problem.operator)
-        if cfg.lr_reference_tau:
-            lr0 *= (tau / float(cfg.lr_reference_tau)) ** 2
+        lr0 = reference_scaled_lr(float(cfg.lr) if cfg.lr is not None else default_lr(problem.operator), tau,
+                                  cfg.lr_reference_tau)
         device = torch.device(prior.device)
         sampler = self.inner_sampler(problem)
         total = len(sigmas) - 1
@@ -242,7 +252,7 @@ class DAPS(Solver):
             s, s_next = sigmas[i], sigmas[i + 1]
             x0_hat, denoised = self._ode_x0(prior, x, s)
             r = self._r(prior, x, s, denoised, generator)
-            lr = lr0 * (1.0 + (i / total) * (float(cfg.lr_min_ratio) - 1.0))
+            lr = decayed_lr(lr0, i, total, cfg.lr_min_ratio)
             x0 = self._inner(sampler, problem, y, x0_hat, r, tau, lr, generator)
             x = x0 + s_next * randn(shape, generator, device) if s_next > 0.0 else x0
             progress(i + 1, total, self.name)

@@ -62,7 +62,7 @@ from .base import (
     likelihood_std,
     randn,
 )
-from .daps import DAPS, DAPSConfig
+from .daps import DAPS, DAPSConfig, decayed_lr, reference_scaled_lr
 
 if TYPE_CHECKING:
     from ..operators import Problem
@@ -103,9 +103,8 @@ OFFICIAL_TABLE: dict[OperatorKind, dict[str, MCMCSetting]] = {
 
 def official_setting(operator: object, autoencoder: str) -> MCMCSetting:
     """The official row for this operator's task and autoencoder kind ("vq" -> ldm group, else sd)."""
-    group = "ldm" if autoencoder == "vq" else "sd"
-    table = {kind: rows[group] for kind, rows in OFFICIAL_TABLE.items()}
-    return by_kind(table, operator, _SR[group])  # type: ignore[arg-type, return-value]
+    rows = by_kind(OFFICIAL_TABLE, operator, _SR)  # type: ignore[arg-type]
+    return rows["ldm" if autoencoder == "vq" else "sd"]  # type: ignore[index]
 
 
 @dataclasses.dataclass
@@ -212,7 +211,7 @@ class LatentDAPS(DAPS):
         latent = prior.latent_shape(prior.padded_shape(shape[1:]))
         setting = self.mcmc_setting(prior, problem.operator)
         tau = likelihood_std(problem, cfg.tau)
-        lr0 = setting.lr * ((tau / float(cfg.lr_reference_tau)) ** 2 if cfg.lr_reference_tau else 1.0)
+        lr0 = reference_scaled_lr(setting.lr, tau, cfg.lr_reference_tau)
         data_term = self._data_term(prior, problem, y, (h, w), tau)
         sigmas = self.annealing_sigmas(prior)
         device = torch.device(prior.device)
@@ -222,7 +221,7 @@ class LatentDAPS(DAPS):
             s, s_next = sigmas[i], sigmas[i + 1]
             z0_hat, denoised = self._ode_x0(prior, z, s, cond)
             r = self._r(prior, z, s, denoised, generator, cond)
-            lr = lr0 * (1.0 + (i / total) * (setting.lr_min_ratio - 1.0))
+            lr = decayed_lr(lr0, i, total, setting.lr_min_ratio)
             if cfg.inner == "hmc":
                 z0 = inner.hmc(problem, y, z0_hat, r, tau, lr, setting.steps, setting.momentum, generator,
                                data_term=data_term)
