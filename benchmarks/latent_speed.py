@@ -24,7 +24,8 @@ A full run at 100 network calls takes hours on a CPU, so the script measures uni
    (VmHWM; ru_maxrss as well, which on Linux also holds the parent's peak) on the CPU; on CUDA
    ``torch.cuda.memory_allocated`` after the build and ``max_memory_allocated`` at the end.
 
-The default CPU run (2 cores, sizes 256 and 512) takes about 20 minutes.
+The default CPU run (2 cores, sizes 256 and 512) takes about 18 minutes on a quiet machine; a neighbour on one
+core inflates every unit (small ops most: the 2-thread kernels wait for the descheduled thread), so time it alone.
 """
 
 from __future__ import annotations
