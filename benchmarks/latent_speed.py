@@ -249,6 +249,15 @@ def maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def memory_after_build(device: torch.device) -> float:
+    """MiB in use once the models are built: allocated on CUDA (whose peak counter restarts here), RSS on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    return status_mib("VmRSS")
+
+
 def child(args: argparse.Namespace) -> None:
     """One short real run in this fresh process; prints one JSON line with its memory and time."""
     solver_name, size_text, task = args.child.split(",")
@@ -256,13 +265,8 @@ def child(args: argparse.Namespace) -> None:
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     prior = build_latent(device, dtype) if solver_name == "latent-daps" else build_pixel(device, dtype)
     problem = build_problem(task, size, device)
-    out: dict[str, Any] = {}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        out["built_mib"] = torch.cuda.memory_allocated(device) / 2**20
-    else:
-        out["built_mib"] = status_mib("VmRSS")
+    out: dict[str, Any] = {"built_mib": memory_after_build(device)}
+    if device.type != "cuda":
         out["build_peak_mib"] = maxrss_mib()
     out["seconds"] = short_run(solver_name, prior, problem)
     if device.type == "cuda":
@@ -276,8 +280,12 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(args: argparse.Namespace, solver: str, size: int, task: str) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", f"{solver},{size},{task}", "--device", args.device,
-           "--dtype", args.dtype]
+    return spawn_child(os.path.abspath(__file__), f"{solver},{size},{task}", args)
+
+
+def spawn_child(script: str, spec: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``script --child spec`` (same device, dtype, threads) in a fresh process; its RESULT line as a dict."""
+    cmd = [sys.executable, script, "--child", spec, "--device", args.device, "--dtype", args.dtype]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -154,7 +154,7 @@ def restore(
     preset: str = "fast",
     steps: int | None = None,
     seed: int = 0,
-    num_samples: int = 1,
+    num_samples: int | None = None,
     device: str = "auto",
     dtype: str = "auto",
     simulate: bool = False,
@@ -213,6 +213,7 @@ def restore(
             mask = masks.build_mask(source, opts, out_size, seed=seed, loaded=loaded)
 
     channels = 3 if task == "colorize" else int(tensor.shape[1])  # a floor: the prior's channels come later
+    num_samples = int(run_opts.num_samples)  # the method's default filled in by validate
     budget.check_memory([(1, channels, out_size)], num_samples=num_samples, kernel=tasks.kernel_shape(task, opts),
                         device=prior.device if prior is not None else engine.resolve_device(device),
                         kernel_flag=opts.kernel is None)

@@ -94,7 +94,9 @@ NOISE_PARAMS = [
 SHARED_PARAMS = [
     _param("method", Annotated[str, _opt(
         "--method", help="Posterior sampler: daps, dps or mcg; or mmse (denoise only: the posterior mean in one "
-        "call). daps on a latent prior (Stable Diffusion, LDM) runs latent-daps.", panel=_PANEL_SAMPLING,
+        "call). daps on a latent prior (Stable Diffusion, LDM) runs latent-daps; dwgf (latent priors) moves the -n "
+        "samples together as particles of one gradient flow (-n 1 is RED-diff in latent space).",
+        panel=_PANEL_SAMPLING,
         metavar="|".join(PRESET_STEPS))], "daps"),
     _param("model", Annotated[str, _opt(
         "--model", help="Prior: a name from 'diffrestore models list' or a local model folder.",
@@ -123,11 +125,12 @@ SHARED_PARAMS = [
     _param("seed", Annotated[int, _opt(
         "--seed", help="Random seed (any size): the same seed, inputs and device class give the same output.",
         panel=_PANEL_SAMPLING, metavar="N")], 0),
-    _param("num_samples", Annotated[int, _opt(
-        "--num-samples", "-n", panel=_PANEL_SAMPLING, metavar="N",
-        help="Posterior samples per image. With N > 1 every sample is written (<name>_sK), the output is their "
-        "mean, and <name>_std.png maps the per-pixel standard deviation (4 x std on the [0, 1] scale, so white "
-        f"= std of 0.25 or more). At most {MAX_NUM_SAMPLES}.")], 1),
+    _param("num_samples", Annotated[int | None, _opt(
+        "--num-samples", "-n", panel=_PANEL_SAMPLING, metavar="N", show_default=False,
+        help="Posterior samples per image (default 1; dwgf 4). With N > 1 every sample is written (<name>_sK), "
+        "the output is their mean, and <name>_std.png maps the per-pixel standard deviation (4 x std on the "
+        "[0, 1] scale, so white = std of 0.25 or more). With --method dwgf they are the interacting particles of "
+        f"one flow (the paper's 4; -n 1 is RED-diff in latent space). At most {MAX_NUM_SAMPLES}.")], None),
     _param("device", Annotated[str, _opt(
         "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.", panel=_PANEL_SAMPLING,
         metavar="auto|cpu|cuda[:N]|mps")], "auto"),

@@ -128,7 +128,8 @@ def restore_batch(
         prior = PerItemCalls(prior)  # bitwise batch-independent results (see PerItemCalls)
     y_batch = torch.cat([y.expand(num_samples, *y.shape[1:]) for y in ys]).contiguous().to(device)
     problem = Problem(operator=operator.to(device), noise=noise, y=y_batch)
-    x = solver.run(prior, problem, generator=generators, progress=progress)
+    particles = {"samples_per_image": num_samples} if getattr(solver, "particles_interact", False) else {}
+    x = solver.run(prior, problem, generator=generators, progress=progress, **particles)  # (DWGF: one cloud each)
     x = tasks.to_output_channels(task, x.detach().to("cpu", torch.float32).clamp(-1.0, 1.0), in_c)
 
     keep = task == "inpaint" and not simulated and mask is not None  # a real photo keeps its known pixels

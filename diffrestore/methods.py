@@ -10,13 +10,16 @@ from __future__ import annotations
 
 #: method -> the prior kind it works with
 METHOD_KINDS: dict[str, str] = {
-    "dps": "pixel", "mcg": "pixel", "daps": "pixel", "mmse": "pixel", "latent-daps": "latent",
+    "dps": "pixel", "mcg": "pixel", "daps": "pixel", "mmse": "pixel", "latent-daps": "latent", "dwgf": "latent",
 }
 #: (method, prior kind) -> the method that runs: one name for an algorithm whatever space its prior works in
 #: (``--method daps`` with Stable Diffusion runs LatentDAPS)
 KIND_VARIANTS: dict[tuple[str, str], str] = {("daps", "latent"): "latent-daps"}
 #: methods that take --prompt, --negative-prompt and --guidance (their priors may be text-conditioned)
-CONDITIONED_METHODS: tuple[str, ...] = ("latent-daps",)
+CONDITIONED_METHODS: tuple[str, ...] = ("latent-daps", "dwgf")
+#: posterior samples per image when -n is not given: 1, but particle methods move several together and are
+#: another algorithm with one (DWGF with one particle is RED-diff), so they default to their paper's count
+DEFAULT_SAMPLES: dict[str, int] = {"dwgf": 4}
 #: the --preset names every method accepts (each solver's ``presets`` table has exactly these keys)
 PRESET_NAMES: tuple[str, ...] = ("paper", "fast")
 #: method -> preset -> solver steps, as the solvers' presets say (tests/test_methods.py keeps them equal): here
@@ -27,11 +30,14 @@ PRESET_STEPS: dict[str, dict[str, int]] = {
     "mcg": {"fast": 100, "paper": 1000},
     "mmse": {"fast": 1, "paper": 1},
     "latent-daps": {"fast": 25, "paper": 50},
+    "dwgf": {"fast": 100, "paper": 998},
 }
 #: the most --steps each method takes. DPS and MCG walk the respaced timesteps of a 1000-step DDPM schedule, so
 #: more steps than it has do not exist; DAPS's annealing grid could be finer, but 50 times the paper's 200 steps
-#: is already days of network calls on any device; MMSE is one denoiser call.
-MAX_STEPS: dict[str, int] = {"daps": 10000, "dps": 1000, "mcg": 1000, "mmse": 1, "latent-daps": 10000}
+#: is already days of network calls on any device; MMSE is one denoiser call; DWGF takes one Adam step per
+#: timestep of a 1000-step model but the first and last (999 .. 2).
+MAX_STEPS: dict[str, int] = {"daps": 10000, "dps": 1000, "mcg": 1000, "mmse": 1, "latent-daps": 10000,
+                             "dwgf": 998}
 
 
 def resolve_method(method: str, kind: str | None) -> str:
@@ -46,6 +52,7 @@ def methods_for_kind(kind: str) -> tuple[str, ...]:
 
 
 __all__ = [
-    "CONDITIONED_METHODS", "KIND_VARIANTS", "MAX_STEPS", "METHOD_KINDS", "PRESET_NAMES", "PRESET_STEPS",
+    "CONDITIONED_METHODS", "DEFAULT_SAMPLES", "KIND_VARIANTS", "MAX_STEPS", "METHOD_KINDS", "PRESET_NAMES",
+    "PRESET_STEPS",
     "methods_for_kind", "resolve_method",
 ]

@@ -43,7 +43,7 @@ class RunOptions:
     preset: str = "fast"
     steps: int | None = None
     seed: int = 0
-    num_samples: int = 1
+    num_samples: int | None = None  # None: the method's default (methods.DEFAULT_SAMPLES, else 1)
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 4
@@ -270,7 +270,8 @@ def plan_outputs(files: list[InputFile], opts: RunOptions, extensions: tuple[str
             out_dir = output
         else:
             out_file = output
-    width = len(str(opts.num_samples))
+    samples = samples_per_image(opts)
+    width = len(str(samples))
     items: list[Item] = []
     for index, f in enumerate(files):
         if out_file is not None:
@@ -284,9 +285,9 @@ def plan_outputs(files: list[InputFile], opts: RunOptions, extensions: tuple[str
         item = Item(index=index, input=f.path, output=main)
         if f.looks_like_output:
             item.status, item.error = "skipped", LOOKS_LIKE_OUTPUT
-        elif opts.num_samples > 1:
+        elif samples > 1:
             item.samples = [main.with_name(f"{main.stem}_s{i:0{width}d}{main.suffix}") for i in
-                            range(1, opts.num_samples + 1)]
+                            range(1, samples + 1)]
             item.std_map = main.with_name(f"{main.stem}_std.png")
         items.append(item)
 
@@ -328,10 +329,18 @@ def check_existing(items: list[Item], opts: RunOptions) -> None:
                       hint="use --overwrite to replace or --skip-existing to keep it")
 
 
+def samples_per_image(opts: RunOptions) -> int:
+    """-n, or the method's default when it is not given (methods.DEFAULT_SAMPLES: dwgf 4, the others 1)."""
+    from .methods import DEFAULT_SAMPLES
+
+    return int(opts.num_samples) if opts.num_samples is not None else DEFAULT_SAMPLES.get(opts.method, 1)
+
+
 def check_run_options(opts: RunOptions) -> None:
     """Flag checks that need nothing but the flags."""
     if opts.overwrite and opts.skip_existing:
         raise UsageError("--overwrite and --skip-existing cannot be combined")
+    opts.num_samples = samples_per_image(opts)
     if opts.num_samples < 1:
         raise UsageError(f"--num-samples must be at least 1, got {opts.num_samples}")
     if opts.batch_size < 1:

@@ -66,6 +66,13 @@ class AffineDecoder(torch.nn.Module):
         x = h.flatten(1) @ self.weight.T + self.bias
         return SimpleNamespace(sample=x.reshape(h.shape[0], -1, 1, 1))
 
+    def encode(self, x: torch.Tensor):
+        """The pseudo-inverse: Enc(Dec(z)) = z for a full-column-rank W (DWGF's consistency term is then 0)."""
+        if self.identity:
+            return SimpleNamespace(latents=x)
+        z = (x.flatten(1) - self.bias) @ torch.linalg.pinv(self.weight).T
+        return SimpleNamespace(latents=z.reshape(x.shape[0], -1, 1, 1))
+
 
 class MatrixOperator(LinearOperator):
     """y = M x for images (N, p, 1, 1) -> (N, m, 1, 1)."""

@@ -23,7 +23,7 @@ def test_a_latent_model_with_a_pixel_method_is_a_usage_error_before_loading(tmp_
                        "--method", "dps"], capsys)
     assert result.code == 2
     assert "method dps needs a pixel prior, but model 'tiny-latent-kl' is a latent prior" in result.err
-    assert "use --method latent-daps with this model" in result.err
+    assert "use --method dwgf or latent-daps with this model" in result.err
     assert len(result.err.strip().splitlines()) == 1
 
 
@@ -37,7 +37,7 @@ def test_a_loaded_prior_of_the_wrong_kind_is_refused_by_the_api() -> None:
 
 def test_every_method_has_a_kind() -> None:
     assert set(methods_for_kind("pixel")) | set(methods_for_kind("latent")) == set(METHOD_KINDS)
-    assert methods_for_kind("latent") == ("latent-daps",)
+    assert methods_for_kind("latent") == ("dwgf", "latent-daps")
     assert methods_for_kind("discrete") == ()
 
 

@@ -293,7 +293,7 @@ def test_list_json_shows_kind_and_fitting_methods_instead_of_solvers() -> None:
     assert by_name["ffhq-256"]["kind"] == "pixel"
     assert by_name["ffhq-256"]["methods"] == ["daps", "dps", "mcg", "mmse"]
     assert by_name["tiny-adm"]["kind"] == "pixel" and by_name["tiny-adm"]["methods"] == ["daps", "dps", "mcg", "mmse"]
-    assert by_name["sd15"]["kind"] == "latent" and by_name["sd15"]["methods"] == ["latent-daps"]
+    assert by_name["sd15"]["kind"] == "latent" and by_name["sd15"]["methods"] == ["dwgf", "latent-daps"]
     assert by_name["vq-diffusion-ithq"]["kind"] == "discrete"
 
 
@@ -302,9 +302,9 @@ def test_info_shows_kind_and_methods() -> None:
     pixel = runner.invoke(models_app, ["info", "ffhq-256"]).stdout
     assert "  kind        pixel" in pixel and "  methods     daps, dps, mcg, mmse" in pixel and "solvers" not in pixel
     latent = runner.invoke(models_app, ["info", "sd15"]).stdout
-    assert "  kind        latent" in latent and "methods     latent-daps" in latent
+    assert "  kind        latent" in latent and "methods     dwgf, latent-daps" in latent
     info = json.loads(runner.invoke(models_app, ["info", "tiny-latent-kl", "--json"]).stdout)
-    assert info["kind"] == "latent" and info["methods"] == ["latent-daps"] and "solvers" not in info
+    assert info["kind"] == "latent" and info["methods"] == ["dwgf", "latent-daps"] and "solvers" not in info
     discrete = runner.invoke(models_app, ["info", "vq-diffusion-ithq"]).stdout
     assert "  kind        discrete" in discrete and "methods     none yet" in discrete
 
@@ -359,7 +359,7 @@ def test_registry_never_imports_the_priors() -> None:
 
 def test_methods_for_kind() -> None:
     assert methods_for_kind("pixel") == ("daps", "dps", "mcg", "mmse")
-    assert methods_for_kind("latent") == ("latent-daps",) and methods_for_kind("discrete") == ()
+    assert methods_for_kind("latent") == ("dwgf", "latent-daps") and methods_for_kind("discrete") == ()
     assert methods_for_kind("no-such-kind") == ()
     assert set(METHOD_KINDS.values()) <= set(reg.FAMILY_KINDS.values())  # every method fits some family
 

@@ -270,5 +270,9 @@ class PerItemCalls:
         """A latent prior's decoder, one item at a time (the same rounding argument as ``denoise``)."""
         return torch.cat([self.inner.decode(z[i : i + 1]) for i in range(z.shape[0])])
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """A latent prior's encoder, one item at a time (DWGF encodes every step)."""
+        return torch.cat([self.inner.encode(x[i : i + 1]) for i in range(x.shape[0])])
+
     def log_p0(self, tokens: torch.Tensor, t: int, *args: Any) -> torch.Tensor:
         return torch.cat([self.inner.log_p0(tokens[i : i + 1], t, *args) for i in range(tokens.shape[0])])

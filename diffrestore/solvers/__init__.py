@@ -4,7 +4,8 @@
     x = solver.run(prior, problem, generator=generators, progress=callback)   # (N, C, H, W)
 
 One file per paper: dps.py (arXiv 2209.14687), mcg.py (arXiv 2206.00941), daps.py (arXiv 2407.01521) and its
-latent-space variant latent_daps.py (same paper, the official code's LatentDAPS); mmse.py is
+latent-space variant latent_daps.py (same paper, the official code's LatentDAPS), dwgf.py (arXiv 2509.19276:
+particles of latents moved together by a Wasserstein gradient flow); mmse.py is
 not a sampler but the one-call posterior mean for Gaussian denoising (Tweedie's formula).
 Each has a hyper-parameter dataclass with presets "paper" (the paper's settings) and "fast" (a CPU budget,
 measured in docs/benchmarks.md), and declares the prior kind it needs (``prior_kind``).
@@ -19,6 +20,7 @@ from ..methods import METHOD_KINDS, PRESET_NAMES
 from .base import Solver, SolverConfig
 from .daps import DAPS, DAPSConfig
 from .dps import DPS, DPSConfig
+from .dwgf import DWGF, DWGFConfig
 from .latent_daps import LatentDAPS, LatentDAPSConfig
 from .mcg import MCG, MCGConfig
 from .mmse import MMSE, MMSEConfig
@@ -28,11 +30,13 @@ SOLVER_NAMES: tuple[str, ...] = ("dps", "mcg", "daps")
 #: every --method: the samplers, then estimators that only solve some problems (their check_task says which)
 METHOD_NAMES: tuple[str, ...] = tuple(METHOD_KINDS)
 
-_SOLVERS: dict[str, type[Solver]] = {"dps": DPS, "mcg": MCG, "daps": DAPS, "mmse": MMSE, "latent-daps": LatentDAPS}
+_SOLVERS: dict[str, type[Solver]] = {"dps": DPS, "mcg": MCG, "daps": DAPS, "mmse": MMSE, "latent-daps": LatentDAPS,
+                                  "dwgf": DWGF}
 
 __all__ = [
     "DAPS",
     "DPS",
+    "DWGF",
     "MCG",
     "METHOD_NAMES",
     "MMSE",
@@ -40,6 +44,7 @@ __all__ = [
     "SOLVER_NAMES",
     "DAPSConfig",
     "DPSConfig",
+    "DWGFConfig",
     "LatentDAPS",
     "LatentDAPSConfig",
     "MCGConfig",

@@ -187,6 +187,8 @@ class Solver(ABC):
     prior_kind: ClassVar[str] = "pixel"
     config_class: ClassVar[type[SolverConfig]] = SolverConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: whether the samples of one image interact (particle methods: DWGF); they then run ``_sample_particles``
+    particles_interact: ClassVar[bool] = False
 
     def __init__(self, config: SolverConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
@@ -241,13 +243,18 @@ class Solver(ABC):
         *,
         generator: Generators,
         progress: ProgressCallback | None = None,
+        samples_per_image: int = 1,
     ) -> torch.Tensor:
         """One posterior sample per item of ``problem.y``'s batch: (N, C, H, W) float32 on the prior's device.
 
         ``generator``: one ``torch.Generator`` for the batch, or a list with one per item (then each item's
-        sample depends on its own generator only: what the engine passes)."""
+        sample depends on its own generator only: what the engine passes). ``samples_per_image``: the batch is
+        images after images, each as this many consecutive items with the same y; particle methods move those
+        together (``particles_interact``), the others ignore it."""
         shape = image_shape_of(problem)
         batch = int(problem.y.shape[0])
+        if samples_per_image < 1 or batch % samples_per_image:
+            raise UsageError(f"a batch of {batch} is not whole images of {samples_per_image} samples each")
         generators = [generator] if isinstance(generator, torch.Generator) else list(generator or [])
         if not generators or not all(isinstance(g, torch.Generator) for g in generators):
             raise UsageError("solvers need an explicit torch.Generator (e.g. diffrestore.runtime.make_generator(seed))"
@@ -263,8 +270,17 @@ class Solver(ABC):
         y = problem.y.detach().to(device=device, dtype=torch.float32)
         report = progress or (lambda done, total, what: None)
         with torch.no_grad():
-            x = self._sample(prior, problem, y, (batch, *shape), generator, report)
+            if self.particles_interact:
+                x = self._sample_particles(prior, problem, y, (batch, *shape), generator, report, samples_per_image)
+            else:
+                x = self._sample(prior, problem, y, (batch, *shape), generator, report)
         return x.detach().to(torch.float32)
+
+    def _sample_particles(self, prior: Prior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
+                          generator: Generators, progress: ProgressCallback, group: int) -> torch.Tensor:
+        """A particle method's algorithm: as ``_sample``, with consecutive groups of ``group`` items moved
+        together (one image's samples). Only solvers with ``particles_interact`` implement it."""
+        raise NotImplementedError(f"{self.name} does not move particles together")
 
     @abstractmethod
     def _sample(self, prior: Prior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],

@@ -63,10 +63,11 @@ from .base import (
     randn,
 )
 from .daps import DAPS, DAPSConfig, decayed_lr, reference_scaled_lr
+from .prompted import PromptConditioned
 
 if TYPE_CHECKING:
     from ..operators import Problem
-    from ..priors.base import Conditioning, LatentPrior
+    from ..priors.base import LatentPrior
 
 #: the official tau (0.01 with the doubled data term) in our convention
 OFFICIAL_TAU = 0.01 / math.sqrt(2.0)
@@ -135,7 +136,7 @@ class LatentDAPSConfig(DAPSConfig):
     default_guidance: float = 7.5
 
 
-class LatentDAPS(DAPS):
+class LatentDAPS(PromptConditioned, DAPS):
     name: ClassVar[str] = "latent-daps"
     prior_kind: ClassVar[str] = "latent"
     config_class: ClassVar[type[SolverConfig]] = LatentDAPSConfig
@@ -144,30 +145,7 @@ class LatentDAPS(DAPS):
         "fast": {"steps": 25, "ode_steps": 1, "steps_scale": 1 / 3, "default_guidance": 1.0},
     }
 
-    def __init__(self, config: SolverConfig | None = None) -> None:
-        super().__init__(config)
-        self._conditioning: tuple[Any, Conditioning] | None = None
-
     # ------------------------------------------------------------------------------------------- set-up
-    def prepare(self, prior: LatentPrior) -> None:
-        """Encode the prompt once (a one-line error for a prompt on an unconditional model, or a missing text
-        encoder, before any image is solved)."""
-        self.conditioning(prior)
-
-    def conditioning(self, prior: LatentPrior) -> Conditioning:
-        cfg = self.config
-        key = prior
-        while hasattr(key, "inner"):  # the same prior behind the engine's per-item and tiling wrappers
-            key = key.inner
-        if self._conditioning is None or self._conditioning[0] is not key:
-            conditional = bool(getattr(prior, "conditional", False))
-            guidance = cfg.guidance
-            if guidance is None:
-                guidance = float(cfg.default_guidance) if conditional else 1.0
-            cond = prior.condition(cfg.prompt, cfg.negative_prompt or None, float(guidance))
-            self._conditioning = (key, cond)
-        return self._conditioning[1]
-
     def mcmc_setting(self, prior: LatentPrior, operator: object) -> MCMCSetting:
         """The HMC steps, lr, lr_min_ratio and momentum for this task: the table's, overridden by the config."""
         cfg = self.config

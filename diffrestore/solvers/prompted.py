@@ -1,0 +1,45 @@
+"""Prompt conditioning for solvers on text-conditioned latent priors (LatentDAPS, DWGF): the config's prompt,
+negative prompt and guidance, encoded once per loaded prior.
+
+The config must have ``prompt`` (None: the model's default prompt), ``negative_prompt``, ``guidance`` (None:
+``default_guidance`` on text-conditioned models, no guidance on the others) and ``default_guidance``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..priors.base import Conditioning, LatentPrior
+
+
+def unwrapped(prior: Any) -> Any:
+    """The prior behind the engine's per-item and tiling wrappers (they forward to ``inner``)."""
+    while hasattr(prior, "inner"):
+        prior = prior.inner
+    return prior
+
+
+class PromptConditioned:
+    """Mixin: ``prepare`` encodes the prompt before any image (one-line errors for a prompt on an unconditional
+    model or a missing text encoder), ``conditioning`` returns it, cached for the prior it was made for."""
+
+    config: Any
+    _conditioning: tuple[Any, Conditioning] | None = None
+
+    def prepare(self, prior: LatentPrior) -> None:
+        self.conditioning(prior)
+
+    def conditioning(self, prior: LatentPrior) -> Conditioning:
+        cfg = self.config
+        key = unwrapped(prior)
+        if self._conditioning is None or self._conditioning[0] is not key:
+            guidance = cfg.guidance
+            if guidance is None:
+                guidance = float(cfg.default_guidance) if bool(getattr(prior, "conditional", False)) else 1.0
+            cond = prior.condition(cfg.prompt, cfg.negative_prompt or None, float(guidance))
+            self._conditioning = (key, cond)
+        return self._conditioning[1]
+
+
+__all__ = ["PromptConditioned", "unwrapped"]
