@@ -120,13 +120,26 @@ def test_the_autoencoder_gets_no_gradients(tmp_path):
     assert not prior.autoencoder.training
 
 
-def test_any_image_size(tmp_path, capsys):
-    """An odd-sized image is padded to the latent grid and cropped back."""
-    image = _digit(tmp_path / "odd.png", 1).with_name("odd.png")
-    Image.open(image).crop((0, 0, 13, 11)).save(image)
-    result = run_main(["inpaint", image, "--box", "2,2,5,4", "--model", DIGITS, *QUICK, "-n", "1"], capsys)
+@pytest.mark.parametrize("model", ["digits", "tiny-latent-vq"])
+@pytest.mark.parametrize("size", [(13, 11), (40, 24)])
+def test_any_image_size(tmp_path, capsys, model, size):
+    """Odd sizes are padded to the latent grid and cropped back; sizes past the model's native one (16 px for the
+    digits) go through latent tiling; VQ autoencoders (LDM) as well as KL ones."""
+    rng = np.random.default_rng(1)
+    image = tmp_path / "odd.png"
+    pixels = (rng.uniform(0, 1, (size[1], size[0])) > 0.6).astype(np.uint8) * 220
+    Image.fromarray(pixels, mode="L").convert("L" if model == "digits" else "RGB").save(image)
+    model = str(DIGITS) if model == "digits" else model
+    result = run_main(["inpaint", image, "--box", "2,2,5,4", "--model", model, *QUICK, "-n", "2", "--json"], capsys)
     assert result.code == 0, result.err
-    assert Image.open(tmp_path / "odd_inpaint.png").size == (13, 11)
+    if model == str(DIGITS):
+        assert (json.loads(result.out)["items"][0].get("tiles", 1) > 1) == (size[0] > 16)
+    out = np.asarray(Image.open(tmp_path / "odd_inpaint.png"))
+    before = np.asarray(Image.open(image))
+    assert out.shape == before.shape
+    keep = np.ones(before.shape[:2], dtype=bool)
+    keep[2:6, 2:7] = False
+    assert np.array_equal(before[keep], out[keep])  # a real photo keeps its known pixels
 
 
 @needs_transformers
@@ -158,3 +171,24 @@ def test_too_many_steps_and_a_prompt_on_an_unconditional_model(tmp_path, capsys)
     assert result.code == 2 and "at most 998" in _one_line(result.err)
     result = run_main(["denoise", image, "--model", DIGITS, *QUICK, "--prompt", "a seven"], capsys)
     assert result.code == 2 and "unconditional: it takes no prompt or guidance" in _one_line(result.err)
+
+
+def test_half_precision_networks_keep_the_particles_in_float32():
+    """UNet and autoencoder in a 16-bit dtype (fp16 on CUDA; bf16 here): the particles, their gradient and the
+    output stay float32."""
+    from diffrestore.operators import GaussianNoise, Problem, build_operator
+    from diffrestore.priors.base import Conditioning
+
+    prior = load_prior("tiny-latent-vq", offline=True, dtype=torch.bfloat16)
+    x = torch.rand(2, 3, 12, 20) * 2 - 1
+    op = build_operator("sr", (3, 12, 20), factor=2)
+    problem = Problem(operator=op, noise=GaussianNoise(0.01), y=op(x))
+    solver = get_solver("dwgf", "fast", steps=2)
+    z = torch.randn(2, *prior.latent_shape(prior.padded_shape((3, 12, 20))))
+    canvas = prior.padded_shape((3, 12, 20))
+    grad = solver.flow_gradient(prior, problem, problem.y, z, 500, torch.randn_like(z), torch.zeros(2, *canvas),
+                                cond=Conditioning(), group=2, measured=torch.full((2,), 90.0), size=(12, 20))
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all()
+    out = solver.run(prior, problem, generator=[torch.Generator().manual_seed(i) for i in range(2)],
+                     samples_per_image=2)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 12, 20) and torch.isfinite(out).all()
