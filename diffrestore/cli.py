@@ -65,7 +65,7 @@ def _root(
     """Restore degraded images with diffusion-model priors."""
 
 
-@app.command("env")
+@app.command("env", cls=PlainHelpCommand)
 def env_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")] = False,
 ) -> None:

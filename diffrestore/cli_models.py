@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from . import registry as reg
+from .cli_flags import PlainHelpCommand, PlainHelpGroup
 from .errors import ChecksumError, DownloadError
 from .methods import methods_for_kind
 
@@ -22,6 +23,7 @@ models_app = typer.Typer(
     name="models",
     help="List, download and verify the diffusion priors of the model registry (models.toml).",
     no_args_is_help=True,
+    cls=PlainHelpGroup,
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -67,7 +69,7 @@ def _fancy() -> bool:
     return sys.stdout.isatty() and not os.environ.get("CI")
 
 
-@models_app.command("list")
+@models_app.command("list", cls=PlainHelpCommand)
 def list_command(
     ctx: typer.Context,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON array on stdout.")] = False,
@@ -95,10 +97,10 @@ def list_command(
         typer.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
 
 
-@models_app.command("info")
+@models_app.command("info", cls=PlainHelpCommand)
 def info_command(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Model name (see `diffrestore models list`).")],
+    name: Annotated[str, typer.Argument(help="Model name (see `diffrestore models list`).", metavar="NAME")],
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")] = False,
 ) -> None:
     """Everything the registry knows about one model: licence, files with sha256, sources, cache state."""
@@ -140,10 +142,11 @@ def info_command(
         out(f"  source      {source.describe()}{note}")
 
 
-@models_app.command("download")
+@models_app.command("download", cls=PlainHelpCommand)
 def download_command(
     ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(help="Model names to download (see `diffrestore models list`).")],
+    names: Annotated[list[str], typer.Argument(help="Model names to download (see `diffrestore models list`).",
+                                                metavar="NAMES")],
     offline: Annotated[bool, typer.Option("--offline", help="Never use the network (only check the cache).")] = False,
     trust_unverified: Annotated[
         bool,
@@ -164,10 +167,11 @@ def download_command(
         typer.echo(str(path))
 
 
-@models_app.command("verify")
+@models_app.command("verify", cls=PlainHelpCommand)
 def verify_command(
     ctx: typer.Context,
-    names: Annotated[list[str] | None, typer.Argument(help="Models to check (default: every cached one).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Models to check (default: every cached one).",
+                                                              metavar="NAMES")] = None,
 ) -> None:
     """Re-hash cached files against the pinned (or first-download) sha256; exit 3 on any mismatch."""
     registry = _registry(ctx)
@@ -204,10 +208,10 @@ def verify_command(
         )
 
 
-@models_app.command("path")
+@models_app.command("path", cls=PlainHelpCommand)
 def path_command(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Model name.")],
+    name: Annotated[str, typer.Argument(help="Model name.", metavar="NAME")],
 ) -> None:
     """Print the folder holding a model's files (exit 3 if it is not downloaded)."""
     typer.echo(str(reg.model_path(_registry(ctx).get(name))))

@@ -252,9 +252,11 @@ def test_help_shows_what_each_flag_takes_not_type_names() -> None:
     from diffrestore.methods import METHOD_KINDS, PRESET_STEPS
 
     runner = CliRunner()
-    for command in ("inpaint", "deblur", "denoise", "train"):
-        page = runner.invoke(app, [command, "--help"], terminal_width=200).output
-        for placeholder in ("<bool>", "<int>", "<str>", "<float>", "<list[str]>", "<path>"):
+    commands = [["inpaint"], ["deblur"], ["denoise"], ["train"], ["env"], ["models"], ["models", "list"],
+                ["models", "info"], ["models", "download"], ["models", "verify"], ["models", "path"]]
+    for command in commands:
+        page = runner.invoke(app, [*command, "--help"], terminal_width=200).output
+        for placeholder in ("<bool>", "<int>", "<str>", "<float>", "<list[str]>", "<path>", "{name"):
             assert placeholder not in page, (command, placeholder)
     page = runner.invoke(app, ["denoise", "--help"], terminal_width=200).output
     page = " ".join(page.replace("│", " ").split())  # the help column's text, unwrapped
