@@ -2,7 +2,7 @@
 image and peak memory at equal network calls (100), every network at random initialisation (nothing downloaded).
 
     python benchmarks/latent_speed.py [--sizes 256,512] [--tasks inpaint,sr4] [--device cpu|cuda]
-        [--dtype fp32|fp16] [--repeats 3] [--unit-budget 30] [--threads N] [--no-memory]
+        [--dtype fp32|fp16] [--repeats 3] [--unit-budget 30] [--threads N] [--no-memory | --memory-only]
 
 Timing and memory do not depend on the weights, so the real architectures are built from their config dicts with
 a fixed seed: SD 1.5's UNet2DConditionModel + AutoencoderKL + DDIM scaled-linear schedule (no text encoder: the
@@ -338,6 +338,7 @@ def main() -> None:
                         help="stop repeating a unit once its timed repeats pass this many seconds (at least one)")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory runs")
+    parser.add_argument("--memory-only", action="store_true", help="only the subprocess memory runs")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -356,6 +357,8 @@ def main() -> None:
           f"python {platform.python_version()}; networks at random init, batch 1")
     if not args.no_memory:  # first, while this process is small (see ``child``)
         memory_table(args, sizes, tasks[0], device)
+    if args.memory_only:
+        return
     latent, pixel = build_latent(device, dtype), build_pixel(device, dtype)
     params = {name: sum(p.numel() for p in net.parameters()) / 1e6
               for name, net in (("SD 1.5 UNet", latent.unet), ("SD 1.5 VAE", latent.autoencoder),
