@@ -147,12 +147,22 @@ def randn(shape: tuple[int, ...] | torch.Size, generator: Generators, device: to
     ``generator`` is one generator for the whole tensor, or one per item of the batch (dim 0): item i then draws
     from generator i only, so its numbers do not depend on the other items (the engine passes one per sample).
     """
+    return _draw(torch.randn, shape, generator, device)
+
+
+def rand(shape: tuple[int, ...] | torch.Size, generator: Generators, device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) float32 numbers, drawn as ``randn`` draws (one generator per item, or one for all)."""
+    return _draw(torch.rand, shape, generator, device)
+
+
+def _draw(draw: Callable[..., torch.Tensor], shape: tuple[int, ...] | torch.Size, generator: Generators,
+          device: torch.device) -> torch.Tensor:
     shape = tuple(shape)
     if isinstance(generator, torch.Generator):
-        return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32).to(device)
+        return draw(shape, generator=generator, device=generator.device, dtype=torch.float32).to(device)
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
-    rows = [torch.randn(shape[1:], generator=g, device=g.device, dtype=torch.float32) for g in generator]
+    rows = [draw(shape[1:], generator=g, device=g.device, dtype=torch.float32) for g in generator]
     return torch.stack(rows).to(device)
 
 
