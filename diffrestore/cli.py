@@ -107,7 +107,7 @@ _RUN_OPTION_NAMES = (
     "method", "model", "preset", "steps", "seed", "num_samples", "device", "dtype", "batch_size", "output",
     "suffix", "overwrite", "skip_existing", "json_output", "quiet", "progress", "fail_fast", "simulate",
     "recursive", "offline", "include_outputs", "registry", "prompt", "negative_prompt", "guidance",
-    "tile_overlap",
+    "tile_overlap", "g2d2_process",
 )
 
 

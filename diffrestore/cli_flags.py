@@ -95,7 +95,8 @@ SHARED_PARAMS = [
     _param("method", Annotated[str, _opt(
         "--method", help="Posterior sampler: daps, dps or mcg; or mmse (denoise only: the posterior mean in one "
         "call). daps on a latent prior (Stable Diffusion, LDM) runs latent-daps; dwgf (latent priors) moves the -n "
-        "samples together as particles of one gradient flow (-n 1 is RED-diff in latent space).",
+        "samples together as particles of one gradient flow (-n 1 is RED-diff in latent space); g2d2 runs on discrete "
+        "(VQ-Diffusion) priors.",
         panel=_PANEL_SAMPLING,
         metavar="|".join(PRESET_STEPS))], "daps"),
     _param("model", Annotated[str, _opt(
@@ -117,6 +118,11 @@ SHARED_PARAMS = [
         "--guidance", panel=_PANEL_SAMPLING, metavar="SCALE", show_default=False,
         help="Classifier-free guidance scale for text-conditioned priors (1 = the prompt only, one network pass). "
         "Default: 7.5 with --preset paper, 1 with fast.")], None),
+    _param("g2d2_process", Annotated[str | None, _opt(
+        "--g2d2-process", panel=_PANEL_SAMPLING, metavar="star|markov", show_default=False,
+        help="--method g2d2 on discrete (VQ-Diffusion) priors: how it moves to the next step. star (default, the "
+        "paper's process): draw the tokens from the optimised posterior and re-mask the next step's count at "
+        "random; markov (the released code's presets): the VQ-Diffusion posterior step, every timestep.")], None),
     _param("tile_overlap", Annotated[int | None, _opt(
         "--tile-overlap", panel=_PANEL_SAMPLING, metavar="PX", show_default=False,
         help="Models with a fixed size (e.g. 256x256 checkpoints) denoise other sizes in overlapping windows, "

@@ -11,12 +11,13 @@ from __future__ import annotations
 #: method -> the prior kind it works with
 METHOD_KINDS: dict[str, str] = {
     "dps": "pixel", "mcg": "pixel", "daps": "pixel", "mmse": "pixel", "latent-daps": "latent", "dwgf": "latent",
+    "g2d2": "discrete",
 }
 #: (method, prior kind) -> the method that runs: one name for an algorithm whatever space its prior works in
 #: (``--method daps`` with Stable Diffusion runs LatentDAPS)
 KIND_VARIANTS: dict[tuple[str, str], str] = {("daps", "latent"): "latent-daps"}
 #: methods that take --prompt, --negative-prompt and --guidance (their priors may be text-conditioned)
-CONDITIONED_METHODS: tuple[str, ...] = ("latent-daps", "dwgf")
+CONDITIONED_METHODS: tuple[str, ...] = ("latent-daps", "dwgf", "g2d2")
 #: posterior samples per image when -n is not given: 1, but particle methods move several together and are
 #: another algorithm with one (DWGF with one particle is RED-diff), so they default to their paper's count
 DEFAULT_SAMPLES: dict[str, int] = {"dwgf": 4}
@@ -31,13 +32,14 @@ PRESET_STEPS: dict[str, dict[str, int]] = {
     "mmse": {"fast": 1, "paper": 1},
     "latent-daps": {"fast": 25, "paper": 50},
     "dwgf": {"fast": 100, "paper": 998},
+    "g2d2": {"fast": 25, "paper": 100},
 }
 #: the most --steps each method takes. DPS and MCG walk the respaced timesteps of a 1000-step DDPM schedule, so
 #: more steps than it has do not exist; DAPS's annealing grid could be finer, but 50 times the paper's 200 steps
 #: is already days of network calls on any device; MMSE is one denoiser call; DWGF takes one Adam step per
 #: timestep of a 1000-step model but the first and last (999 .. 2).
 MAX_STEPS: dict[str, int] = {"daps": 10000, "dps": 1000, "mcg": 1000, "mmse": 1, "latent-daps": 10000,
-                             "dwgf": 998}
+                             "dwgf": 998, "g2d2": 100}
 
 
 def resolve_method(method: str, kind: str | None) -> str:

@@ -64,6 +64,7 @@ class RunOptions:
     negative_prompt: str | None = None
     guidance: float | None = None  # classifier-free guidance scale; None = the method's preset
     tile_overlap: int | None = None  # fixed-size priors: window overlap in pixels; None = a quarter of the window
+    g2d2_process: str | None = None  # --method g2d2: "star" or "markov"; None = the solver's (star)
 
 
 @dataclass

@@ -67,8 +67,9 @@ def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = Non
 
 
 def check_conditioning(opts: RunOptions) -> dict[str, Any]:
-    """--prompt, --negative-prompt and --guidance as solver overrides; a usage error for a method whose priors
-    take no text (pixel priors), or a guidance scale that is not a positive number."""
+    """--prompt, --negative-prompt, --guidance (and --g2d2-process) as solver overrides; a usage error for a
+    method whose priors take no text (pixel priors), a guidance scale that is not a positive number, or a
+    process for another method than g2d2."""
     from .methods import CONDITIONED_METHODS
 
     given = {"prompt": opts.prompt, "negative_prompt": opts.negative_prompt, "guidance": opts.guidance}
@@ -78,7 +79,14 @@ def check_conditioning(opts: RunOptions) -> dict[str, Any]:
                          hint="drop the flag, or use a text-conditioned model (e.g. --model sd15)")
     if opts.guidance is not None and not (opts.guidance > 0 and opts.guidance < 1e4):
         raise UsageError(f"--guidance {opts.guidance} is out of range", hint="use a scale > 0 (1 = no guidance)")
-    return {key: value for key, value in given.items() if value is not None}
+    overrides = {key: value for key, value in given.items() if value is not None}
+    if opts.g2d2_process is not None:
+        if opts.method != "g2d2":
+            raise UsageError(f"--g2d2-process: method {opts.method} has no such setting", hint="use --method g2d2")
+        if opts.g2d2_process not in ("star", "markov"):
+            raise UsageError(f"--g2d2-process {opts.g2d2_process!r} is not star or markov")
+        overrides["process"] = opts.g2d2_process
+    return overrides
 
 
 def load_registry(path: str | Path | None) -> Any:

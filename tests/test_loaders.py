@@ -119,6 +119,7 @@ def test_tiny_discrete_prior() -> None:
     assert prior.token_grid((3, 16, 16)) == (8, 8) and prior.native_size == (16, 16)
     with pytest.raises(UsageError, match="native size 16x16"):
         prior.token_grid((3, 32, 32))
+    assert prior.token_grid((3, 12, 14)) == (8, 8)  # smaller: the top-left of the native canvas
     assert prior.cfg_embeddings is not None and prior.cfg_embeddings.shape == (77, 32)
     ids = torch.randint(0, 13, (2, 64))  # some tokens masked
     cond = Conditioning(embeddings=torch.randn(1, 77, 32), negative=prior.cfg_embeddings[None], guidance=5.0)

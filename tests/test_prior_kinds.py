@@ -36,14 +36,15 @@ def test_a_loaded_prior_of_the_wrong_kind_is_refused_by_the_api() -> None:
 
 
 def test_every_method_has_a_kind() -> None:
-    assert set(methods_for_kind("pixel")) | set(methods_for_kind("latent")) == set(METHOD_KINDS)
+    kinds = ("pixel", "latent", "discrete")
+    assert set().union(*(methods_for_kind(kind) for kind in kinds)) == set(METHOD_KINDS)
     assert methods_for_kind("latent") == ("dwgf", "latent-daps")
-    assert methods_for_kind("discrete") == ()
+    assert methods_for_kind("discrete") == ("g2d2",)
 
 
-def test_a_discrete_model_with_daps_names_no_fitting_method(tmp_path, capsys) -> None:
+def test_a_discrete_model_with_daps_names_the_fitting_method(tmp_path, capsys) -> None:
     image = write_image(tmp_path / "photo.png")
     result = run_main(["inpaint", image, "--box", "1,1,4,4", "--model", "tiny-discrete-vq", "--device", "cpu"], capsys)
     assert result.code == 2
     assert "method daps needs a pixel prior, but model 'tiny-discrete-vq' is a discrete prior" in result.err
-    assert "no method for discrete priors is available yet" in result.err
+    assert "use --method g2d2 with this model" in result.err

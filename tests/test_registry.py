@@ -306,7 +306,7 @@ def test_info_shows_kind_and_methods() -> None:
     info = json.loads(runner.invoke(models_app, ["info", "tiny-latent-kl", "--json"]).stdout)
     assert info["kind"] == "latent" and info["methods"] == ["dwgf", "latent-daps"] and "solvers" not in info
     discrete = runner.invoke(models_app, ["info", "vq-diffusion-ithq"]).stdout
-    assert "  kind        discrete" in discrete and "methods     none yet" in discrete
+    assert "  kind        discrete" in discrete and "methods     g2d2" in discrete
 
 
 def test_info_marks_unverified_hashes() -> None:
@@ -359,7 +359,7 @@ def test_registry_never_imports_the_priors() -> None:
 
 def test_methods_for_kind() -> None:
     assert methods_for_kind("pixel") == ("daps", "dps", "mcg", "mmse")
-    assert methods_for_kind("latent") == ("dwgf", "latent-daps") and methods_for_kind("discrete") == ()
+    assert methods_for_kind("latent") == ("dwgf", "latent-daps") and methods_for_kind("discrete") == ("g2d2",)
     assert methods_for_kind("no-such-kind") == ()
     assert set(METHOD_KINDS.values()) <= set(reg.FAMILY_KINDS.values())  # every method fits some family
 

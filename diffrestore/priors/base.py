@@ -239,7 +239,8 @@ class DiscretePrior(ABC):
 
     @abstractmethod
     def token_grid(self, image_shape: tuple[int, int, int]) -> tuple[int, int]:
-        """(h, w) of the token grid of an image (C, H, W); UsageError when it does not fit."""
+        """(h, w) of the token grid of an image (C, H, W): the native grid for images up to the native size (they
+        are the top-left of its canvas; solvers crop the decode); UsageError when it does not fit."""
 
     @abstractmethod
     def condition(self, prompt: str | None = None, negative_prompt: str | None = None,
@@ -273,6 +274,13 @@ class PerItemCalls:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """A latent prior's encoder, one item at a time (DWGF encodes every step)."""
         return torch.cat([self.inner.encode(x[i : i + 1]) for i in range(x.shape[0])])
+
+    def decode_soft(self, weights: torch.Tensor) -> torch.Tensor:
+        """A discrete prior's soft-code decoder, one item at a time."""
+        return torch.cat([self.inner.decode_soft(weights[i : i + 1]) for i in range(weights.shape[0])])
+
+    def decode_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.inner.decode_tokens(ids[i : i + 1]) for i in range(ids.shape[0])])
 
     def log_p0(self, tokens: torch.Tensor, t: int, *args: Any) -> torch.Tensor:
         return torch.cat([self.inner.log_p0(tokens[i : i + 1], t, *args) for i in range(tokens.shape[0])])

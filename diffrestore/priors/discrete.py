@@ -11,7 +11,8 @@ VQ-Diffusion was trained.
 Traps handled here (see shared/research/LATENT_DISCRETE.md 2.6): the transformer refuses timesteps at or above its
 ``num_embeds_ada_norm`` (checked at load against the scheduler, refused per call with a one-line error); the code
 count, the transformer's vector count and the scheduler's classes must agree (K + 1).
-The native size is fixed: the transformer's positional embeddings cover one token grid.
+The native size is fixed: the transformer's positional embeddings cover one token grid; smaller images are the
+top-left of that canvas (solvers crop the decode), larger ones are refused.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ class VQDiffusionPrior(DiscretePrior):
         c, h, w = (int(v) for v in image_shape)
         if c != self.channels:
             raise UsageError(f"the prior models {self.channels}-channel images but the image has {c} channel(s)")
-        if (h, w) != self.native_size:
-            nh, nw = self.native_size
-            raise UsageError(f"the discrete prior only works at its native size {nw}x{nh} but the image is {w}x{h}",
-                             hint=f"crop or resize the image to {nw}x{nh}")
-        return self.grid
+        nh, nw = self.native_size
+        if h > nh or w > nw:
+            raise UsageError(f"the discrete prior works up to its native size {nw}x{nh} but the image is {w}x{h}",
+                             hint=f"crop or resize the image to at most {nw}x{nh}")
+        return self.grid  # smaller images: the top-left of the native canvas (solvers crop the decode)

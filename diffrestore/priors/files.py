@@ -171,6 +171,21 @@ def subfolder(folder: Path, name: str) -> Path:
     return folder / name if (folder / name).is_dir() else folder
 
 
+@contextlib.contextmanager
+def no_transformers_bars() -> Iterator[None]:
+    """transformers' own "Loading weights" / "Writing model shards" progress bars off for the block: they would
+    land between the run's lines on stderr (and break one-line errors)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def text_parts(folder: Path, *, variant: str, dtype: torch.dtype | None) -> tuple[Any, Any]:
     """CLIP text encoder and tokenizer when both the files and ``transformers`` are there, else None."""
     encoder_dir, tokenizer_dir = folder / "text_encoder", folder / "tokenizer"
@@ -178,7 +193,8 @@ def text_parts(folder: Path, *, variant: str, dtype: torch.dtype | None) -> tupl
         return None, None
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    encoder = pretrained(CLIPTextModel, encoder_dir, variant=variant, dtype=dtype)
+    with no_transformers_bars():
+        encoder = pretrained(CLIPTextModel, encoder_dir, variant=variant, dtype=dtype)
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir)) if tokenizer_dir.is_dir() else None
     return encoder, tokenizer
 

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ModelError
 from ..registry import LATENT_FAMILIES, ModelEntry
-from .files import CFG_EMBEDDINGS, transformers_available
+from .files import CFG_EMBEDDINGS, no_transformers_bars, transformers_available
 
 
 def as_real(entry: ModelEntry) -> ModelEntry:
@@ -91,7 +91,8 @@ def _tiny_text_encoder(config: dict[str, Any] | None, folder: Path) -> None:
         return
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    CLIPTextModel(CLIPTextConfig(**config)).save_pretrained(str(folder / "text_encoder"))
+    with no_transformers_bars():
+        CLIPTextModel(CLIPTextConfig(**config)).save_pretrained(str(folder / "text_encoder"))
     _tiny_tokenizer(folder / "tokenizer")
 
 

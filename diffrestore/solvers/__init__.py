@@ -21,6 +21,7 @@ from .base import Solver, SolverConfig
 from .daps import DAPS, DAPSConfig
 from .dps import DPS, DPSConfig
 from .dwgf import DWGF, DWGFConfig
+from .g2d2 import G2D2, G2D2Config
 from .latent_daps import LatentDAPS, LatentDAPSConfig
 from .mcg import MCG, MCGConfig
 from .mmse import MMSE, MMSEConfig
@@ -31,12 +32,13 @@ SOLVER_NAMES: tuple[str, ...] = ("dps", "mcg", "daps")
 METHOD_NAMES: tuple[str, ...] = tuple(METHOD_KINDS)
 
 _SOLVERS: dict[str, type[Solver]] = {"dps": DPS, "mcg": MCG, "daps": DAPS, "mmse": MMSE, "latent-daps": LatentDAPS,
-                                  "dwgf": DWGF}
+                                  "dwgf": DWGF, "g2d2": G2D2}
 
 __all__ = [
     "DAPS",
     "DPS",
     "DWGF",
+    "G2D2",
     "MCG",
     "METHOD_NAMES",
     "MMSE",
@@ -45,6 +47,7 @@ __all__ = [
     "DAPSConfig",
     "DPSConfig",
     "DWGFConfig",
+    "G2D2Config",
     "LatentDAPS",
     "LatentDAPSConfig",
     "MCGConfig",

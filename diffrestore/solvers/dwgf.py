@@ -62,7 +62,7 @@ import torch
 
 from ..errors import DiffrestoreError, UsageError
 from .base import Generators, ProgressCallback, Solver, SolverConfig, data_gradient, randn
-from .prompted import PromptConditioned
+from .prompted import PromptConditioned, PromptSettings
 
 if TYPE_CHECKING:
     from ..operators import Problem
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass
-class DWGFConfig(SolverConfig):
+class DWGFConfig(PromptSettings, SolverConfig):
     """steps: Adam steps = network calls (one per timestep of the grid but the last); weight: w_t; lr, betas,
     adam_eps: the Adam optimiser; ae_weight: the autoencoder-consistency weight; decoder_std: the noise added to
     the decoded image in the data and consistency terms; data_weight: multiplies the data term; interact: False
@@ -87,9 +87,6 @@ class DWGFConfig(SolverConfig):
     data_weight: float = 1.0
     interact: bool = True
     prompt: str | None = ""
-    negative_prompt: str = ""
-    guidance: float | None = None
-    default_guidance: float = 1.0
 
 
 def flow_timesteps(steps: int, train_steps: int) -> list[int]:

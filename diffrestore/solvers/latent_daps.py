@@ -63,7 +63,7 @@ from .base import (
     randn,
 )
 from .daps import DAPS, DAPSConfig, decayed_lr, reference_scaled_lr
-from .prompted import PromptConditioned
+from .prompted import PromptConditioned, PromptSettings
 
 if TYPE_CHECKING:
     from ..operators import Problem
@@ -109,7 +109,7 @@ def official_setting(operator: object, autoencoder: str) -> MCMCSetting:
 
 
 @dataclasses.dataclass
-class LatentDAPSConfig(DAPSConfig):
+class LatentDAPSConfig(PromptSettings, DAPSConfig):
     """DAPS's fields (daps.py), with the official latent defaults, plus:
     langevin_steps / lr / lr_min_ratio / momentum: None = the per-task table (``steps_scale`` times its steps);
     grad_clamp: the clamp of the data gradient per latent element (inf: none); lr_reference_tau: 0 uses the lr as
@@ -130,9 +130,6 @@ class LatentDAPSConfig(DAPSConfig):
     ode_grid: str = "euler"
     inner: str = "hmc"
     grad_clamp: float = 0.5
-    prompt: str | None = None
-    negative_prompt: str = ""
-    guidance: float | None = None
     default_guidance: float = 7.5
 
 

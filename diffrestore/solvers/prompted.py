@@ -7,6 +7,7 @@ The config must have ``prompt`` (None: the model's default prompt), ``negative_p
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,6 +19,16 @@ def unwrapped(prior: Any) -> Any:
     while hasattr(prior, "inner"):
         prior = prior.inner
     return prior
+
+
+@dataclasses.dataclass
+class PromptSettings:
+    """The config fields of a prompt-conditioned solver (solvers override the defaults they need)."""
+
+    prompt: str | None = None
+    negative_prompt: str = ""
+    guidance: float | None = None
+    default_guidance: float = 1.0
 
 
 class PromptConditioned:
@@ -42,4 +53,4 @@ class PromptConditioned:
         return self._conditioning[1]
 
 
-__all__ = ["PromptConditioned", "unwrapped"]
+__all__ = ["PromptConditioned", "PromptSettings", "unwrapped"]
