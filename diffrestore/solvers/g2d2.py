@@ -19,8 +19,9 @@ the grid T-1 > ... > 0:
 
 Presets: ``paper`` = the official settings: 100 steps, 30 inner iterations, RAdam lr log-linear per task (SR
 10 x 10^(+1 -> -1), Gaussian blur 15 x 10^(+0.5 -> -0.5)), KL weight 3e-4 x 10^(+1 -> -1), warm-start 0.3,
-temperature 1, guidance 5 (the ImageNet presets; FFHQ used 1). ``fast`` = a CPU budget: 25 steps x 10
-iterations, guidance 1.
+temperature 1, guidance 5 (the ImageNet presets; FFHQ used 1). ``fast`` = 25 steps x 10 iterations, guidance
+1: a quarter of the steps and a third of the iterations, not yet chosen by measurement (no trained discrete prior
+to measure on yet).
 
 Conventions and deviations from the official code:
 - The likelihood is the official one: the unsquared norm of the residual, no 1 / sigma^2, but per image (the
