@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from .budget import MAX_KERNEL_SIZE, MAX_NUM_SAMPLES
-from .methods import MAX_STEPS, PRESET_STEPS
+from .methods import G2D2_PROCESSES, MAX_STEPS, PRESET_STEPS
 
 _PANEL_TASK = "Task options"
 _PANEL_NOISE = "Measurement noise"
@@ -119,7 +119,7 @@ SHARED_PARAMS = [
         help="Classifier-free guidance scale for text-conditioned priors (1 = the prompt only, one network pass). "
         "Default: 7.5 with --preset paper, 1 with fast.")], None),
     _param("g2d2_process", Annotated[str | None, _opt(
-        "--g2d2-process", panel=_PANEL_SAMPLING, metavar="star|markov", show_default=False,
+        "--g2d2-process", panel=_PANEL_SAMPLING, metavar="|".join(G2D2_PROCESSES), show_default=False,
         help="--method g2d2 on discrete (VQ-Diffusion) priors: how it moves to the next step. star (default, the "
         "paper's process): draw the tokens from the optimised posterior and re-mask the next step's count at "
         "random; markov (the released code's presets): the VQ-Diffusion posterior step, every timestep.")], None),

@@ -18,6 +18,8 @@ METHOD_KINDS: dict[str, str] = {
 KIND_VARIANTS: dict[tuple[str, str], str] = {("daps", "latent"): "latent-daps"}
 #: methods that take --prompt, --negative-prompt and --guidance (their priors may be text-conditioned)
 CONDITIONED_METHODS: tuple[str, ...] = ("latent-daps", "dwgf", "g2d2")
+#: g2d2's ways to the next step (--g2d2-process): the paper's star-shaped process first (the default)
+G2D2_PROCESSES: tuple[str, ...] = ("star", "markov")
 #: posterior samples per image when -n is not given: 1, but particle methods move several together and are
 #: another algorithm with one (DWGF with one particle is RED-diff), so they default to their paper's count
 DEFAULT_SAMPLES: dict[str, int] = {"dwgf": 4}
@@ -54,7 +56,6 @@ def methods_for_kind(kind: str) -> tuple[str, ...]:
 
 
 __all__ = [
-    "CONDITIONED_METHODS", "DEFAULT_SAMPLES", "KIND_VARIANTS", "MAX_STEPS", "METHOD_KINDS", "PRESET_NAMES",
-    "PRESET_STEPS",
-    "methods_for_kind", "resolve_method",
+    "CONDITIONED_METHODS", "DEFAULT_SAMPLES", "G2D2_PROCESSES", "KIND_VARIANTS", "MAX_STEPS", "METHOD_KINDS",
+    "PRESET_NAMES", "PRESET_STEPS", "methods_for_kind", "resolve_method",
 ]

@@ -54,7 +54,7 @@ def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = Non
     registry = registry if registry is not None else load_registry(opts.registry)
     kind = getattr(prior, "kind", "pixel") if prior is not None else prior_kind(opts.model, registry=registry)
     opts.method = resolve_method(opts.method, kind)
-    conditioning = check_conditioning(opts)
+    conditioning = solver_overrides(opts)
     # What a method cannot do at all comes before how many steps it takes (mmse on inpaint: the task is wrong).
     solver = make_solver(opts.method, opts.preset, None, **conditioning)
     solver.check_task(opts.task, task_opts.noise, opts.num_samples)
@@ -66,11 +66,11 @@ def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = Non
     return solver
 
 
-def check_conditioning(opts: RunOptions) -> dict[str, Any]:
+def solver_overrides(opts: RunOptions) -> dict[str, Any]:
     """--prompt, --negative-prompt, --guidance (and --g2d2-process) as solver overrides; a usage error for a
     method whose priors take no text (pixel priors), a guidance scale that is not a positive number, or a
     process for another method than g2d2."""
-    from .methods import CONDITIONED_METHODS
+    from .methods import CONDITIONED_METHODS, G2D2_PROCESSES
 
     given = {"prompt": opts.prompt, "negative_prompt": opts.negative_prompt, "guidance": opts.guidance}
     flags = [f"--{key.replace('_', '-')}" for key, value in given.items() if value is not None]
@@ -83,8 +83,8 @@ def check_conditioning(opts: RunOptions) -> dict[str, Any]:
     if opts.g2d2_process is not None:
         if opts.method != "g2d2":
             raise UsageError(f"--g2d2-process: method {opts.method} has no such setting", hint="use --method g2d2")
-        if opts.g2d2_process not in ("star", "markov"):
-            raise UsageError(f"--g2d2-process {opts.g2d2_process!r} is not star or markov")
+        if opts.g2d2_process not in G2D2_PROCESSES:
+            raise UsageError(f"--g2d2-process {opts.g2d2_process!r} is not {' or '.join(G2D2_PROCESSES)}")
         overrides["process"] = opts.g2d2_process
     return overrides
 

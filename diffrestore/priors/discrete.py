@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError, UsageError
-from .base import Conditioning, DiscretePrior, freeze_network, guide
+from .base import Conditioning, DiscretePrior, check_channels, freeze_network, guide
 from .files import encode_prompt
 
 
@@ -126,8 +126,7 @@ class VQDiffusionPrior(DiscretePrior):
 
     def token_grid(self, image_shape: tuple[int, int, int]) -> tuple[int, int]:
         c, h, w = (int(v) for v in image_shape)
-        if c != self.channels:
-            raise UsageError(f"the prior models {self.channels}-channel images but the image has {c} channel(s)")
+        check_channels(int(self.channels), c)
         nh, nw = self.native_size
         if h > nh or w > nw:
             raise UsageError(f"the discrete prior works up to its native size {nw}x{nh} but the image is {w}x{h}",

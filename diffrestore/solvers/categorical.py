@@ -41,13 +41,12 @@ def truncate(log_probs: torch.Tensor, mass: float) -> torch.Tensor:
     most probable always), drop the rest (-inf), renormalise. mass >= 1 keeps everything."""
     if mass >= 1.0:
         return log_probs
-    logp = log_probs.float() - torch.logsumexp(log_probs.float(), dim=1, keepdim=True)
+    logp = log_probs.float().log_softmax(dim=1)
     sorted_logp, order = logp.sort(dim=1, descending=True)
     before = sorted_logp.exp().cumsum(dim=1) - sorted_logp.exp()  # probability of the codes ranked above
     keep_sorted = before < float(mass)
     keep = torch.zeros_like(keep_sorted).scatter(1, order, keep_sorted)
-    kept = logp.masked_fill(~keep, float("-inf"))
-    return kept - torch.logsumexp(kept, dim=1, keepdim=True)
+    return logp.masked_fill(~keep, float("-inf")).log_softmax(dim=1)
 
 
 def remask(tokens: torch.Tensor, count: int, mask_id: int, generator: Generators) -> torch.Tensor:

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ..errors import UsageError
+from ..methods import G2D2_PROCESSES
 from ..operators import OperatorKind
 from .base import Generators, ProgressCallback, Solver, SolverConfig, by_kind
 from .categorical import gumbel_softmax, star_step
@@ -58,7 +59,6 @@ LR_TABLE: dict[OperatorKind, tuple[float, float]] = {
     OperatorKind.GAUSSIAN_BLUR: (15.0, 1.0),
 }
 _DEFAULT_LR = LR_TABLE[OperatorKind.SUPERRES]
-PROCESSES = ("star", "markov")
 
 
 @dataclasses.dataclass
@@ -115,8 +115,8 @@ class G2D2(PromptConditioned, Solver):
 
     def check_steps(self, prior: DiscretePrior) -> list[int]:
         cfg = self.config
-        if cfg.process not in PROCESSES:
-            raise UsageError(f"g2d2: process must be star or markov, got {cfg.process!r}")
+        if cfg.process not in G2D2_PROCESSES:
+            raise UsageError(f"g2d2: process must be {' or '.join(G2D2_PROCESSES)}, got {cfg.process!r}")
         timesteps = timesteps_for(int(cfg.steps), int(prior.num_steps))
         if cfg.process == "markov" and len(timesteps) != prior.num_steps:
             raise UsageError(f"g2d2 --g2d2-process markov walks every timestep: give --steps {prior.num_steps}",
@@ -136,7 +136,7 @@ class G2D2(PromptConditioned, Solver):
                 weights = gumbel_softmax(logits, float(cfg.temperature), generator)
                 x = prior.decode_soft(weights.transpose(1, 2))[..., : y_size[0], : y_size[1]]
                 residual = (y - problem.operator(x)).flatten(1).norm(dim=1)
-                log_q = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+                log_q = logits.log_softmax(dim=1)
                 divergence = (log_q.exp() * (log_q - prior_logp)).sum(dim=(1, 2))
                 adam.zero_grad()
                 (residual + float(kl) * divergence).sum().backward()
@@ -162,10 +162,8 @@ class G2D2(PromptConditioned, Solver):
         z = torch.full((batch, length), int(prior.mask_id), dtype=torch.long, device=torch.device(prior.device))
         a_prev: torch.Tensor | None = None
         for i, t in enumerate(timesteps):
-            logp = prior.log_p0(z, t, cond).clamp_min(-70.0)
-            logp = logp - torch.logsumexp(logp, dim=1, keepdim=True)
-            start = logp if a_prev is None else cfg.forget * logp + (1.0 - cfg.forget) * a_prev
-            start = start - torch.logsumexp(start, dim=1, keepdim=True)
+            logp = prior.log_p0(z, t, cond).clamp_min(-70.0).log_softmax(dim=1)
+            start = logp if a_prev is None else (cfg.forget * logp + (1.0 - cfg.forget) * a_prev).log_softmax(dim=1)
             a = self.optimise(prior, problem, y, start, logp, lrs[i], kls[i], generator, shape[-2:])
             a_prev = a
             if cfg.process == "star":
