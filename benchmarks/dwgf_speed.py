@@ -32,11 +32,13 @@ from typing import Any
 import torch
 from latent_speed import (
     DTYPES,
+    benchmark_parser,
     build_latent,
     build_problem,
     fmt,
     generators,
     memory_after_build,
+    parse_benchmark_args,
     spawn_child,
     status_mib,
     sync,
@@ -139,22 +141,12 @@ def run_child(args: argparse.Namespace, size: int, task: str, steps: int) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--tasks", default="inpaint,sr4")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--unit-budget", type=float, default=30.0)
     parser.add_argument("--memory-steps", default="1,8,32")
     parser.add_argument("--memory-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--memory-only", action="store_true", help="only the memory runs (step 4)")
-    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_benchmark_args(parser)
     if args.child:
         child(args)
         return

@@ -269,6 +269,11 @@ def child(args: argparse.Namespace) -> None:
     if device.type != "cuda":
         out["build_peak_mib"] = maxrss_mib()
     out["seconds"] = short_run(solver_name, prior, problem)
+    report_child(out, device)
+
+
+def report_child(out: dict[str, Any], device: torch.device) -> None:
+    """Add this process's peak memory to ``out`` and print the RESULT line ``spawn_child`` reads."""
     if device.type == "cuda":
         out["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
@@ -301,6 +306,31 @@ def spawn_child(script: str, spec: str, args: argparse.Namespace) -> dict[str, A
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
+def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The flags the speed benchmarks share (latent_speed, dwgf_speed, g2d2_speed); each adds its own."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per unit after one warm-up")
+    parser.add_argument("--unit-budget", type=float, default=30.0,
+                        help="stop repeating a unit once its timed repeats pass this many seconds (at least one)")
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory runs")
+    parser.add_argument("--memory-only", action="store_true", help="only the subprocess memory runs")
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_benchmark_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse, apply --threads, refuse fp16 off CUDA."""
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.dtype == "fp16" and not args.device.startswith("cuda"):
+        raise SystemExit("--dtype fp16 needs --device cuda (no fp16 kernels on the CPU)")
+    return args
+
+
 def fmt(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
@@ -328,23 +358,10 @@ def memory_table(args: argparse.Namespace, sizes: list[int], task: str, device: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per unit after one warm-up")
-    parser.add_argument("--unit-budget", type=float, default=30.0,
-                        help="stop repeating a unit once its timed repeats pass this many seconds (at least one)")
-    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory runs")
-    parser.add_argument("--memory-only", action="store_true", help="only the subprocess memory runs")
-    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.dtype == "fp16" and not args.device.startswith("cuda"):
-        raise SystemExit("--dtype fp16 needs --device cuda (no fp16 kernels on the CPU)")
+    args = parse_benchmark_args(parser)
     if args.child:
         child(args)
         return

@@ -207,7 +207,7 @@ class DiscretePrior(ABC):
     means "masked"; step t in 0..num_steps-1 has mask probability gamma_bar[t].
 
     Attributes: codebook_size K (ids 0..K-1, mask_id = K), num_steps, channels, native_size (image (H, W)),
-    device, dtype."""
+    conditional (takes prompt embeddings), device, dtype."""
 
     kind: ClassVar[str] = "discrete"
     codebook_size: int
@@ -215,6 +215,7 @@ class DiscretePrior(ABC):
     num_steps: int
     channels: int = 3
     native_size: tuple[int, int] | None = None
+    conditional: bool = False
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
 

@@ -6,7 +6,8 @@ log p(z0 | z_t) over the K codes (the "x0-parameterisation" of VQ-Diffusion). Cl
 conditional and unconditional log-probabilities, log p_g = log p_u + g (log p_c - log p_u), renormalised over the
 codes, as diffusers' pipeline does. The unconditional pass uses the learned "empty prompt" embeddings when the
 model has them (ITHQ does), else the encoded empty prompt. Prompt embeddings are normalised per token, as
-VQ-Diffusion was trained.
+VQ-Diffusion was trained. A transformer without cross-attention (``cross_attention_dim`` None) is unconditional: it
+takes no prompt and no guidance (the test fixture tests/fixtures/discrete_digits16 is one).
 
 Traps handled here (see shared/research/LATENT_DISCRETE.md 2.6): the transformer refuses timesteps at or above its
 ``num_embeds_ada_norm`` (checked at load against the scheduler, refused per call with a one-line error); the code
@@ -60,6 +61,7 @@ class VQDiffusionPrior(DiscretePrior):
         self.channels = int(vqvae.config.in_channels)
         self.native_size = (self.grid[0] * self.downscale, self.grid[1] * self.downscale)
         self.code_dim = int(vqvae.config.vq_embed_dim or vqvae.config.latent_channels)
+        self.conditional = getattr(transformer.config, "cross_attention_dim", None) is not None
 
     # ------------------------------------------------------------------------------------------------ prior
     def log_p0(self, tokens: torch.Tensor, t: int, cond: Conditioning | None = None) -> torch.Tensor:
@@ -72,6 +74,8 @@ class VQDiffusionPrior(DiscretePrior):
         timestep = torch.tensor(t, device=self.device)  # one t per call: the ada-norm takes a scalar step
 
         def network(embeddings: torch.Tensor | None) -> torch.Tensor:
+            if not self.conditional:
+                return self.transformer(tokens, timestep=timestep, return_dict=False)[0].float()
             if embeddings is None:
                 raise UsageError(f"model '{self.name}' is text-conditioned: give prompt embeddings")
             e = embeddings.to(self.device, self.dtype)
@@ -92,6 +96,10 @@ class VQDiffusionPrior(DiscretePrior):
 
     def condition(self, prompt: str | None = None, negative_prompt: str | None = None,
                   guidance: float = 1.0) -> Conditioning:
+        if not self.conditional:
+            if prompt or negative_prompt or guidance != 1.0:
+                raise UsageError(f"model '{self.name}' is unconditional: it takes no prompt or guidance")
+            return Conditioning()
         embeddings = encode_prompt(self.name, self.text_encoder, self.tokenizer,
                                    self.prompt if prompt is None else prompt, self.device, normalise=True)
         negative = None
