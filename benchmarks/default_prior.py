@@ -346,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     p_bench.add_argument("--daps-set", action="append", default=[], metavar="KEY=VALUE",
                          help="a DAPS hyper-parameter, e.g. --daps-set inner=langevin (repeatable)")
     p_bench.add_argument("--dps-steps", type=int, default=None, help="override DPS steps")
+    p_bench.add_argument("--dps-set", action="append", default=[], metavar="KEY=VALUE",
+                         help="a DPS hyper-parameter, e.g. --dps-set zeta=1.0 (repeatable)")
+    p_bench.add_argument("--mcg-set", action="append", default=[], metavar="KEY=VALUE",
+                         help="an MCG hyper-parameter, e.g. --mcg-set zeta=1.0 (repeatable)")
     p_bench.add_argument("--seed", type=int, default=0)
     p_bench.add_argument("--num-samples", type=int, default=4,
                          help="posterior samples per solver run; scores the first one and (N > 1) their mean")
@@ -382,14 +386,15 @@ def main(argv: list[str] | None = None) -> int:
         return chosen
 
     solvers = [] if args.solvers == "none" else pick(args.solvers, ("daps", "dps", "mcg"))
-    overrides = {"daps": {"steps": args.daps_steps} if args.daps_steps else {},
-                 "dps": {"steps": args.dps_steps} if args.dps_steps else {}}
-    for pair in args.daps_set:
-        key, _, value = pair.partition("=")
-        try:
-            overrides["daps"][key] = float(value) if "." in value or "e" in value else int(value)
-        except ValueError:
-            overrides["daps"][key] = value
+    overrides: dict[str, dict] = {"daps": {"steps": args.daps_steps} if args.daps_steps else {},
+                                  "dps": {"steps": args.dps_steps} if args.dps_steps else {}, "mcg": {}}
+    for solver, pairs in (("daps", args.daps_set), ("dps", args.dps_set), ("mcg", args.mcg_set)):
+        for pair in pairs:
+            key, _, value = pair.partition("=")
+            try:
+                overrides[solver][key] = float(value) if "." in value or "e" in value else int(value)
+            except ValueError:
+                overrides[solver][key] = value
     rows = bench(pick(args.images, HELD_OUT), pick(args.tasks, tuple(TASKS)), solvers,
                  pick(args.presets, ("fast", "paper")), args.seed, args.model, overrides, args.num_samples)
     if args.json:
