@@ -107,7 +107,7 @@ _RUN_OPTION_NAMES = (
     "method", "model", "preset", "steps", "seed", "num_samples", "device", "dtype", "batch_size", "output",
     "suffix", "overwrite", "skip_existing", "json_output", "quiet", "progress", "fail_fast", "simulate",
     "recursive", "offline", "include_outputs", "registry", "prompt", "negative_prompt", "guidance",
-    "tile_overlap", "g2d2_process",
+    "tile_overlap", "g2d2_process", "shard", "summary_file",
 )
 
 
@@ -128,7 +128,9 @@ def _answers_signals(command: Any) -> Any:
 
 def _run_task(task: str, values: dict[str, Any]) -> int:
     """Shared body of every task command: flags -> options -> engine.run -> exit code."""
-    from . import engine, plan, tasks
+    import json
+
+    from . import distributed, plan, summaries, tasks
 
     inputs = values.pop("inputs")
     run_values = {name: values.pop(name) for name in _RUN_OPTION_NAMES}
@@ -137,10 +139,12 @@ def _run_task(task: str, values: dict[str, Any]) -> int:
     if "box" in values and values["box"] is not None:
         values["box"] = tasks.parse_box(values["box"])
     task_opts = tasks.TaskOptions(**values)
-    summary = engine.run(inputs, opts, task_opts)
-    if opts.json_output:
-        typer.echo(plan.summary_json(summary))
-    return summary.exit_code
+    doc, code = distributed.run(inputs, opts, task_opts)  # a split run's rank 0 has the whole world's document
+    if doc is not None and opts.summary_file is not None:
+        summaries.write_summary(Path(opts.summary_file), doc)
+    if doc is not None and opts.json_output:
+        typer.echo(json.dumps(doc, indent=2))
+    return code
 
 
 def _make_task_command(task: str, name: str, *, hidden: bool = False, alias_of: str | None = None) -> None:
@@ -251,16 +255,20 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def _mount_models_app() -> None:
-    """``diffrestore models ...`` from the registry's sub-app, once that module exists in the tree."""
+def _mount_sub_apps() -> None:
+    """``diffrestore models ...`` (the registry's sub-app, once that module exists in the tree) and
+    ``diffrestore summary ...``."""
     if importlib.util.find_spec(f"{__package__}.cli_models") is None:
         return
     from .cli_models import models_app
 
     app.add_typer(models_app, name="models")
+    from .cli_summary import summary_app
+
+    app.add_typer(summary_app, name="summary")
 
 
-_mount_models_app()
+_mount_sub_apps()
 
 
 def _debug() -> bool:

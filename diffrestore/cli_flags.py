@@ -182,6 +182,15 @@ SHARED_PARAMS = [
     _param("json_output", Annotated[bool, _opt(
         "--json", help="Print a JSON summary on stdout instead of the output paths.", panel=_PANEL_OUTPUT)],
         False),
+    _param("summary_file", Annotated[Path | None, _opt(
+        "--summary", panel=_PANEL_OUTPUT, metavar="FILE", show_default=False,
+        help="Also write the JSON summary (as --json prints it) to FILE, atomically; only an earlier run's "
+        "summary is replaced.")], None),
+    _param("shard", Annotated[str | None, _opt(
+        "--shard", panel=_PANEL_OUTPUT, metavar="I/N", show_default=False,
+        help="Restore only part I of N of the inputs (round-robin over the planned list, the same in every "
+        "process): run I = 1..N anywhere, then 'diffrestore summary merge'. Slurm array tasks and torchrun / "
+        "accelerate processes split the inputs by themselves; --shard 1/1 turns a Slurm array's split off.")], None),
     _param("quiet", Annotated[bool, _opt(
         "--quiet", "-q", help="Print nothing but errors (and --json).", panel=_PANEL_OUTPUT)], False),
     _param("progress", Annotated[str, _opt(

@@ -197,7 +197,7 @@ def run(
         "dtype": str(dtype).replace("torch.", ""), "operator": tasks.describe(task, task_opts, simulate=simulated),
     })
     output_like = sum(1 for item in items if item.error == plan.LOOKS_LIKE_OUTPUT)
-    single = len(items) - output_like == 1
+    single = len(items) - output_like == 1 and opts.sharding is None  # a part of one image is no single run
     try:
         # 2. Decode every input and build its mask before any weights load; check the memory the sizes need.
         prepared = _prepare(items, task, task_opts, opts, simulated=simulated, single=single)
@@ -227,7 +227,7 @@ def run(
             if item.status == "pending":
                 item.status = "not-run"
     summary.seconds = time.perf_counter() - t_start
-    reporter.message(summary.line())
+    reporter.run_finished(summary)  # its last line (a world's rank 0: the whole world's)
     return summary
 
 

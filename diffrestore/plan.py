@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob as _glob
 import os
 import re
-import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from .errors import OutputError, UsageError
 
 if TYPE_CHECKING:
     from .masks import MaskSource
+    from .shards import Shard
 
 PROGRESS_MODES = ("auto", "rich", "plain", "none")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -65,6 +65,9 @@ class RunOptions:
     guidance: float | None = None  # classifier-free guidance scale; None = the method's preset
     tile_overlap: int | None = None  # fixed-size priors: window overlap in pixels; None = a quarter of the window
     g2d2_process: str | None = None  # --method g2d2: "star" or "markov"; None = the solver's (star)
+    shard: str | None = None  # --shard I/N: restore the I-th of N parts of the inputs (shards.py)
+    summary_file: Path | None = None  # --summary FILE: the JSON summary written to a file (summaries.py)
+    sharding: Shard | None = None  # this process's part of a split run (set by distributed.run, not a flag)
 
 
 @dataclass
@@ -88,6 +91,8 @@ class Item:
     noise_sigma: float | None = None  # the estimated Gaussian noise std on [0, 1] (--noise-sigma auto)
     noise_note: str | None = None  # how it was estimated, for the run's notes
     tiles: int | None = None  # windows per network call when a fixed-size prior is tiled
+    shard: str | None = None  # a split run: the outer shard ("2/8", --shard or Slurm) that restores it
+    rank: int | None = None  # a split run: the torch.distributed rank that restores it
 
     def record_time(self, images: int, batch_seconds: float, save_seconds: float = 0.0) -> None:
         """Its share of its batch's solver time plus its own saving; the batch's time kept beside it, since a
@@ -101,6 +106,9 @@ class Item:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"input": str(self.input), "status": self.status, "output": str(self.output)}
+        if self.shard is not None or self.rank is not None:  # a split run: where it sits and who restored it
+            data["index"] = self.index
+            data.update({k: v for k, v in (("shard", self.shard), ("rank", self.rank)) if v is not None})
         if self.samples:
             data["samples"] = [str(p) for p in self.samples]
         if self.std_map:
@@ -134,22 +142,14 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+        from .summaries import summary_exit_code
 
-        if self.interrupted:  # 128 + the signal's number, as a shell reports a process the signal killed
-            return 128 + signal.Signals[self.signal].value if self.signal else EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if self.count("failed") or self.count("not-run") else EXIT_OK
+        return summary_exit_code(self.to_json())
 
     def line(self) -> str:
-        failed = [item.input.name for item in self.items if item.status == "failed"]
-        text = f"{self.count('done')} done, {self.count('skipped')} skipped, {len(failed)} failed"
-        if failed:
-            names = ", ".join(failed[:5]) + (f", and {len(failed) - 5} more" if len(failed) > 5 else "")
-            text += f" ({names})"
-        if self.count("not-run"):
-            text += f", {self.count('not-run')} not run"
-        text += f" in {self.seconds:.1f} s"
-        return ("interrupted: " if self.interrupted else "") + text
+        from .summaries import summary_line
+
+        return summary_line(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -387,20 +387,15 @@ def check_output_folders(items: list[Item]) -> None:
                               hint="choose another -o, or fix the folder's permissions") from None
 
 
-def summary_json(summary: RunSummary) -> str:
-    """The ``--json`` document of a run."""
-    import json
-
-    return json.dumps(summary.to_json(), indent=2)
-
-
 def plan_run(inputs: list[str] | list[Path], opts: RunOptions) -> list[Item]:
     """Inputs -> items with their outputs named, collisions refused and existing outputs handled."""
     extensions = image_extensions()
     suffix = default_suffix(opts.task) if opts.suffix is None else opts.suffix
     skip_suffix = None if opts.include_outputs else suffix or None
     files = expand_inputs(inputs, recursive=opts.recursive, extensions=extensions, skip_suffix=skip_suffix)
-    items = plan_outputs(files, opts, extensions)
+    items = plan_outputs(files, opts, extensions)  # every process checks the whole list for collisions
+    if opts.sharding is not None and opts.sharding.split:
+        items = opts.sharding.select(items)  # then keeps its own part (shards.py)
     check_existing(items, opts)
     check_output_folders(items)
     return items

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from .plan import Item, RunOptions
+    from .plan import Item, RunOptions, RunSummary
 
 #: progress(done, total, what): called by solvers after each step; never prints by itself.
 ProgressCallback = Callable[[int, int, str], None]
@@ -78,6 +78,10 @@ class Reporter:
 
     def step(self, done: int, total: int, what: str) -> None:
         pass
+
+    def run_finished(self, summary: RunSummary) -> None:
+        """The run's last line: what was done, skipped and failed."""
+        self.message(summary.line())
 
     def item_finished(self, item: Item) -> None:
         self.finished += 1

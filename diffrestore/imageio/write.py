@@ -205,7 +205,7 @@ def save_image(
         buffer.write(_png_encode(pixels, bit_depth=16, icc_profile=icc, exif=exif))
     else:
         _pillow_save(buffer, pixels, mode, depth, fmt, icc, exif)
-    _write_atomic(path, buffer.getvalue(), overwrite=overwrite)
+    write_atomic(path, buffer.getvalue(), overwrite=overwrite)
     return SavedImage(path=path, format=fmt, mode=mode, bit_depth=depth, notes=tuple(notes))
 
 
@@ -236,7 +236,7 @@ def _pillow_save(
         image.save(buffer, format=fmt, **options)
 
 
-def _write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
+def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
     """Write to a hidden temp file beside ``path``, then rename: readers never see a half-written image."""
     parent = path.parent
     try:
