@@ -2,6 +2,9 @@
 
     # 1. the training images (natural photos shipped with scikit-image, minus the four held out)
     python benchmarks/default_prior.py export-train /tmp/skimage_train
+    #    or those plus the photos of benchmarks/training_photos.toml (Debian wallpaper packages, issue 18)
+    python benchmarks/default_prior.py export-train-photos --print-apt   # the apt-get command for them
+    python benchmarks/default_prior.py export-train-photos /tmp/photo_train
     # 2. train it (see diffrestore/weights/default/MODEL_CARD.md for the exact command)
     # 3. the benchmark (results in docs/default_prior.md)
     python benchmarks/default_prior.py bench --presets fast --solvers daps,dps --tasks all --images all
@@ -9,7 +12,8 @@
 The benchmark: 256 x 256 centre crops of the four held-out images, five tasks (the issue's settings), DAPS and
 DPS with the default prior against classical baselines, PSNR / SSIM (skimage.metrics, [0, 1] scale) and wall
 time per image. Classical baselines with a free parameter (TV weight, Gaussian width, Wiener balance) get the
-best value of a small grid chosen against the ground truth ("oracle-tuned"), which favours them. Everything is
+best value of a small grid chosen against the ground truth ("oracle-tuned"), which favours them; BM3D (denoising,
+where the optional ``bm3d`` package is installed) is given the true noise sigma instead. Everything is
 seeded: measurement noise and masks from seed ``--seed`` + the image's index in astronaut, coffee, chelsea, rocket
 (0-3, whichever --images are run), solvers from ``--seed``.
 """
@@ -17,6 +21,7 @@ seeded: measurement noise and masks from seed ``--seed`` + the image's index in 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -61,6 +66,105 @@ def export_train(dest: Path) -> list[Path]:
     return written
 
 
+#: Real photographs from Debian wallpaper packages (issue 18): where they are, their sha256, licence and credit.
+PHOTOS_TOML = Path(__file__).with_name("training_photos.toml")
+PHOTO_KEYS = ("name", "package", "version", "path", "width", "height", "sha256", "licence", "credit")
+#: Photos are stored downscaled: the prior trains on small crops, and 1024 px keeps the folder small.
+MAX_SIDE = 1024
+
+
+class PhotoError(Exception):
+    """A training photo is missing or not the recorded file; main() prints it as one line and exits 2."""
+
+
+def load_photos(toml_path: Path = PHOTOS_TOML) -> list[dict]:
+    """The [[photo]] tables of ``toml_path``, each checked to have all of PHOTO_KEYS."""
+    try:  # Python >= 3.11
+        import tomllib
+    except ImportError:  # Python 3.10: the tomli backport (a dependency there)
+        import tomli as tomllib
+
+    photos = tomllib.loads(Path(toml_path).read_text(encoding="utf-8")).get("photo", [])
+    for i, photo in enumerate(photos):
+        missing = [k for k in PHOTO_KEYS if k not in photo]
+        if missing:
+            raise PhotoError(f"{toml_path}: photo {i + 1} lacks {', '.join(missing)}")
+    names = [p["name"] for p in photos]
+    if len(set(names)) != len(names):  # two photos would be written to one file
+        raise PhotoError(f"{toml_path}: a photo name is used twice")
+    return photos
+
+
+def apt_command(packages) -> str:
+    """The one apt-get command that installs the packages the photos come from."""
+    return "apt-get install -y --no-install-recommends " + " ".join(sorted(set(packages)))
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` unless the same bytes are there already. A different file already at ``path``
+    is never overwritten: it may be someone's data, or a training set built otherwise (another Pillow version
+    can resize or encode to other bytes)."""
+    if path.exists():
+        if path.read_bytes() == data:
+            return
+        raise PhotoError(f"{path} exists and differs from what would be written; not overwriting it")
+    path.write_bytes(data)
+
+
+def _png_bytes(img) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")  # the same encoder and defaults as Image.save(path) in export_train
+    return buf.getvalue()
+
+
+def export_train_photos(dest: Path, toml_path: Path = PHOTOS_TOML) -> list[Path]:
+    """Write the whole photo training set into ``dest``: the skimage training images exactly as export_train
+    writes them, and every photo of ``toml_path`` as ``<name>.png``, downscaled with Pillow's LANCZOS filter so
+    that its long side is at most 1024 px (smaller photos are kept as they are; grey stays grey, anything else
+    becomes RGB). The photos come from Debian packages; install them with
+
+        apt-get install -y --no-install-recommends lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 \\
+            mate-backgrounds plasma-workspace-wallpapers
+
+    (``export-train-photos --print-apt`` prints the command made from the toml). Every source is checked before
+    anything is written: a missing file raises PhotoError naming the apt-get command for the missing packages, a
+    file whose sha256 is not the recorded one raises PhotoError naming it (another package version: the photo
+    may differ, so the training set would). A file already in ``dest`` is skipped when identical and never
+    overwritten when it differs (PhotoError; the files before it stay written). Returns the paths written or
+    already there."""
+    import hashlib
+
+    from PIL import Image
+
+    photos = load_photos(toml_path)
+    missing = sorted({p["package"] for p in photos if not Path(p["path"]).is_file()})
+    if missing:
+        raise PhotoError(f"training photos missing; install their packages with: {apt_command(missing)}")
+    for p in photos:
+        if hashlib.sha256(Path(p["path"]).read_bytes()).hexdigest() != p["sha256"]:
+            raise PhotoError(f"{p['path']}: sha256 differs from the one recorded for {p['package']} {p['version']}")
+        if p["name"] in TRAIN_IMAGES or any(held in p["name"] for held in HELD_OUT):
+            raise PhotoError(f"{toml_path}: photo name {p['name']!r} clashes with a skimage or held-out image")
+
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in TRAIN_IMAGES:
+        assert name not in HELD_OUT
+        paths.append(dest / f"{name}.png")
+        _write_new(paths[-1], _png_bytes(Image.fromarray(skimage_image(name))))
+    for p in photos:
+        with Image.open(p["path"]) as img:
+            img = img.convert("L" if img.mode == "L" else "RGB")
+        scale = MAX_SIDE / max(img.size)
+        if scale < 1:
+            img = img.resize(tuple(max(1, round(s * scale)) for s in img.size), Image.LANCZOS)
+        paths.append(dest / f"{p['name']}.png")
+        _write_new(paths[-1], _png_bytes(img))
+    return paths
+
+
 
 #: task -> (operator name, operator params, noise sigma on the [0, 1] scale)
 TASKS = {
@@ -73,6 +177,27 @@ TASKS = {
 CROP = 256
 CLASSICAL_LABELS = {"denoise": "best of TV / Gaussian filter (oracle-tuned)",
                     "gaussian_blur": "Wiener (oracle-tuned balance)"}
+
+
+@functools.cache
+def _bm3d():
+    """The ``bm3d`` module, or None (said once on stderr) where it is not installed: BM3D is the strongest
+    classical denoiser, but an optional one (``pip install bm3d``; free for non-commercial use only, see its
+    LICENSE), so the benchmark runs without it."""
+    try:
+        import bm3d
+    except ImportError:
+        print("note: bm3d is not installed (pip install bm3d): BM3D skipped in the denoising baseline",
+              file=sys.stderr, flush=True)
+        return None
+    return bm3d
+
+
+def classical_label(task: str, method: str) -> str:
+    """The table label of the classical baseline: the candidates it picks from, not the one that won."""
+    if task == "denoise" and _bm3d() is not None:
+        return "best of BM3D / TV / Gaussian filter (oracle-tuned)"
+    return CLASSICAL_LABELS.get(task, method.split(" (")[0])
 
 
 def held_out_crop(name: str):
@@ -126,6 +251,12 @@ def classical(task: str, problem, x):
         cands = [(f"TV (weight {w})", back(denoise_tv_chambolle(y, weight=w, channel_axis=2)))
                  for w in (0.03, 0.05, 0.08, 0.12, 0.18)]
         cands += [(f"Gaussian filter (sigma {s})", back(gaussian_filter(y, sigma=(s, s, 0)))) for s in (0.7, 1.0, 1.5)]
+        bm3d = _bm3d()
+        if bm3d is not None:
+            # BM3D needs no tuning: it is given the true noise std on the [0, 1] scale of y (GaussianNoise.sigma);
+            # bm3d_rgb does the block matching on luminance (opponent colour transform), as its docs advise.
+            sigma = problem.noise.sigma
+            cands.append((f"BM3D (sigma {sigma:g})", back(np.clip(bm3d.bm3d_rgb(y, sigma), 0, 1))))
         label, _, img = _best_of(cands, x)
         return label, img
     if task == "sr4":
@@ -219,7 +350,7 @@ def markdown_table(rows: list[dict]) -> str:
         elif r["method"].startswith("prior denoiser"):
             method = r["method"]
         else:  # one row per task for the classical baseline, whichever tuned variant won on each image
-            method = "classical: " + CLASSICAL_LABELS.get(r["task"], r["method"].split(" (")[0])
+            method = "classical: " + classical_label(r["task"], r["method"])
         groups[(r["task"], method)].append(r)
     lines = ["| task | method | images | PSNR (dB) | SSIM | s / image |", "|---|---|---|---|---|---|"]
     for (task, method), rs in groups.items():
@@ -337,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_export = sub.add_parser("export-train", help="write the training images of the default prior as PNGs")
     p_export.add_argument("dest", type=Path)
+    p_photos = sub.add_parser("export-train-photos",
+                              help="write the skimage training images plus the photos of training_photos.toml")
+    p_photos.add_argument("dest", type=Path, nargs="?")
+    p_photos.add_argument("--photos", type=Path, default=PHOTOS_TOML, help="the photo list (default: %(default)s)")
+    p_photos.add_argument("--print-apt", action="store_true",
+                          help="print the apt-get command that installs the photos' packages, and exit")
     p_bench = sub.add_parser("bench", help="run the benchmark")
     p_bench.add_argument("--images", default="all", help=f"comma list of {', '.join(HELD_OUT)} or 'all'")
     p_bench.add_argument("--tasks", default="all", help=f"comma list of {', '.join(TASKS)} or 'all'")
@@ -376,6 +513,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export-train":
         for path in export_train(args.dest):
             print(path)
+        return 0
+    if args.command == "export-train-photos":
+        try:
+            if args.print_apt:
+                print(apt_command(p["package"] for p in load_photos(args.photos)))
+                return 0
+            if args.dest is None:
+                parser.error("export-train-photos needs DEST (or --print-apt)")
+            for path in export_train_photos(args.dest, args.photos):
+                print(path)
+        except PhotoError as exc:  # a setup problem, not a bug: one line, no traceback
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
 
     def pick(value: str, allowed) -> list[str]:
