@@ -97,6 +97,9 @@ def test_builtin_weights_that_do_not_match_the_config(builtin_dir: Path, tmp_pat
         ({"padding_mode": "mirror"}, "'padding_mode' must be one of"),
         ({"sigma_min": 100.0}, "'sigma_min' (100.0) must be below 'sigma_max'"),
         ({"sigma_data": "0.5"}, "'sigma_data' must be a number > 0"),
+        ({"recommended": []}, "'recommended' must be a table"),
+        ({"recommended": {"dps_zeta": "1"}}, "'recommended.dps_zeta' must be a number > 0"),
+        ({"recommended": {"dps_zeta": {"superres": -2}}}, "'recommended.dps_zeta' must be a number > 0"),
     ],
 )
 def test_builtin_config_with_impossible_values(builtin_dir: Path, tmp_path: Path, changes: dict, needle: str) -> None:

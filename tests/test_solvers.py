@@ -127,6 +127,28 @@ def test_per_task_step_sizes_follow_the_official_configs() -> None:
     assert default_lr(make_problem("hdr").operator) == 2e-5
 
 
+def test_fast_dps_takes_the_step_its_model_recommends() -> None:
+    """A model folder's recommended.dps_zeta (a number or a table by operator kind) replaces the official table in
+    the fast preset; the paper preset and an explicit zeta ignore it; a model without one keeps the table."""
+    from types import SimpleNamespace
+
+    from diffrestore.operators import Problem
+
+    prior = SimpleNamespace(recommended={"dps_zeta": {"default": 1.0, "superres": 3.0}})
+    box = make_problem("inpaint")
+    box = Problem(build_operator("inpaint", SHAPE, box=(2, 2, 4, 4)), box.noise, box.y)
+    for name in ("dps", "mcg"):
+        fast = get_solver(name, "fast")
+        assert fast.guidance_scale(make_problem("sr"), prior) == pytest.approx(3.0 * 10)  # x 1000 / 100 steps
+        assert fast.guidance_scale(make_problem("inpaint"), prior) == pytest.approx(1.0 * 10)
+        assert fast.guidance_scale(box, prior) == pytest.approx(1.0 * 10)
+        assert fast.guidance_scale(make_problem("sr"), SimpleNamespace()) == pytest.approx(3.0)
+        assert fast.guidance_scale(make_problem("inpaint"), SimpleNamespace(recommended={"dps_zeta": 2})) == \
+            pytest.approx(20.0)
+        assert get_solver(name, "paper").guidance_scale(make_problem("sr"), prior) == pytest.approx(0.3)
+        assert get_solver(name, "fast", zeta=0.2).guidance_scale(make_problem("sr"), prior) == pytest.approx(2.0)
+
+
 def test_bad_names_and_fields_are_usage_errors() -> None:
     with pytest.raises(UsageError, match=r"unknown solver 'dsp'.*dps, mcg, daps"):
         get_solver("dsp")

@@ -243,6 +243,8 @@ class BuiltinPrior(Prior):
         self.sigma_data = float(cfg.sigma_data)
         self.native_size = None
         self.name = name
+        # settings measured for this network, in its config.json (e.g. DPS's step gain: solvers/dps.py)
+        self.recommended = dict(cfg.extra.get("recommended", {}))
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """E[x0 | x] for x = x0 + sigma * eps; x float32 (N, C, H, W) in tensor units. Differentiable in x."""
@@ -334,6 +336,20 @@ def _config_problem(data: dict[str, Any]) -> str | None:
             return f"'{name}' must be a number > 0, got {value!r}"
     if values["sigma_min"] >= values["sigma_max"]:
         return f"'sigma_min' ({values['sigma_min']}) must be below 'sigma_max' ({values['sigma_max']})"
+    return _recommended_problem(data.get("recommended", {}))
+
+
+def _recommended_problem(recommended: Any) -> str | None:
+    """A config's measured solver settings: ``{"dps_zeta": number or {operator kind: number}}``."""
+    def positive(value: Any) -> bool:
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < math.inf
+
+    if not isinstance(recommended, dict):
+        return f"'recommended' must be a table, got {recommended!r}"
+    zeta = recommended.get("dps_zeta", 1.0)
+    values = zeta.values() if isinstance(zeta, dict) else [zeta]
+    if not all(positive(v) for v in values):
+        return f"'recommended.dps_zeta' must be a number > 0 or a table of them by task, got {zeta!r}"
     return None
 
 

@@ -26,6 +26,12 @@ mean error 0.20 / 0.40 / 0.30 on inpainting / x2 super-resolution / blur, the SR
 0.31). ``zeta_reference_steps=1000`` (the "fast" preset) scales zeta by 1000 / steps: 0.06 / 0.06 / 0.06, as good as
 1000 steps. The "paper" preset keeps the official zeta untouched.
 
+Other networks: the official zeta was tuned for the papers' ADM checkpoints; the step acts through the denoiser's
+Jacobian, so another network wants another size. With ``model_zeta`` (the "fast" preset) a model folder's
+``recommended.dps_zeta`` (``model_zeta``: a number or a table by operator kind, on the official scale) replaces the
+official table; a model that says nothing keeps it. The shipped default prior's comes from a measured sweep
+(docs/benchmarks.md, "DPS's step size on photos"): the official table under-guides it by 2-9 dB.
+
 Deviations: the reverse-step variance is DDPM's "fixed small" posterior variance (the official ADM networks learn
 it; our denoiser interface does not expose a variance); the initial state is N(0, (1 + sigma_max^2) I), the VE
 image of DDPM's x_T ~ N(0, I). Fewer steps than 1000 respace the timesteps evenly (as ADM's respacing).
@@ -68,7 +74,8 @@ ZETA_DEFAULT = 0.3
 @dataclasses.dataclass
 class DPSConfig(SolverConfig):
     """steps: reverse DDPM steps = network calls (each with a backward pass).
-    zeta: guidance scale; None = the per-task table above. clip_x0: clamp x0_hat to the data range.
+    zeta: guidance scale; None = the per-task table above (or, with model_zeta, the model's own: model_zeta()).
+    clip_x0: clamp x0_hat to the data range.
     zeta_reference_steps: if set, zeta is multiplied by zeta_reference_steps / steps, so a shortened run keeps the
     total guidance of a run of that many steps (the "fast" preset: 1000, see the module docstring)."""
 
@@ -76,6 +83,20 @@ class DPSConfig(SolverConfig):
     zeta: float | None = None
     clip_x0: bool = True
     zeta_reference_steps: int | None = None
+    model_zeta: bool = False
+
+
+def model_zeta(prior: object, operator: object) -> float | None:
+    """The step a prior asks for on this operator, or None: ``recommended.dps_zeta`` in its model folder's config,
+    one number or a table by operator kind (``{"default": 1.0, "superres": 3.0}``), on the official configs' scale
+    (per step of 1000). The step acts through the denoiser's Jacobian, so its right size is a property of the
+    network, measured per model (the shipped default prior's: docs/benchmarks.md); the official table is tuned for
+    the papers' ADM checkpoints."""
+    zeta = (getattr(prior, "recommended", None) or {}).get("dps_zeta")
+    if isinstance(zeta, dict):
+        kind = getattr(getattr(operator, "kind", None), "value", None)
+        zeta = zeta.get(kind, zeta.get("default"))
+    return None if zeta is None else float(zeta)
 
 
 class DPS(Solver):
@@ -83,15 +104,23 @@ class DPS(Solver):
     config_class: ClassVar[type[SolverConfig]] = DPSConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"steps": 1000},
-        "fast": {"steps": 100, "zeta_reference_steps": 1000},
+        "fast": {"steps": 100, "zeta_reference_steps": 1000, "model_zeta": True},
     }
 
     def needs_network_gradient(self) -> bool:
         return True
 
-    def guidance_scale(self, problem: Problem) -> float:
+    def guidance_scale(self, problem: Problem, prior: object = None) -> float:
+        """The step zeta: the given one, else (with ``model_zeta``, the fast preset) the one the prior's model folder
+        recommends, else the official per-task table; scaled by zeta_reference_steps / steps when that is set."""
         cfg = self.config
-        zeta = float(cfg.zeta) if cfg.zeta is not None else by_kind(ZETA_BY_KIND, problem.operator, ZETA_DEFAULT)
+        measured = model_zeta(prior, problem.operator) if cfg.model_zeta and prior is not None else None
+        if cfg.zeta is not None:
+            zeta = float(cfg.zeta)
+        elif measured is not None:
+            zeta = measured
+        else:
+            zeta = by_kind(ZETA_BY_KIND, problem.operator, ZETA_DEFAULT)
         if cfg.zeta_reference_steps:
             zeta *= float(cfg.zeta_reference_steps) / float(cfg.steps)
         return zeta
@@ -121,7 +150,7 @@ class DPS(Solver):
     def _sample(self, prior: Prior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
                 generator: Generators, progress: ProgressCallback) -> torch.Tensor:
         sigmas = ddpm_sigmas(int(self.config.steps)).clamp(max=prior.sigma_max).tolist()
-        zeta = self.guidance_scale(problem)
+        zeta = self.guidance_scale(problem, prior)
         device = torch.device(prior.device)
         x = math.sqrt(1.0 + sigmas[0] ** 2) * randn(shape, generator, device)
         total = len(sigmas) - 1

@@ -57,6 +57,7 @@ class MCGConfig(SolverConfig):
     project: bool | str = "auto"
     clip_x0: bool = True
     zeta_reference_steps: int | None = None
+    model_zeta: bool = False  # as DPSConfig: the model folder's recommended step (the fast preset)
 
 
 #: operators whose A A^T is diagonal with entries of order 1, so A^+ passes measurement noise through unamplified
