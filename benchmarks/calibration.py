@@ -1,6 +1,7 @@
 """Do the `-n N` uncertainty maps mean anything? Coverage of DAPS's per-pixel intervals on the held-out crops.
 
-    python benchmarks/calibration.py [--images astronaut,coffee] [--samples 8] [--tasks all]
+    python benchmarks/calibration.py [--images astronaut,coffee] [--samples 8] [--tasks all] [--json FILE]
+    python benchmarks/reliability_diagram.py FILE... -o docs/images/reliability.png   # the picture
 
 For every crop and task (default_prior.py's five, simulated as there), N posterior samples (the CLI's per-sample
 streams); per pixel and channel the interval mean +- z_p std of the samples (a Gaussian interval: 8 samples are
@@ -12,8 +13,10 @@ Pixels the measurement pins down (known pixels when inpainting) are counted apar
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from statistics import NormalDist
 
 import torch
 
@@ -26,13 +29,16 @@ from diffrestore.runtime import image_identity, make_generator, sample_generator
 from diffrestore.solvers import get_solver
 
 LEVELS = {0.5: 0.6745, 0.8: 1.2816, 0.9: 1.6449, 0.95: 1.9600}
+#: the nominal levels a reliability diagram plots (--json): z = the standard normal's (1 + level) / 2 quantile
+DIAGRAM_LEVELS = {p / 20: NormalDist().inv_cdf(0.5 + p / 40) for p in range(1, 20)}
 
 
-def coverage(samples: torch.Tensor, x: torch.Tensor, where: torch.Tensor | None = None) -> dict[float, float]:
+def coverage(samples: torch.Tensor, x: torch.Tensor, where: torch.Tensor | None = None,
+             levels: dict[float, float] = LEVELS) -> dict[float, float]:
     mean, std = samples.mean(0, keepdim=True), samples.std(0, keepdim=True)
     err = (x - mean).abs()
     out = {}
-    for level, z in LEVELS.items():
+    for level, z in levels.items():
         inside = (err <= z * std).float()
         out[level] = float(inside[where].mean() if where is not None else inside.mean())
     return out
@@ -44,7 +50,10 @@ def main() -> None:
     parser.add_argument("--tasks", default="all")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write every row, at 19 nominal levels 5 %% .. 95 %%, to this JSON file")
     args = parser.parse_args()
+    rows = []
     prior = default_prior()
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
     print(f"| image | task | pixels | {' | '.join(f'{int(p * 100)} %' for p in LEVELS)} |")
@@ -68,6 +77,11 @@ def main() -> None:
                 cov = coverage(samples, x, where)
                 print(f"| {name} | {task} | {label} | {' | '.join(f'{cov[p] * 100:.1f}' for p in LEVELS)} |",
                       flush=True)
+                diagram = coverage(samples, x, where, DIAGRAM_LEVELS)
+                rows.append({"image": name, "task": task, "pixels": label, "samples": args.samples,
+                             "coverage": {f"{level:.2f}": share for level, share in diagram.items()}})
+                if args.json:  # after every row: a long run stopped early keeps what it measured
+                    args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
