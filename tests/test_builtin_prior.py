@@ -87,18 +87,3 @@ def test_default_prior_in_bfloat16_returns_float32():
     out = prior.denoise(x, 1.0)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     assert prior.dtype == torch.bfloat16
-
-
-def test_the_shipped_prior_recommends_its_measured_dps_step() -> None:
-    """docs/benchmarks.md "DPS's step size on photos": the papers' table under-guides this network; its config
-    carries the measured step, and DPS's fast preset takes it (the paper preset does not)."""
-    from diffrestore.operators import GaussianNoise, Problem, build_operator
-    from diffrestore.priors.builtin import default_prior
-    from diffrestore.solvers import get_solver
-
-    prior = default_prior()
-    zeta = prior.recommended["dps_zeta"]
-    assert zeta["superres"] == 2.0 and zeta["inpaint"] == zeta["denoise"] == zeta["gaussian_blur"] == 1.0
-    sr = Problem(build_operator("sr", (3, 16, 16), factor=2), GaussianNoise(0.01), torch.zeros(1, 3, 8, 8))
-    assert get_solver("dps", "fast").guidance_scale(sr, prior) == pytest.approx(2.0 * 1000 / 100)
-    assert get_solver("dps", "paper").guidance_scale(sr, prior) == pytest.approx(0.3)

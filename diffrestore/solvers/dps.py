@@ -29,8 +29,9 @@ mean error 0.20 / 0.40 / 0.30 on inpainting / x2 super-resolution / blur, the SR
 Other networks: the official zeta was tuned for the papers' ADM checkpoints; the step acts through the denoiser's
 Jacobian, so another network wants another size. With ``model_zeta`` (the "fast" preset) a model folder's
 ``recommended.dps_zeta`` (``model_zeta``: a number or a table by operator kind, on the official scale) replaces the
-official table; a model that says nothing keeps it. The shipped default prior's comes from a measured sweep
-(docs/benchmarks.md, "DPS's step size on photos"): the official table under-guides it by 2-9 dB.
+official table; a model that says nothing keeps it. The shipped default prior says nothing: the step of the
+unsquared norm is a unit direction, so its size per pixel falls as 1 / sqrt(pixels) and the best zeta depends on
+the image size and noise level, not only on the network (docs/benchmarks.md, "DPS's step size on photos").
 
 Deviations: the reverse-step variance is DDPM's "fixed small" posterior variance (the official ADM networks learn
 it; our denoiser interface does not expose a variance); the initial state is N(0, (1 + sigma_max^2) I), the VE
@@ -90,8 +91,8 @@ def model_zeta(prior: object, operator: object) -> float | None:
     """The step a prior asks for on this operator, or None: ``recommended.dps_zeta`` in its model folder's config,
     one number or a table by operator kind (``{"default": 1.0, "superres": 3.0}``), on the official configs' scale
     (per step of 1000). The step acts through the denoiser's Jacobian, so its right size is a property of the
-    network, measured per model (the shipped default prior's: docs/benchmarks.md); the official table is tuned for
-    the papers' ADM checkpoints."""
+    network, measured per model (at the image size and noise it will see: docs/benchmarks.md); the official
+    table is tuned for the papers' ADM checkpoints at 256 x 256."""
     zeta = (getattr(prior, "recommended", None) or {}).get("dps_zeta")
     if isinstance(zeta, dict):
         kind = getattr(getattr(operator, "kind", None), "value", None)
