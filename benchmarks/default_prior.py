@@ -52,17 +52,22 @@ def skimage_image(name: str):
     return img
 
 
-def export_train(dest: Path) -> list[Path]:
-    """Write the training images as PNGs into ``dest``."""
+def skimage_training_images():
+    """(name, PIL image) of every scikit-image training image, never a held-out one."""
     from PIL import Image
 
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
     for name in TRAIN_IMAGES:
         assert name not in HELD_OUT
-        path = dest / f"{name}.png"
-        Image.fromarray(skimage_image(name)).save(path)
-        written.append(path)
+        yield name, Image.fromarray(skimage_image(name))
+
+
+def export_train(dest: Path) -> list[Path]:
+    """Write the training images as PNGs into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, img in skimage_training_images():
+        written.append(dest / f"{name}.png")
+        img.save(written[-1])
     return written
 
 
@@ -150,10 +155,9 @@ def export_train_photos(dest: Path, toml_path: Path = PHOTOS_TOML) -> list[Path]
 
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in TRAIN_IMAGES:
-        assert name not in HELD_OUT
+    for name, img in skimage_training_images():
         paths.append(dest / f"{name}.png")
-        _write_new(paths[-1], _png_bytes(Image.fromarray(skimage_image(name))))
+        _write_new(paths[-1], _png_bytes(img))
     for p in photos:
         with Image.open(p["path"]) as img:
             img = img.convert("L" if img.mode == "L" else "RGB")

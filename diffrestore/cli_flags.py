@@ -71,6 +71,12 @@ class PlainHelpGroup(_PlainPlaceholders, typer.core.TyperGroup):
     """The root command (``--version``, ``--help``)."""
 
 
+def sub_app(name: str, help: str) -> typer.Typer:
+    """A command group under ``diffrestore`` (``models``, ``summary``), with the root's help and error style."""
+    return typer.Typer(name=name, help=help, no_args_is_help=True, cls=PlainHelpGroup, pretty_exceptions_enable=False,
+                       add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
+
+
 INPUTS = _param(
     "inputs", Annotated[list[str], typer.Argument(help=INPUTS_HELP, show_default=False, metavar="INPUTS")],
     inspect.Parameter.empty,

@@ -15,19 +15,11 @@ from typing import Annotated, Any
 import typer
 
 from . import registry as reg
-from .cli_flags import PlainHelpCommand, PlainHelpGroup
+from .cli_flags import PlainHelpCommand, sub_app
 from .errors import ChecksumError, DownloadError
 from .methods import methods_for_kind
 
-models_app = typer.Typer(
-    name="models",
-    help="List, download and verify the diffusion priors of the model registry (models.toml).",
-    no_args_is_help=True,
-    cls=PlainHelpGroup,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+models_app = sub_app("models", "List, download and verify the diffusion priors of the model registry (models.toml).")
 
 _REGISTRY_KEY = "diffrestore.registry"
 

@@ -13,18 +13,10 @@ from typing import Annotated
 
 import typer
 
-from .cli_flags import PlainHelpCommand, PlainHelpGroup
+from .cli_flags import PlainHelpCommand, sub_app
 from .errors import OutputError
 
-summary_app = typer.Typer(
-    name="summary",
-    help="Work with the JSON summaries that --summary and --json write.",
-    no_args_is_help=True,
-    cls=PlainHelpGroup,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+summary_app = sub_app("summary", "Work with the JSON summaries that --summary and --json write.")
 
 
 @summary_app.callback()
@@ -50,8 +42,6 @@ def merge_command(
 
     merged = merge_files(files, partial=partial)
     if output is not None:
-        if output.exists() and not overwrite:
-            raise OutputError(f"output {output} already exists", hint="use --overwrite to replace it")
         if output.resolve() in {f.resolve() for f in files}:
             raise OutputError(f"-o {output} is one of the summaries being merged", hint="choose another file")
         write_summary(output, merged, overwrite=overwrite)

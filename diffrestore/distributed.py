@@ -53,7 +53,7 @@ def run(inputs: list[str], opts: RunOptions, task_opts: tasks.TaskOptions) -> tu
             reporter.message(note)
         summary = engine.run(inputs, opts, task_opts, reporter=reporter)
         if shard.split:
-            summary.info.update(shard.info())
+            _describe(summary, shard)
             _note_output_like(reporter, shard)
         return summary.to_json(), summary.exit_code
     return _run_world(inputs, opts, task_opts, shard)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "default_prior.py"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench_module():
-    spec = importlib.util.spec_from_file_location("default_prior_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("default_prior")
 
 
 def test_an_image_is_measured_the_same_whichever_images_run_with_it(bench_module):
@@ -61,18 +55,10 @@ def test_goal_lines_compare_daps_with_the_classical_baseline_on_the_same_images(
 def test_patch_gmm_probe_denoiser_is_the_exact_gaussian_posterior_mean_for_one_whole_image_patch():
     # benchmarks/patch_gmm_probe.py: with one patch covering the image and one (or two identical) components,
     # the patch-GMM denoiser must be the closed-form Gaussian posterior mean mu + S (S + s^2 I)^-1 (y - mu).
-    import sys
-
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("patch_gmm_probe", SCRIPT.parent / "patch_gmm_probe.py")
-        probe = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(probe)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    probe = load_benchmark("patch_gmm_probe")
     rng = np.random.default_rng(0)
     d, sigma = 3 * 4 * 4, 0.3
     a = rng.normal(size=(d, d)) / d**0.5

@@ -7,14 +7,13 @@ that holds."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from diffrestore.errors import UsageError
 from diffrestore.noise_estimate import (
@@ -25,21 +24,12 @@ from diffrestore.noise_estimate import (
     haar_diagonal,
 )
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "small_noise.py"
 FLOOR_8 = 1 / 255
-
-
-def load_small_noise_benchmark():
-    """benchmarks/small_noise.py as a module (its photo, file and run helpers are what these tests measure with)."""
-    spec = importlib.util.spec_from_file_location("small_noise_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_small_noise_benchmark()
+    return load_benchmark("small_noise")
 
 
 def _noisy(bench, name: str, sigma: float, seed: int = 0, bits: int = 8) -> torch.Tensor:

@@ -6,14 +6,14 @@ fewer steps than the presets; benchmarks/small_noise.py runs the full table (64 
 from __future__ import annotations
 
 import pytest
-from test_noise_estimate import load_small_noise_benchmark
+from benchmark_scripts import load_benchmark
 
 SIGMA = 1 / 255
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_small_noise_benchmark()
+    return load_benchmark("small_noise")
 
 
 @pytest.fixture(scope="module")

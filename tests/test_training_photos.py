@@ -4,21 +4,15 @@ well formed, keeps the evaluation images out, and the export checks its sources 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).parents[1]
-SCRIPT = ROOT / "benchmarks" / "default_prior.py"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("default_prior_photos", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("default_prior")
 
 
 @pytest.fixture(scope="module")
