@@ -281,7 +281,8 @@ def classical(task: str, problem, x):
 
 
 def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list[str], seed: int,
-          model: str | None, overrides: dict[str, dict], num_samples: int = 1) -> list[dict]:
+          model: str | None, overrides: dict[str, dict], num_samples: int = 1,
+          classical_rows: bool = True) -> list[dict]:
     import time
 
     import torch
@@ -303,12 +304,13 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
             gen = make_generator(seed + i)
             op = build_operator(op_name, tuple(x.shape[1:]), generator=gen, **params)
             problem = simulate(op, GaussianNoise(sigma), x, gen)
-            t0 = time.time()
-            label, img = classical(task, problem, x)
-            rows.append(dict(image=name, task=task, method=label, preset="-", seconds=time.time() - t0,
-                             **dict(zip(("psnr", "ssim"), _scores(img, x), strict=True))))
-            print(json.dumps(rows[-1]), flush=True)
-            if task == "denoise":
+            if classical_rows:
+                t0 = time.time()
+                label, img = classical(task, problem, x)
+                rows.append(dict(image=name, task=task, method=label, preset="-", seconds=time.time() - t0,
+                                 **dict(zip(("psnr", "ssim"), _scores(img, x), strict=True))))
+                print(json.dumps(rows[-1]), flush=True)
+            if task == "denoise" and classical_rows:
                 # For pure Gaussian denoising the prior's own denoiser at the noise level is the exact posterior
                 # mean (MMSE) under the prior: one network call, a reference point for the samplers below.
                 t0 = time.time()
@@ -337,8 +339,13 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
                         outputs.append((f"mean of {num_samples}", samples.mean(0, keepdim=True), seconds))
                     for what, x_hat, secs in outputs:
                         psnr_value, ssim_value = _scores(x_hat, x)
+                        # rms of A(x_hat) - y over the noise std (tensor units): about 1 for the truth, well
+                        # below 1 when a sample fits the noise (over-fitting)
+                        with torch.no_grad():
+                            residual = float((problem.operator(x_hat) - problem.y).square().mean().sqrt())
                         rows.append(dict(image=name, task=task, method=solver.upper(), preset=tag, output=what,
-                                         seconds=secs, psnr=psnr_value, ssim=ssim_value))
+                                         seconds=secs, psnr=psnr_value, ssim=ssim_value,
+                                         residual_ratio=residual / (2 * sigma)))
                         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -467,6 +474,50 @@ def mean_limit_psnr(rows: list[dict], task: str, solver: str = "DAPS") -> tuple[
     return (sum(values) / len(values), images) if values else None
 
 
+def posterior_rms_table(model_dir: Path, data: Path, *, seed: int = 0, write: bool = False) -> dict:
+    """Measure a model folder's denoiser rms error by sigma on crops of its training images ``data`` (never the
+    held-out ones), as ``diffrestore train`` does at its end (priors/posterior_rms.py: training_table) and, with
+    ``write``, store it in the folder's config.json as "posterior_rms" (DAPS r_t="mmse"). For models trained
+    before train measured it."""
+    from diffrestore.imageio.write import write_atomic
+    from diffrestore.priors.builtin import load_model_dir
+    from diffrestore.priors.posterior_rms import training_table
+    from diffrestore.train import load_training_images
+
+    assert not any(Path(p).stem in HELD_OUT for p in Path(data).rglob("*")), "a held-out image is in the data"
+    config_path = Path(model_dir) / "config.json"
+    config = json.loads(config_path.read_text())
+    prior = load_model_dir(model_dir)
+    # the images train saw: those at least its crop size
+    images, _, _ = load_training_images(data, int(config.get("training", {}).get("size", 8)), prior.channels)
+    table = training_table(prior, images, seed=seed).to_json_dict()
+    if write:
+        config["posterior_rms"] = table
+        write_atomic(config_path, (json.dumps(config, indent=2) + "\n").encode(), overwrite=True)
+    return table
+
+
+def ship(model_dir: Path, data: Path, dest: Path, *, overwrite: bool = False,
+         recommended: dict | None = None) -> Path:
+    """The shipped form of a trained model folder: float16 weights (half the bytes; loaded as float32), the
+    posterior-rms table measured on the rounded network and the solver settings measured for it
+    (``recommended``, e.g. {"daps_r_t_blend": 0.5}), written to ``dest`` (the package's
+    diffrestore/weights/default). MODEL_CARD.md is kept: it is written by hand."""
+    import torch
+
+    from diffrestore.priors.builtin import WEIGHTS_NAME, load_model_dir, load_network, save_model_dir
+
+    if (dest / WEIGHTS_NAME).exists() and not overwrite:
+        raise SystemExit(f"error: {dest} already holds a model; pass --overwrite to replace it")
+    net = load_network(model_dir)
+    if recommended:
+        net.config.extra["recommended"] = dict(recommended)
+    save_model_dir(net, dest, dtype=torch.float16)  # config.json keeps "training"
+    posterior_rms_table(dest, data, write=True)
+    load_model_dir(dest)  # as the CLI loads it: a bad recommendation fails here, not in a user's run
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -496,11 +547,34 @@ def main(argv: list[str] | None = None) -> int:
                          help="posterior samples per solver run; scores the first one and (N > 1) their mean")
     p_bench.add_argument("--model", default=None, help="a model directory instead of the default prior")
     p_bench.add_argument("--json", type=Path, default=None, help="also write all rows to this JSON file")
+    p_bench.add_argument("--no-classical", action="store_true",
+                         help="skip the classical baselines (for sweeps of the solvers' settings)")
     p_denoise = sub.add_parser("denoise", help="the model card's one-call denoising table")
     p_denoise.add_argument("--model", default=None, help="a model directory instead of the default prior")
+    p_rms = sub.add_parser("posterior-rms", help="measure a model's denoiser rms error by sigma (DAPS r_t=mmse)")
+    p_rms.add_argument("model", type=Path, help="a model folder (the shipped one: diffrestore/weights/default)")
+    p_rms.add_argument("--data", type=Path, required=True, help="clean training images (never the held-out ones)")
+    p_rms.add_argument("--seed", type=int, default=0)
+    p_rms.add_argument("--write", action="store_true", help="store the table in MODEL/config.json")
+    p_ship = sub.add_parser("ship", help="write a trained model as the package's default (fp16 + rms table)")
+    p_ship.add_argument("model", type=Path)
+    p_ship.add_argument("--data", type=Path, required=True, help="the model's training images")
+    p_ship.add_argument("--dest", type=Path, default=Path(__file__).parents[1] / "diffrestore/weights/default")
+    p_ship.add_argument("--overwrite", action="store_true")
+    p_ship.add_argument("--recommend", action="append", default=[], metavar="KEY=VALUE",
+                        help="a measured solver setting for config.json, e.g. daps_r_t_blend=0.5 (repeatable)")
     p_table = sub.add_parser("table", help="merge the --json files of several bench runs into one table")
     p_table.add_argument("files", type=Path, nargs="+")
     args = parser.parse_args(argv)
+    if args.command == "posterior-rms":
+        table = posterior_rms_table(args.model, args.data, seed=args.seed, write=args.write)
+        for sigma, rms in zip(table["sigma"], table["rms"], strict=True):
+            print(f"sigma {sigma:10.4f}  rms {rms:.5f}  rms / sigma {rms / sigma:.3f}")
+        return 0
+    if args.command == "ship":
+        recommended = {k: float(v) for k, _, v in (pair.partition("=") for pair in args.recommend)}
+        print(ship(args.model, args.data, args.dest, overwrite=args.overwrite, recommended=recommended))
+        return 0
     if args.command == "denoise":
         print(denoise_table(args.model))
         return 0
@@ -550,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError:
                 overrides[solver][key] = value
     rows = bench(pick(args.images, HELD_OUT), pick(args.tasks, tuple(TASKS)), solvers,
-                 pick(args.presets, ("fast", "paper")), args.seed, args.model, overrides, args.num_samples)
+                 pick(args.presets, ("fast", "paper")), args.seed, args.model, overrides, args.num_samples,
+                 classical_rows=not args.no_classical)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     print(markdown_table(rows))

@@ -170,6 +170,18 @@ for _task in ("inpaint", "superres", "deblur", "denoise", "colorize", "phase-ret
 _make_task_command("superres", "sr", alias_of="superres")
 
 
+def _int_list(text: str, flag: str, example: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers from the command line ('' is the empty list)."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if (text.strip() and not values) or any(v < 1 for v in values):
+        raise UsageError(f"{flag} needs positive whole numbers separated by commas, got '{text}'",
+                         hint=f"for example {flag} {example}")
+    return values
+
+
 @app.command("train", epilog=EXIT_CODE_TABLE, no_args_is_help=True, cls=PlainHelpCommand)
 @_answers_signals
 def train_command(
@@ -199,6 +211,14 @@ def train_command(
                                                  metavar="N")] = 2,
     channels: Annotated[int | None, typer.Option("--channels", help="1 (grey) or 3 (RGB); default: 3 if any "
                                                  "training image has colour, else 1.", metavar="1|3")] = None,
+    base_channels: Annotated[int, typer.Option("--base-channels", help="Channels of the UNet's first level.",
+                                               metavar="N")] = 32,
+    channel_mults: Annotated[str, typer.Option("--channel-mults", help="Channel multiplier of each UNet level, "
+                                               "comma-separated (one level per entry).",
+                                               metavar="M,M,...")] = "1,2,2,4",
+    lr_drop_at: Annotated[str, typer.Option("--lr-drop-at", help="Divide the learning rate by 10 after these "
+                                            "step numbers, comma-separated (default: never).",
+                                            metavar="STEP,...")] = "",
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoint.pt "
                                          "if it exists.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
@@ -222,7 +242,9 @@ def train_command(
     mode = progress_mode(progress, quiet=quiet)
     recipe = dict(size=size, steps=steps, batch_size=batch_size, seed=seed, device=device, lr=lr,
                   checkpoint_every=checkpoint_every, max_downscale=max_downscale, permute_channels=permute_channels,
-                  dihedral=flips, pixel_unshuffle=pixel_unshuffle, channels=channels, resume=resume)
+                  dihedral=flips, pixel_unshuffle=pixel_unshuffle, channels=channels, resume=resume,
+                  base_channels=base_channels, channel_mults=_int_list(channel_mults, "--channel-mults", "1,2,4,6"),
+                  lr_drops=_int_list(lr_drop_at, "--lr-drop-at", "30000"))
     t0 = time.perf_counter()
     if mode == "rich":
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

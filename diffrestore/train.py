@@ -184,6 +184,7 @@ def train(
     p_mean: float = -1.0,
     p_std: float = 1.4,
     warmup_steps: int = 200,
+    lr_drops: tuple[int, ...] = (),
     resume: bool = True,
 ) -> Path:
     """Train a prior on random ``size`` x ``size`` crops of the images in ``data_dir``; returns ``out_dir``.
@@ -192,14 +193,17 @@ def train(
     ``priors.builtin.load_model_dir`` and accepted as ``--model``) and holds ``checkpoint.pt``. If a checkpoint
     from the same recipe is there and ``resume`` is true, training continues from it up to ``steps`` total.
     ``channels=None``: 3 if any image is colour (grey images are replicated), else 1.
+    ``lr_drops``: step counts after which the learning rate is divided by 10 (each); they are absolute step
+    numbers, not fractions of ``steps``, so a run resumed with a larger ``steps`` follows the same schedule.
     """
     import torch
 
-    from .priors.builtin import DenoiserUNet, UNetConfig, apply_denoiser, count_parameters, save_model_dir
+    from .priors.builtin import BuiltinPrior, DenoiserUNet, UNetConfig, apply_denoiser, count_parameters, save_model_dir
+    from .priors.posterior_rms import training_table
     from .runtime import resolve_device
 
     for name, value, low in (("size", size, 8), ("steps", steps, 1), ("batch_size", batch_size, 1),
-                             ("checkpoint_every", checkpoint_every, 1)):
+                             ("checkpoint_every", checkpoint_every, 1), ("base_channels", base_channels, 1)):
         if int(value) < low:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
     if not 0.0 <= ema_decay < 1.0:
@@ -208,6 +212,13 @@ def train(
         raise UsageError(f"max_downscale must be at least 1, got {max_downscale}")
     if channels not in (None, 1, 3):
         raise UsageError(f"channels must be 1 or 3, got {channels}")
+    if not channel_mults or min(channel_mults) < 1:
+        raise UsageError(f"--channel-mults needs one positive number per level, got {channel_mults}",
+                         hint="for example --channel-mults 1,2,4,6")
+    lr_drops = tuple(int(s) for s in lr_drops)
+    if any(s < 1 for s in lr_drops) or list(lr_drops) != sorted(set(lr_drops)):
+        raise UsageError(f"--lr-drop-at needs increasing positive step numbers, got {','.join(map(str, lr_drops))}",
+                         hint="for example --lr-drop-at 30000")
     if pixel_unshuffle not in (1, 2, 4):
         raise UsageError(f"pixel_unshuffle must be 1, 2 or 4, got {pixel_unshuffle}")
     multiple = pixel_unshuffle * 2 ** (len(channel_mults) - 1)
@@ -228,6 +239,8 @@ def train(
         "max_downscale": max_downscale, "permute_channels": permute_channels, "dihedral": dihedral, "p_mean": p_mean,
         "p_std": p_std, "warmup_steps": warmup_steps, "architecture": config.to_json_dict(), "num_images": len(images),
     }
+    if lr_drops:  # only when set, so checkpoints written before the option existed still resume
+        recipe["lr_drops"] = list(lr_drops)
     with torch.random.fork_rng(devices=[]):  # seed the weight initialisation without touching the caller's RNG
         torch.manual_seed(seed)
         net = DenoiserUNet(config).to(dev)
@@ -263,7 +276,7 @@ def train(
             "data_dir": str(data_dir), "num_images": len(images), "skipped_small_images": skipped,
             "size": size, "batch_size": batch_size, "seed": seed, "lr": lr, "ema_decay": ema_decay,
             "max_downscale": max_downscale, "permute_channels": permute_channels, "dihedral": dihedral,
-            "p_mean": p_mean, "p_std": p_std, "warmup_steps": warmup_steps,
+            "p_mean": p_mean, "p_std": p_std, "warmup_steps": warmup_steps, "lr_drops": list(lr_drops),
             "parameters": count_parameters(net), "device": str(dev), "torch": torch.__version__,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "threads": torch.get_num_threads(),
@@ -291,8 +304,11 @@ def train(
         weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
         denoised = apply_denoiser(net, x0 + sigma[:, None, None, None] * noise, sigma)
         loss = (weight[:, None, None, None] * (denoised - x0) ** 2).mean()
+        # Linear warm-up, then lr / 10 after each drop: the last steps at a small rate settle the weights
+        # (the EMA alone averages over ~1 / (1 - ema_decay) steps of noisy updates at the full rate).
+        step_lr = lr * min(1.0, (step + 1) / max(1, warmup_steps)) * 0.1 ** sum(step >= s for s in lr_drops)
         for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / max(1, warmup_steps))
+            group["lr"] = step_lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -315,9 +331,13 @@ def train(
         if step % checkpoint_every == 0 or step == steps:
             checkpoint()
     # A resumed run that had already reached `steps` (or a run killed between a checkpoint and the model files):
-    # make sure the model directory describes the final step.
+    # make sure the model directory describes the final step, and carries the finished network's posterior
+    # spread by sigma (DAPS's r_t="mmse"), measured on crops of the training images.
     written = json.loads((out_dir / "config.json").read_text()) if (out_dir / "config.json").is_file() else {}
-    if not (out_dir / "model.safetensors").is_file() or written.get("training", {}).get("steps") != step:
+    final = (out_dir / "model.safetensors").is_file() and written.get("training", {}).get("steps") == step
+    if not final or "posterior_rms" not in written:
+        table = training_table(BuiltinPrior(ema, device=dev), images, seed=seed)
+        ema.config.extra["posterior_rms"] = table.to_json_dict()
         checkpoint()
     return out_dir
 

@@ -35,3 +35,25 @@ def test_train_flag_errors_are_usage_errors(tmp_path, capsys) -> None:
                       capsys)
     assert result.code == 2
     assert "--size 12 is not a multiple of 16" in result.err
+
+
+def test_train_builds_the_network_the_flags_ask_for(tmp_path, capsys) -> None:
+    data = tmp_path / "data"
+    for i in range(2):
+        write_image(data / f"p{i}.png", seed=i, size=(32, 32))
+    out = tmp_path / "model"
+    result = run_main(["train", data, "--out", out, "--size", "16", "--steps", "2", "--batch-size", "2",
+                       "--base-channels", "8", "--channel-mults", "1,2,3", "--pixel-unshuffle", "1",
+                       "--lr-drop-at", "1", "--device", "cpu", "--progress", "none"], capsys)
+    assert result.code == 0, result.err
+    config = json.loads((out / "config.json").read_text())
+    assert config["base_channels"] == 8 and config["channel_mults"] == [1, 2, 3]
+    assert config["training"]["lr_drops"] == [1]
+    for flag, value in (("--channel-mults", "1,x"), ("--channel-mults", "1,0"), ("--lr-drop-at", "10,5"),
+                        ("--lr-drop-at", "-3")):
+        bad = run_main(["train", data, "--out", tmp_path / "bad", "--size", "16", "--steps", "1", flag, value,
+                        "--device", "cpu"], capsys)
+        assert bad.code == 2, (flag, value, bad.err)
+        assert flag in bad.err and "Traceback" not in bad.err
+        assert len(bad.err.strip().splitlines()) <= 2, bad.err
+        assert not (tmp_path / "bad").exists()

@@ -141,3 +141,24 @@ def test_diffusers_scheduler_config_that_is_a_list_never_reaches_the_network(dif
     (folder / "scheduler_config.json").write_text(json.dumps({"_class_name": "DDPMScheduler",
                                                               "beta_schedule": "no-such-schedule"}))
     _refusal(folder, "scheduler_config.json does not describe a DDPMScheduler")
+
+
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    from diffrestore.priors.builtin import DenoiserUNet, UNetConfig, load_model_dir, save_model_dir
+
+    torch.manual_seed(0)
+    net = DenoiserUNet(UNetConfig(base_channels=8, channel_mults=(1, 2)))
+    with torch.no_grad():  # a fresh network's output layer is zero: give every weight a value to round
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+    full = save_model_dir(net, tmp_path / "fp32")
+    half = save_model_dir(net, tmp_path / "fp16", dtype=torch.float16)
+    size32, size16 = ((p / "model.safetensors").stat().st_size for p in (full, half))
+    assert size16 < 0.55 * size32
+    a, b = load_model_dir(full), load_model_dir(half)
+    assert next(b.net.parameters()).dtype == torch.float32
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        da, db = a.denoise(x, 0.5), b.denoise(x, 0.5)
+    assert not torch.equal(da, db)  # the weights were rounded ...
+    torch.testing.assert_close(db, da, rtol=0, atol=2e-3)  # ... by fp16's 11 bits only

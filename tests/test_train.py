@@ -151,3 +151,24 @@ def test_load_model_dir_errors_name_the_problem(tmp_path):
     (out / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match=r"do not match its config\.json"):
         load_model_dir(out)
+
+
+def test_lr_drops_divide_the_rate_after_their_step_and_change_nothing_before(tmp_path):
+    data = _write_images(tmp_path / "data")
+    plain = train(data, tmp_path / "plain", steps=6, checkpoint_every=6, **TINY)
+    dropped = train(data, tmp_path / "dropped", steps=6, checkpoint_every=6, lr_drops=(3,), **TINY)
+    ckpt = torch.load(dropped / CHECKPOINT_NAME, weights_only=True)
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(TINY["lr"] * 0.1)
+    assert torch.load(plain / CHECKPOINT_NAME, weights_only=True)["optimizer"]["param_groups"][0]["lr"] == TINY["lr"]
+    # steps 1-3 ran at the full rate in both runs (the same losses), step 4 on differs
+    a, b = training_losses(plain), training_losses(dropped)
+    assert a[:4] == pytest.approx(b[:4], rel=1e-6)
+    assert a[4:] != pytest.approx(b[4:], rel=1e-6)
+    assert json.loads((dropped / "config.json").read_text())["training"]["lr_drops"] == [3]
+    # the schedule is part of the recipe: a checkpoint with another one is not resumed
+    with pytest.raises(UsageError, match="different training recipe"):
+        train(data, dropped, steps=8, checkpoint_every=4, lr_drops=(5,), **TINY)
+    with pytest.raises(UsageError, match="--lr-drop-at needs increasing positive step numbers"):
+        train(data, tmp_path / "bad", steps=8, lr_drops=(5, 3), **TINY)
+    with pytest.raises(UsageError, match="--channel-mults"):
+        train(data, tmp_path / "bad", steps=8, **{**TINY, "channel_mults": ()})

@@ -109,6 +109,12 @@ class GaussianPrior(Prior):
         z = z * (self.eigvals / (self.eigvals + s2[:, None]))
         return (self.mean + z @ self.eigvecs.T).reshape(x.shape)
 
+    def posterior_rms(self, sigma: float) -> float:
+        """The exact denoiser's rms error at sigma, sqrt(mean_k lam_k sigma^2 / (lam_k + sigma^2)): the average
+        posterior std of x0 given x_t (DAPS's r_t = "mmse"; priors/posterior_rms.py measures it for networks)."""
+        s2 = float(sigma) ** 2
+        return float((self.eigvals * s2 / (self.eigvals + s2)).mean().sqrt())
+
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """n exact draws from the prior, shape (n, C, H, W)."""
         eps = torch.randn((n, self.mean.numel()), generator=generator, device=generator.device).to(self.device)

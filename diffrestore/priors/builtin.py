@@ -43,6 +43,7 @@ from torch import nn
 from ..errors import ModelError, UsageError
 from .base import Prior
 from .files import RESTORE_HINT, describe_mismatch, read_json
+from .posterior_rms import PosteriorRMS, table_problem
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -245,6 +246,9 @@ class BuiltinPrior(Prior):
         self.name = name
         # settings measured for this network, in its config.json (e.g. DPS's step gain: solvers/dps.py)
         self.recommended = dict(cfg.extra.get("recommended", {}))
+        # the denoiser's measured rms error by sigma (priors/posterior_rms.py; DAPS's r_t = "mmse"), if stored
+        table = cfg.extra.get("posterior_rms")
+        self.posterior_rms = PosteriorRMS.from_json_dict(table) if table is not None else None
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """E[x0 | x] for x = x0 + sigma * eps; x float32 (N, C, H, W) in tensor units. Differentiable in x."""
@@ -274,8 +278,10 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def save_model_dir(net: DenoiserUNet, path: str | Path, *, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` (float32) into ``path``, atomically per file."""
+def save_model_dir(net: DenoiserUNet, path: str | Path, *, metadata: dict[str, Any] | None = None,
+                   dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` into ``path``, atomically per file. ``dtype``: how the
+    weights are stored (float16 halves the file; ``load_network`` always builds a float32 network from them)."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -283,7 +289,7 @@ def save_model_dir(net: DenoiserUNet, path: str | Path, *, metadata: dict[str, A
     config = net.config.to_json_dict()
     if metadata:
         config["training"] = metadata
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
     tmp_weights = path / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, str(tmp_weights), metadata={"format": "pt", "model_type": MODEL_TYPE})
     tmp_weights.chmod(0o644)  # safetensors creates 0600 files; model dirs are meant to be shared and shipped
@@ -336,11 +342,16 @@ def _config_problem(data: dict[str, Any]) -> str | None:
             return f"'{name}' must be a number > 0, got {value!r}"
     if values["sigma_min"] >= values["sigma_max"]:
         return f"'sigma_min' ({values['sigma_min']}) must be below 'sigma_max' ({values['sigma_max']})"
+    if "posterior_rms" in data and (problem := table_problem(data["posterior_rms"])):
+        return problem
+    if "daps_r_t_blend" in (data.get("recommended") or {}) and "posterior_rms" not in data:
+        return "'recommended.daps_r_t_blend' needs the 'posterior_rms' table it blends with"
     return _recommended_problem(data.get("recommended", {}))
 
 
 def _recommended_problem(recommended: Any) -> str | None:
-    """A config's measured solver settings: ``{"dps_zeta": number or {operator kind: number}}``."""
+    """A config's measured solver settings: ``{"dps_zeta": number or {operator kind: number},
+    "daps_r_t_blend": number in [0, 1]}`` (the latter needs a "posterior_rms" table)."""
     def positive(value: Any) -> bool:
         return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < math.inf
 
@@ -350,6 +361,9 @@ def _recommended_problem(recommended: Any) -> str | None:
     values = zeta.values() if isinstance(zeta, dict) else [zeta]
     if not all(positive(v) for v in values):
         return f"'recommended.dps_zeta' must be a number > 0 or a table of them by task, got {zeta!r}"
+    blend = recommended.get("daps_r_t_blend", 0.5)
+    if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0 <= blend <= 1:
+        return f"'recommended.daps_r_t_blend' must be a number in [0, 1], got {blend!r}"
     return None
 
 
