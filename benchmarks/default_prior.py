@@ -310,7 +310,7 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
                 rows.append(dict(image=name, task=task, method=label, preset="-", seconds=time.time() - t0,
                                  **dict(zip(("psnr", "ssim"), _scores(img, x), strict=True))))
                 print(json.dumps(rows[-1]), flush=True)
-            if task == "denoise" and classical_rows:
+            if classical_rows and task == "denoise":
                 # For pure Gaussian denoising the prior's own denoiser at the noise level is the exact posterior
                 # mean (MMSE) under the prior: one network call, a reference point for the samplers below.
                 t0 = time.time()

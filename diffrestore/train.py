@@ -338,7 +338,8 @@ def train(
     if not final or "posterior_rms" not in written:
         table = training_table(BuiltinPrior(ema, device=dev), images, seed=seed)
         ema.config.extra["posterior_rms"] = table.to_json_dict()
-        checkpoint()
+        # only the model files change: checkpoint.pt already holds this step (written in the loop or resumed)
+        save_model_dir(ema, out_dir, metadata=metadata())
     return out_dir
 
 

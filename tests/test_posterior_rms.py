@@ -131,14 +131,20 @@ def test_crops_are_seeded_inside_the_images_and_of_one_size():
     assert any(not torch.equal(a, b) for a, b in zip(crops, crops_of(images, 2, seed=1), strict=True))
 
 
-def test_train_stores_the_table_and_the_benchmark_command_measures_the_same(tmp_path):
+def _tiny_training(tmp_path, *, images: int, steps: int):
+    """A folder of small pictures and a tiny model trained on them for a few steps: (data, model folder)."""
     from diffrestore.train import train
 
     data = tmp_path / "data"
-    for i in range(3):
+    for i in range(images):
         write_image(data / f"p{i}.png", seed=i, size=(40, 36))
-    out = train(data, tmp_path / "m", size=16, steps=3, batch_size=2, base_channels=8, channel_mults=(1, 2),
-                pixel_unshuffle=1, device="cpu", checkpoint_every=3)
+    out = train(data, tmp_path / "m", size=16, steps=steps, batch_size=2, base_channels=8, channel_mults=(1, 2),
+                pixel_unshuffle=1, device="cpu", checkpoint_every=steps)
+    return data, out
+
+
+def test_train_stores_the_table_and_the_benchmark_command_measures_the_same(tmp_path):
+    data, out = _tiny_training(tmp_path, images=3, steps=3)
     stored = json.loads((out / "config.json").read_text())["posterior_rms"]
     assert len(stored["sigma"]) == 25 and all(r > 0 for r in stored["rms"])
     assert load_model_dir(out).posterior_rms is not None
@@ -157,13 +163,7 @@ def test_train_stores_the_table_and_the_benchmark_command_measures_the_same(tmp_
 def test_ship_writes_float16_weights_with_the_training_record_and_a_table(tmp_path):
     from safetensors.torch import load_file
 
-    from diffrestore.train import train
-
-    data = tmp_path / "data"
-    for i in range(2):
-        write_image(data / f"p{i}.png", seed=i, size=(40, 36))
-    out = train(data, tmp_path / "m", size=16, steps=2, batch_size=2, base_channels=8, channel_mults=(1, 2),
-                pixel_unshuffle=1, device="cpu", checkpoint_every=2)
+    data, out = _tiny_training(tmp_path, images=2, steps=2)
     module = load_benchmark("default_prior")
     dest = module.ship(out, data, tmp_path / "shipped", recommended={"daps_r_t_blend": 0.5})
     assert {t.dtype for t in load_file(str(dest / "model.safetensors")).values()} == {torch.float16}
