@@ -141,8 +141,9 @@ SHARED_PARAMS = [
         "--num-samples", "-n", panel=_PANEL_SAMPLING, metavar="N", show_default=False,
         help="Posterior samples per image (default 1; dwgf 4). With N > 1 every sample is written (<name>_sK), "
         "the output is their mean, and <name>_std.png maps the per-pixel standard deviation (4 x std on the "
-        "[0, 1] scale, so white = std of 0.25 or more). With --method dwgf they are the interacting particles of "
-        f"one flow (the paper's 4; -n 1 is RED-diff in latent space). At most {MAX_NUM_SAMPLES}.")], None),
+        "[0, 1] scale, so white = std of 0.25 or more; DAPS's fast preset takes inner means, so its spread is "
+        "narrower than the posterior's: --preset paper draws). With --method dwgf they are the interacting "
+        f"particles of one flow (the paper's 4; -n 1 is RED-diff in latent space). At most {MAX_NUM_SAMPLES}.")], None),
     _param("device", Annotated[str, _opt(
         "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.", panel=_PANEL_SAMPLING,
         metavar="auto|cpu|cuda[:N]|mps")], "auto"),

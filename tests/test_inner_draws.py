@@ -87,3 +87,41 @@ def test_long_langevin_chains_converge_to_the_exact_draw() -> None:
     std = cov.diagonal().sqrt()
     assert float(((s.mean(0) - mean).abs() / std).max()) < 5.0 / n**0.5 + 0.05
     assert float((s.std(0) / std - 1).abs().max()) < 0.12
+
+
+@pytest.mark.parametrize("case", ["inpaint", "sr-bicubic (CG)", "blur-circular (FFT)"])
+def test_exact_draw_at_spread_zero_is_the_target_mean(case: str) -> None:
+    """DAPS's inner_spread 0 (the fast preset's MAP inner step) is the inner target's mean, not a draw."""
+    op, shape = _operator(case)
+    g = torch.Generator().manual_seed(0)
+    x0_hat = torch.randn(1, *shape, generator=g) * 0.5
+    y = op(torch.randn(1, *shape, generator=g) * 0.5)
+    problem = Problem(op, GaussianNoise(TAU / 2), y)
+    mean, cov = _target(op, shape, x0_hat, y)
+    x = inner.exact_draw(problem, y, x0_hat, R, TAU, torch.Generator().manual_seed(1), spread=0.0)
+    tolerance = 1e-3 if "CG" in case else 1e-5  # a few CG steps solve to ~1e-4 of the data term
+    assert float((x.double().flatten() - mean).abs().max()) < tolerance * float(cov.diagonal().max()) ** 0.5 * 10
+
+
+def test_spread_scales_the_exact_draw_and_langevin_spread_alike() -> None:
+    """spread s: the same mean, covariance s^2 times the target's, for the exact draw and for Langevin chains."""
+    op, shape = _operator("inpaint")
+    g = torch.Generator().manual_seed(0)
+    x0_hat = torch.randn(1, *shape, generator=g) * 0.5
+    y = op(torch.randn(1, *shape, generator=g) * 0.5)
+    mean, cov = _target(op, shape, x0_hat, y)
+    spread = 0.5
+    n = 8000
+    problem = Problem(op, GaussianNoise(TAU / 2), y.expand(n, *y.shape[1:]))
+    draws = inner.exact_draw(problem, problem.y, x0_hat.expand(n, *shape), R, TAU, torch.Generator().manual_seed(5),
+                             spread=spread)
+    _check(draws, mean, spread**2 * cov, n)
+    # a small step: unadjusted Langevin's stationary std is too wide by about lr * curvature / 4
+    lr = 0.1 * inner.step_cap(R, TAU, op.norm())
+    m = n // 8
+    chains = inner.langevin(problem, problem.y[:m], x0_hat.expand(m, *shape), R, TAU, lr, 2000,
+                            torch.Generator().manual_seed(6), spread=spread)
+    s = chains.double().flatten(1)
+    std = cov.diagonal().sqrt()
+    assert float(((s.mean(0) - mean).abs() / std).max()) < 5.0 / m**0.5 * spread + 0.02
+    assert float((s.std(0) / (spread * std) - 1).abs().max()) < 0.1

@@ -87,8 +87,8 @@ def test_daps_mmse_rule_uses_the_table_blended_with_sigma_and_refuses_a_prior_wi
         get_solver("daps", "fast", r_t="mmse")._r(prior, x, 1.0, x, None)
 
 
-def test_the_fast_preset_draws_exactly_where_the_model_recommends_it_and_keeps_langevin_elsewhere(tmp_path):
-    from diffrestore.operators import GaussianNoise, Problem, build_operator
+def test_the_fast_preset_takes_the_inner_mean_where_the_target_is_gaussian_and_r_t_auto_follows_the_model(tmp_path):
+    from diffrestore.operators import GaussianNoise, PoissonNoise, Problem, build_operator
 
     table = {"sigma": [0.01, 100.0], "rms": [0.005, 0.5]}
     recommending = load_model_dir(_model_with_table(tmp_path / "r", table, {"daps_r_t_blend": 0.25}))
@@ -97,18 +97,32 @@ def test_the_fast_preset_draws_exactly_where_the_model_recommends_it_and_keeps_l
     fast, paper = get_solver("daps", "fast"), get_solver("daps", "paper")
     op = build_operator("inpaint", (3, 16, 16), generator=torch.Generator().manual_seed(0), fraction=0.5)
     linear = Problem(operator=op, noise=GaussianNoise(0.05), y=torch.zeros(1, 3, 16, 16))
-    assert fast.r_rule(recommending) == "mmse" and fast.inner_sampler(linear, "mmse") == "exact"
-    assert fast.r_blend(recommending) == 0.25
+    poisson = Problem(operator=op, noise=PoissonNoise(100.0), y=torch.zeros(1, 3, 16, 16))
+    # fast: r_t = sigma_t for every prior, the inner target's mean (spread 0) where it is Gaussian ...
+    for prior in (recommending, table_only, without):
+        assert fast.r_rule(prior) == "sigma"
+    assert fast.inner_spread(linear) == 0.0 and fast.inner_sampler(linear, "sigma") == "exact"
+    # ... and the paper's Langevin draw where it is not (Poisson's weighted likelihood)
+    assert fast.inner_spread(poisson) == 1.0 and fast.inner_sampler(poisson, "sigma") == "langevin"
+    # a positive spread at r_t = sigma_t: Langevin, which beats that too-wide exact draw on photos
+    assert get_solver("daps", "fast", inner_spread=1.0).inner_sampler(linear, "sigma") == "langevin"
+    # r_t="auto" follows a model folder's measured blend (for draws at spread 1), else the paper's sigma_t
+    auto = get_solver("daps", "fast", r_t="auto", inner_spread=1.0)
+    assert auto.r_rule(recommending) == "mmse" and auto.inner_sampler(linear, "mmse") == "exact"
+    assert auto.r_blend(recommending) == 0.25
     x = torch.zeros(1, 3, 16, 16)
-    assert fast._r(recommending, x, 1.0, x, None) == pytest.approx(recommending.posterior_rms(1.0) ** 0.25)
+    assert auto._r(recommending, x, 1.0, x, None) == pytest.approx(recommending.posterior_rms(1.0) ** 0.25)
     for prior in (table_only, without):
-        assert fast.r_rule(prior) == "sigma" and fast.inner_sampler(linear, "sigma") == "langevin"
+        assert auto.r_rule(prior) == "sigma" and auto.inner_sampler(linear, "sigma") == "langevin"
     # the paper preset is the paper's algorithm whatever the prior carries
     assert paper.r_rule(recommending) == "sigma" and paper.inner_sampler(linear, "sigma") == "langevin"
+    assert paper.inner_spread(linear) == 1.0
     assert fast.network_calls() == 100
     # an explicit r_t="mmse" without a blend: the recommendation, else pure moment matching
     assert get_solver("daps", "fast", r_t="mmse").r_blend(table_only) == 1.0
     assert get_solver("daps", "fast", r_t="mmse").r_blend(recommending) == 0.25
+    with pytest.raises(UsageError, match="inner_spread must be >= 0"):
+        get_solver("daps", "fast", inner_spread=-0.5).inner_spread(linear)
 
 
 def test_a_recommended_blend_is_checked_when_the_folder_loads(tmp_path):

@@ -22,7 +22,21 @@ infinitely many Langevin steps, at the cost of about two operator applications; 
 form). Nonlinear operators and Poisson noise keep Langevin; ``inner="hmc"`` runs the official latent code's momentum
 steps.
 
-r_t (DEVIATION in the fast preset; the paper preset keeps r_t = sigma_t). The paper's r_t = sigma_t is far wider
+The inner mean (DEVIATION in the fast preset, ``inner_spread``; the paper preset draws). Where the inner target is
+Gaussian the fast preset takes its mean instead of a sample, x0 = argmin ||x0 - x0_hat||^2 / r_t^2 +
+||y - A x0||^2 / tau^2, and keeps r_t = sigma_t: the re-noising x_{t+1} = x0 + sigma_{t+1} z is then the only
+randomness, and the next denoiser call sees exactly the noise level it is told. A draw adds white noise of std
+r_t where the data says nothing, on top of sigma_{t+1}, which the denoiser does not expect and which survives to
+the output. Measured (docs/benchmarks.md, the default prior's photo benchmark, one sample): +0.19 to +2.02 dB
+over the best draw (r_t blend 0.5) on the five tasks, +0.62 to +2.18 over the paper's Langevin loop, best at
+r_t = sigma_t of the blends 0, 0.1, 0.25, 0.5, 0.75; on the digits fixture SR x2 +11.9 dB over bicubic against
++9.9 with Langevin (inpainting +3.5 against +3.9). The price is width: on the exactness benchmark the samples'
+std is 0.64-0.74 of the posterior's (1.0-1.1 when drawn), so ``-n N`` spreads are narrower (set inner_spread=1
+for the paper's draw). With the mean and r_t = sigma_t the step is DiffPIR's data proximal step (Zhu et al., CVPR
+2023) with lambda = 1 and fresh noise (zeta = 1) on DAPS's annealing. Langevin and HMC (nonlinear operators,
+Poisson noise) keep the draw: their mean-seeking variant is unmeasured there.
+
+r_t (an option; the paper and the fast preset keep r_t = sigma_t). The paper's r_t = sigma_t is far wider
 than the true spread of p(x0 | x_t) at small sigma: for photos the denoiser's rms error at sigma 0.4 is about 0.2
 sigma. With r_t = sigma_t the exact draw loses 0.6-1.3 dB on photos against 50 Langevin steps, which never reach
 their target where the data says nothing and so act as a smaller r_t. ``r_t="mmse"`` uses the prior's measured
@@ -36,20 +50,19 @@ benchmark's std ratios in [1.00, 1.10]. It is a property of the network, not of 
 same rule loses to the Langevin loop (inpainting +2.1 against +3.9 dB over biharmonic): the exact draw puts white
 noise of std r_t into the pixels the data does not see, which a 16 x 16 digit's flat background shows and a
 photo's texture hides. So a model folder recommends it (config.json "recommended": {"daps_r_t_blend": b} beside
-its table; the shipped default prior does), and the fast preset's ``r_t="auto"`` follows that recommendation,
-with ``inner="auto"`` (the exact draw where it applies, Langevin under r_t = sigma_t); every other prior runs
-the fast preset as before. ``inner="langevin", r_t="sigma"`` with the paper preset is the paper's algorithm
-exactly.
+its table; the shipped default prior does, b = 0.5, measured for draws), and ``r_t="auto"`` follows that
+recommendation (else sigma_t). With the inner mean (the fast preset) no blend beat r_t = sigma_t.
+``inner="langevin", r_t="sigma"`` with the paper preset is the paper's algorithm exactly.
 
 Paper settings (``paper`` preset, DAPS-1K): 200 annealing steps, sigma 100 -> 0.1, 5 Euler steps (1000 calls),
 100 Langevin steps, lr 1e-4 (super-resolution, gaussian blur, random inpainting), 5e-5 (box inpainting, motion
 blur, phase retrieval), 2e-5 (HDR), lr_min_ratio 0.01.
 
-``fast`` preset: 100 annealing steps x 1 denoiser call (100 calls), the exact draw with r_t "auto" (above) or
-50 Langevin steps, sigma_min 0.01. On the
+``fast`` preset: 100 annealing steps x 1 denoiser call (100 calls), r_t = sigma_t, the inner target's mean where
+it is Gaussian (above; else 50 Langevin steps drawing it), sigma_min 0.01. On the
 exactness benchmark annealing steps matter more than ODE steps for the same calls (inpainting mean error:
 25 x 4 -> 0.19, 50 x 2 -> 0.14, 100 x 1 -> 0.10), and Langevin steps beyond 50 change little; see
-docs/benchmarks.md. The last annealing step returns a Langevin sample around x0_hat with r = sigma_min; at the
+docs/benchmarks.md. The last annealing step returns the inner step around x0_hat with r = sigma_min; drawn at the
 paper's 0.1 (0.05 on the [0, 1] scale) that isotropic spread is visible noise on top of the restored image
 (DAPS's Gaussian approximation of p(x0 | x_t) is far wider than the true one at small sigma), which costs
 1.0-1.5 dB of PSNR on photos with the default prior (docs/default_prior.md). The fast preset therefore ends at
@@ -126,9 +139,11 @@ class DAPSConfig(SolverConfig):
     (the grid ends with the denoiser) or "euler" (the official latent code's all-Euler grid).
     inner: "exact" (the exact Gaussian draw; linear operators with Gaussian noise only), "langevin" (the paper's),
     "hmc" (the official latent code's momentum steps, ``momentum``), or "auto" (exact where it applies, else
-    langevin; Langevin also when r_t resolves to "sigma"). r_t: the prior std of x0 given x_t: "sigma" (the
-    paper's r_t = sigma_t), "jacobian" (Tweedie's second-order identity, one extra network call per annealing
-    step), "mmse" (the prior's measured posterior rms, blended with sigma_t by ``r_t_blend``: r_t =
+    langevin; Langevin also when r_t resolves to "sigma" with a positive spread). inner_spread: the inner step's
+    distance from its target's mean in units of the target's std: 1 draws the target (the paper), 0 takes its
+    mean, None: 0 where the target is Gaussian, else 1 (the fast preset). r_t: the prior std of x0 given x_t:
+    "sigma" (the paper's r_t = sigma_t), "jacobian" (Tweedie's second-order identity, one extra network call per
+    annealing step), "mmse" (the prior's measured posterior rms, blended with sigma_t by ``r_t_blend``: r_t =
     sigma_t^(1 - b) mmse^b; ``r_t_blend`` None: the model's recommended b, else 1) or "auto" ("mmse" where the
     model folder recommends a blend, else "sigma")."""
 
@@ -147,6 +162,7 @@ class DAPSConfig(SolverConfig):
     r_t: str = "sigma"
     r_t_blend: float | None = None
     ode_grid: str = "denoise"
+    inner_spread: float | None = 1.0
 
 
 INNER_SAMPLERS = ("auto", "exact", "langevin", "hmc")
@@ -216,7 +232,7 @@ class DAPS(Solver):
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"steps": 200, "ode_steps": 5, "langevin_steps": 100},
         "fast": {"steps": 100, "ode_steps": 1, "langevin_steps": 50, "sigma_min": 0.01, "inner": "auto",
-                 "r_t": "auto"},
+                 "r_t": "sigma", "inner_spread": None},
     }
 
     def network_calls(self) -> int:
@@ -244,23 +260,41 @@ class DAPS(Solver):
             raise UsageError(f"daps: r_t_blend must be in [0, 1], got {blend}")
         return blend
 
+    @staticmethod
+    def exact_fits(problem: Problem) -> bool:
+        """Whether the inner target is Gaussian: a linear operator with Gaussian (or no) noise."""
+        gaussian = getattr(problem.noise, "kind", "gaussian") in ("gaussian", "none")
+        return bool(getattr(problem.operator, "linear", False)) and gaussian
+
+    def inner_spread(self, problem: Problem) -> float:
+        """The inner step's spread s (``inner_spread``; None: 0 where the inner target is Gaussian, its mean, and
+        1 elsewhere, where Langevin/HMC keep the paper's draw: unmeasured with less noise)."""
+        spread = self.config.inner_spread
+        if spread is None:
+            return 0.0 if self.exact_fits(problem) else 1.0
+        spread = float(spread)
+        if not spread >= 0.0:
+            raise UsageError(f"daps: inner_spread must be >= 0, got {spread}")
+        return spread
+
     def inner_sampler(self, problem: Problem, r_rule: str | None = None) -> str:
-        """The inner sampler this problem gets: "auto" is the exact draw for a linear operator with Gaussian (or
-        no) noise, Langevin otherwise (nonlinear operators, Poisson's weighted likelihood), and Langevin also
-        under the paper's r_t = sigma_t (``r_rule`` "sigma"): that r_t is too wide at small sigma, and 50
-        Langevin steps, which never reach their target where the data says nothing, beat its exact draw on
-        photos by 0.6-1.3 dB (docs/benchmarks.md)."""
+        """The inner sampler this problem gets: "auto" is the exact draw (or mean) for a linear operator with
+        Gaussian (or no) noise, Langevin otherwise (nonlinear operators, Poisson's weighted likelihood). Under
+        the paper's r_t = sigma_t (``r_rule`` "sigma") with a positive spread it is Langevin too: that r_t is
+        too wide at small sigma, and 50 Langevin steps, which never reach their target where the data says
+        nothing, beat its exact draw on photos by 0.6-1.3 dB (docs/benchmarks.md); its mean (spread 0) has no
+        such excess and is the fast preset's step."""
         wanted = str(self.config.inner)
         if wanted not in INNER_SAMPLERS:
             raise UsageError(f"daps: inner must be one of {', '.join(INNER_SAMPLERS)}, got {wanted!r}")
-        gaussian = getattr(problem.noise, "kind", "gaussian") in ("gaussian", "none")
-        exact_fits = bool(getattr(problem.operator, "linear", False)) and gaussian
+        exact_fits = self.exact_fits(problem)
         if wanted == "exact" and not exact_fits:
             raise UsageError("daps: the exact inner draw needs a linear operator and Gaussian noise",
                              hint="use inner='auto', 'langevin' or 'hmc'")
         if wanted == "auto":
             rule = r_rule if r_rule is not None else str(self.config.r_t)
-            return "exact" if exact_fits and rule != "sigma" else "langevin"
+            drawn_at_sigma = rule == "sigma" and self.inner_spread(problem) > 0.0
+            return "exact" if exact_fits and not drawn_at_sigma else "langevin"
         return wanted
 
     def annealing_sigmas(self, prior: Prior) -> list[float]:
@@ -301,13 +335,15 @@ class DAPS(Solver):
         drift's curvature is at most 1/r^2 + ||A||^2/tau^2, and a step above 1/curvature makes the chain oscillate
         or diverge (e.g. tau = a tiny noise std); at the paper's tau = 0.01 and ||A|| = 1 the cap is 0.99e-4
         against lr 1e-4."""
+        spread = self.inner_spread(problem)
         if sampler == "exact":
-            return inner.exact_draw(problem, y, x0_hat, r, tau, generator)
+            return inner.exact_draw(problem, y, x0_hat, r, tau, generator, spread)
         lr = min(lr, inner.step_cap(r, tau, operator_bound(problem.operator)))
         steps = int(self.config.langevin_steps)
         if sampler == "hmc":
-            return inner.hmc(problem, y, x0_hat, r, tau, lr, steps, float(self.config.momentum), generator)
-        return inner.langevin(problem, y, x0_hat, r, tau, lr, steps, generator)
+            return inner.hmc(problem, y, x0_hat, r, tau, lr, steps, float(self.config.momentum), generator,
+                             spread=spread)
+        return inner.langevin(problem, y, x0_hat, r, tau, lr, steps, generator, spread=spread)
 
     def _sample(self, prior: Prior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
                 generator: Generators, progress: ProgressCallback) -> torch.Tensor:

@@ -17,7 +17,9 @@ for nonlinear operators and Poisson noise (weighted residuals), step capped for 
 ``hmc``: the official latent code's momentum variant (LATENT_DISCRETE.md 1.1), v <- m v + sqrt(eta) s +
 sqrt(2 (1 - m)) z, x <- x + sqrt(eta) v with the score s = -drift and v ~ N(0, I) at the start of every call.
 
-``r`` is a number or one value per batch item (shape (N,)).
+``r`` is a number or one value per batch item (shape (N,)). ``spread`` s scales every sampler's noise, so each
+targets the same mean with covariance s^2 times the target's (the temperature s^2): 1 draws the target itself,
+0 its mean (the exact draw) or a descent towards it (Langevin, HMC). DAPS's ``inner_spread``.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ if TYPE_CHECKING:
 
 
 def exact_draw(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor | float, tau: float,
-               generator: Generators) -> torch.Tensor:
-    """One exact sample of N(x0_hat, r^2 I) x N(y; A x0, tau^2 I) per item (linear A, Gaussian likelihood)."""
+               generator: Generators, spread: float = 1.0) -> torch.Tensor:
+    """One exact sample of N(x0_hat, r^2 I) x N(y; A x0, tau^2 I) per item (linear A, Gaussian likelihood),
+    ``spread`` times as far from the target's mean (both perturbations scaled: the draw is linear in them);
+    spread 0 returns the mean itself."""
     op = problem.operator
     r2 = r * r  # a number, or one value per item
-    x_prior = x0_hat + per_item(r, x0_hat) * randn(x0_hat.shape, generator, x0_hat.device)
-    y_sim = op(x_prior) + tau * randn(y.shape, generator, y.device)
+    x_prior = x0_hat + spread * per_item(r, x0_hat) * randn(x0_hat.shape, generator, x0_hat.device)
+    y_sim = op(x_prior) + spread * tau * randn(y.shape, generator, y.device)
     return x_prior + per_item(r2, x0_hat) * op.adjoint(op.gram_solve(y - y_sim, r2, tau**2))
 
 
@@ -64,10 +68,11 @@ def step_cap(r: torch.Tensor | float, tau: float, operator_bound: float) -> floa
 
 
 def langevin(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor | float, tau: float,
-             lr: float, steps: int, generator: Generators, data_term: DataTerm | None = None) -> torch.Tensor:
+             lr: float, steps: int, generator: Generators, data_term: DataTerm | None = None,
+             spread: float = 1.0) -> torch.Tensor:
     """``steps`` unadjusted Langevin steps from x0_hat with step ``lr`` (already capped by the caller)."""
     x = x0_hat
-    noise_scale = math.sqrt(2.0 * lr)
+    noise_scale = spread * math.sqrt(2.0 * lr)
     for _ in range(int(steps)):
         drift = _drift(problem, y, x, x0_hat, r, tau, data_term)
         x = x - lr * drift + noise_scale * randn(x.shape, generator, x.device)
@@ -75,11 +80,12 @@ def langevin(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch.T
 
 
 def hmc(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor | float, tau: float, lr: float,
-        steps: int, momentum: float, generator: Generators, data_term: DataTerm | None = None) -> torch.Tensor:
+        steps: int, momentum: float, generator: Generators, data_term: DataTerm | None = None,
+        spread: float = 1.0) -> torch.Tensor:
     """``steps`` momentum (underdamped Langevin) steps as the official LatentDAPS code runs them."""
     x = x0_hat
-    v = randn(x.shape, generator, x.device)
-    root_lr, kick = math.sqrt(lr), math.sqrt(2.0 * (1.0 - momentum))
+    v = spread * randn(x.shape, generator, x.device)
+    root_lr, kick = math.sqrt(lr), spread * math.sqrt(2.0 * (1.0 - momentum))
     for _ in range(int(steps)):
         score = -_drift(problem, y, x, x0_hat, r, tau, data_term)
         v = momentum * v + root_lr * score + kick * randn(x.shape, generator, x.device)
