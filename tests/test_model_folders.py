@@ -100,6 +100,8 @@ def test_builtin_weights_that_do_not_match_the_config(builtin_dir: Path, tmp_pat
         ({"recommended": []}, "'recommended' must be a table"),
         ({"recommended": {"dps_zeta": "1"}}, "'recommended.dps_zeta' must be a number > 0"),
         ({"recommended": {"dps_zeta": {"superres": -2}}}, "'recommended.dps_zeta' must be a number > 0"),
+        ({"recommended": {"dps_zeta": 1.0, "dps_zeta_pixels": 0}}, "'recommended.dps_zeta_pixels' must be a number"),
+        ({"recommended": {"dps_zeta_pixels": 196608}}, "'recommended.dps_zeta_pixels' needs the 'dps_zeta'"),
     ],
 )
 def test_builtin_config_with_impossible_values(builtin_dir: Path, tmp_path: Path, changes: dict, needle: str) -> None:

@@ -149,6 +149,27 @@ def test_fast_dps_takes_the_step_its_model_recommends() -> None:
         assert get_solver(name, "fast", zeta=0.2).guidance_scale(make_problem("sr"), prior) == pytest.approx(2.0)
 
 
+def test_a_recommended_zeta_with_its_image_size_keeps_its_step_per_pixel_at_other_sizes() -> None:
+    """recommended.dps_zeta_pixels: the zeta was measured at that C x H x W; DPS and MCG scale it by
+    sqrt(values / reference), the per-pixel size of the unsquared norm's unit step (docs/benchmarks.md)."""
+    from math import prod, sqrt
+    from types import SimpleNamespace
+
+    values = prod(SHAPE)
+    measured_at_4x = SimpleNamespace(recommended={"dps_zeta": {"default": 1.0, "superres": 2.0},
+                                                  "dps_zeta_pixels": 4 * values})
+    measured_here = SimpleNamespace(recommended={"dps_zeta": 1.0, "dps_zeta_pixels": values})
+    for name in ("dps", "mcg"):
+        fast = get_solver(name, "fast")
+        assert fast.guidance_scale(make_problem("sr"), measured_at_4x) == pytest.approx(2.0 * sqrt(1 / 4) * 10)
+        assert fast.guidance_scale(make_problem("inpaint"), measured_at_4x) == pytest.approx(1.0 * 0.5 * 10)
+        assert fast.guidance_scale(make_problem("inpaint"), measured_here) == pytest.approx(10.0)
+        # the official table and an explicit zeta are never scaled
+        assert get_solver(name, "paper").guidance_scale(make_problem("sr"), measured_at_4x) == pytest.approx(0.3)
+        assert get_solver(name, "fast", zeta=0.2).guidance_scale(make_problem("sr"), measured_at_4x) == \
+            pytest.approx(2.0)
+
+
 def test_bad_names_and_fields_are_usage_errors() -> None:
     with pytest.raises(UsageError, match=r"unknown solver 'dsp'.*dps, mcg, daps"):
         get_solver("dsp")

@@ -350,8 +350,9 @@ def _config_problem(data: dict[str, Any]) -> str | None:
 
 
 def _recommended_problem(recommended: Any) -> str | None:
-    """A config's measured solver settings: ``{"dps_zeta": number or {operator kind: number},
-    "daps_r_t_blend": number in [0, 1]}`` (the latter needs a "posterior_rms" table)."""
+    """A config's measured solver settings: ``{"dps_zeta": number or {operator kind: number}, "dps_zeta_pixels":
+    the C x H x W it was measured at (DPS then scales it by sqrt(values / this)), "daps_r_t_blend": number in
+    [0, 1]}`` (the last needs a "posterior_rms" table)."""
     def positive(value: Any) -> bool:
         return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < math.inf
 
@@ -361,6 +362,12 @@ def _recommended_problem(recommended: Any) -> str | None:
     values = zeta.values() if isinstance(zeta, dict) else [zeta]
     if not all(positive(v) for v in values):
         return f"'recommended.dps_zeta' must be a number > 0 or a table of them by task, got {zeta!r}"
+    pixels = recommended.get("dps_zeta_pixels", 1)
+    if not positive(pixels):
+        return (f"'recommended.dps_zeta_pixels' must be a number > 0 (the C x H x W its dps_zeta was measured at), "
+                f"got {pixels!r}")
+    if "dps_zeta_pixels" in recommended and "dps_zeta" not in recommended:
+        return "'recommended.dps_zeta_pixels' needs the 'dps_zeta' it was measured for"
     blend = recommended.get("daps_r_t_blend", 0.5)
     if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0 <= blend <= 1:
         return f"'recommended.daps_r_t_blend' must be a number in [0, 1], got {blend!r}"

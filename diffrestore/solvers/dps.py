@@ -29,9 +29,11 @@ mean error 0.20 / 0.40 / 0.30 on inpainting / x2 super-resolution / blur, the SR
 Other networks: the official zeta was tuned for the papers' ADM checkpoints; the step acts through the denoiser's
 Jacobian, so another network wants another size. With ``model_zeta`` (the "fast" preset) a model folder's
 ``recommended.dps_zeta`` (``model_zeta``: a number or a table by operator kind, on the official scale) replaces the
-official table; a model that says nothing keeps it. The shipped default prior says nothing: the step of the
-unsquared norm is a unit direction, so its size per pixel falls as 1 / sqrt(pixels) and the best zeta depends on
-the image size and noise level, not only on the network (docs/benchmarks.md, "DPS's step size on photos").
+official table; a model that says nothing keeps it. With ``recommended.dps_zeta_pixels`` (the C x H x W the zeta
+was measured at) it is scaled by sqrt(values / that): the step of the unsquared norm is a unit direction, so its
+size per pixel falls as 1 / sqrt(values), and the official zeta under-guides large images (default prior, 512 x 512,
+SR x4: 11.0 dB with the official table, 25.2 with its measured 256 x 256 table scaled; docs/benchmarks.md). The
+shipped default prior recommends 1.0 (super-resolution and random inpainting 2.0) at 3 x 256 x 256.
 
 Deviations: the reverse-step variance is DDPM's "fixed small" posterior variance (the official ADM networks learn
 it; our denoiser interface does not expose a variance); the initial state is N(0, (1 + sigma_max^2) I), the VE
@@ -93,11 +95,27 @@ def model_zeta(prior: object, operator: object) -> float | None:
     (per step of 1000). The step acts through the denoiser's Jacobian, so its right size is a property of the
     network, measured per model (at the image size and noise it will see: docs/benchmarks.md); the official
     table is tuned for the papers' ADM checkpoints at 256 x 256."""
-    zeta = (getattr(prior, "recommended", None) or {}).get("dps_zeta")
+    recommended = getattr(prior, "recommended", None) or {}
+    zeta = recommended.get("dps_zeta")
     if isinstance(zeta, dict):
         kind = getattr(getattr(operator, "kind", None), "value", None)
         zeta = zeta.get(kind, zeta.get("default"))
-    return None if zeta is None else float(zeta)
+    if zeta is None:
+        return None
+    return float(zeta) * size_factor(recommended.get("dps_zeta_pixels"), operator)
+
+
+def size_factor(reference_values: object, operator: object) -> float:
+    """sqrt(values per image / reference_values), or 1 without a reference (``recommended.dps_zeta_pixels``).
+
+    The step of the unsquared residual norm is a unit direction, so its size per pixel falls as 1 / sqrt(values);
+    a zeta measured at one image size keeps its per-pixel step at another when scaled by this. Measured with the
+    default prior (docs/benchmarks.md): the 256 x 256 table scaled this way beats the official one at 128, 256 and
+    512 px (at 512: SR x4 25.2 against 11.0 dB)."""
+    shape = getattr(operator, "image_shape", None)
+    if reference_values is None or shape is None:
+        return 1.0
+    return math.sqrt(math.prod(shape) / float(reference_values))
 
 
 class DPS(Solver):
