@@ -181,7 +181,10 @@ def pixel_units(prior: DiffusersPixelPrior, size: int, tasks: list[str], device:
     """The ADM call and DPS step once (the task only changes the operator's small share), the Langevin loop per
     task."""
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(3)).to(device)
-    daps, dps = get_solver("daps", "fast"), get_solver("dps", "fast")
+    # pixel DAPS as the table below measured it: 50 Langevin steps drawing the inner target (the fast preset's
+    # step until 2026-12-03; its inner mean now costs about 11 % on top of the calls, docs/benchmarks.md)
+    daps = get_solver("daps", "fast", inner="langevin", inner_spread=1.0)
+    dps = get_solver("dps", "fast")
     problems = {task: build_problem(task, size, device) for task in tasks}
 
     def dps_step(problem: Problem) -> Callable[[], Any]:
