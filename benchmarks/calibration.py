@@ -1,6 +1,7 @@
 """Do the `-n N` uncertainty maps mean anything? Coverage of DAPS's per-pixel intervals on the held-out crops.
 
     python benchmarks/calibration.py [--images astronaut,coffee] [--samples 8] [--tasks all] [--json FILE]
+        [--steps N] [--set KEY=VALUE ...]       # DAPS fast with the CLI's --steps / --set on top
     python benchmarks/reliability_diagram.py FILE... -o docs/images/reliability.png   # the picture
 
 For every crop and task (default_prior.py's five, simulated as there), N posterior samples (the CLI's per-sample
@@ -26,6 +27,7 @@ from default_prior import HELD_OUT, TASKS, held_out_crop
 from diffrestore.operators import GaussianNoise, Problem, build_operator, simulate
 from diffrestore.priors.builtin import default_prior
 from diffrestore.runtime import image_identity, make_generator, sample_generators
+from diffrestore.solver_settings import parse_pairs, typed_settings
 from diffrestore.solvers import get_solver
 
 LEVELS = {0.5: 0.6745, 0.8: 1.2816, 0.9: 1.6449, 0.95: 1.9600}
@@ -52,7 +54,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None,
                         help="also write every row, at 19 nominal levels 5 %% .. 95 %%, to this JSON file")
+    parser.add_argument("--steps", type=int, default=None, help="DAPS annealing steps (default: the fast preset's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a DAPS hyper-parameter as the CLI's --set, e.g. --set inner_spread=1 (repeatable)")
     args = parser.parse_args()
+    settings = typed_settings("daps", parse_pairs(args.set))
     rows = []
     prior = default_prior()
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
@@ -68,7 +74,8 @@ def main() -> None:
             problem = simulate(op, GaussianNoise(sigma), x, gen)
             batch = Problem(op, problem.noise, problem.y.expand(args.samples, *problem.y.shape[1:]).contiguous())
             streams = sample_generators(args.seed, image_identity(x), args.samples)
-            samples = get_solver("daps", "fast").run(prior, batch, generator=streams).clamp(-1, 1)
+            solver = get_solver("daps", "fast", steps=args.steps, **settings)
+            samples = solver.run(prior, batch, generator=streams).clamp(-1, 1)
             groups = {"all": None}
             if op_name == "inpaint":
                 missing = op.missing.expand_as(x)
@@ -79,6 +86,7 @@ def main() -> None:
                       flush=True)
                 diagram = coverage(samples, x, where, DIAGRAM_LEVELS)
                 rows.append({"image": name, "task": task, "pixels": label, "samples": args.samples,
+                             "settings": {"steps": args.steps, **settings},
                              "coverage": {f"{level:.2f}": share for level, share in diagram.items()}})
                 if args.json:  # after every row: a long run stopped early keeps what it measured
                     args.json.write_text(json.dumps(rows, indent=1))

@@ -16,6 +16,7 @@ same model, device and dtype.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,12 +166,14 @@ def restore(
     negative_prompt: str | None = None,
     guidance: float | None = None,
     tile_overlap: int | None = None,
+    solver_options: Mapping[str, Any] | None = None,
     **task_options: Any,
 ) -> Restoration:
     """Restore one image with the given task; the options are the CLI's flags (see ``diffrestore TASK --help``).
     ``registry``: a models.toml to look ``model`` up in (the CLI's ``--registry``). ``prompt``,
     ``negative_prompt``, ``guidance``: for text-conditioned latent priors (``method="daps"`` runs LatentDAPS on
-    a latent prior).
+    a latent prior). ``solver_options``: the method's hyper-parameters on top of ``preset`` (the CLI's
+    ``--set KEY=VALUE``), e.g. ``{"inner_spread": 1.0}``; strings are parsed as on the command line.
 
     Raises the same errors as the CLI (``diffrestore.errors``), with the same messages.
     """
@@ -193,7 +196,8 @@ def restore(
     run_opts = RunOptions(task=task, method=method, model=model, preset=preset, steps=steps, seed=seed,
                           num_samples=num_samples, device=device, dtype=dtype, simulate=simulate, offline=offline,
                           registry=Path(registry) if registry is not None else None, prompt=prompt,
-                          negative_prompt=negative_prompt, guidance=guidance, tile_overlap=tile_overlap)
+                          negative_prompt=negative_prompt, guidance=guidance, tile_overlap=tile_overlap,
+                          solver_options=dict(solver_options or {}))
     solver = engine.validate(run_opts, opts, prior=prior)  # the CLI's checks and messages
     if opts.mask_dir is not None:
         raise UsageError("mask_dir is for folders of images (the CLI); pass mask= for one image")

@@ -131,10 +131,12 @@ def _run_task(task: str, values: dict[str, Any]) -> int:
     import json
 
     from . import distributed, plan, summaries, tasks
+    from .solver_settings import parse_pairs
 
     inputs = values.pop("inputs")
     run_values = {name: values.pop(name) for name in _RUN_OPTION_NAMES}
     run_values["offline"] = True if run_values["offline"] else None
+    run_values["solver_options"] = parse_pairs(values.pop("solver_set") or [])
     opts = plan.RunOptions(task=task, **run_values)
     if "box" in values and values["box"] is not None:
         values["box"] = tasks.parse_box(values["box"])

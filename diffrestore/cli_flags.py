@@ -129,6 +129,12 @@ SHARED_PARAMS = [
         help="--method g2d2 on discrete (VQ-Diffusion) priors: how it moves to the next step. star (default, the "
         "paper's process): draw the tokens from the optimised posterior and re-mask the next step's count at "
         "random; markov (the released code's presets): the VQ-Diffusion posterior step, every timestep.")], None),
+    _param("solver_set", Annotated[list[str] | None, _opt(
+        "--set", panel=_PANEL_SAMPLING, metavar="KEY=VALUE", show_default=False,
+        help="A hyper-parameter of the method on top of --preset, e.g. --set inner_spread=1 (DAPS draws its inner "
+        "step instead of taking its mean: wider, better calibrated -n spreads) or --set zeta=2 (DPS's step). "
+        "Repeatable. The names are the solver's config fields (an unknown one lists them); 'none' where a "
+        "setting allows it. Recorded in the JSON summary.")], None),
     _param("tile_overlap", Annotated[int | None, _opt(
         "--tile-overlap", panel=_PANEL_SAMPLING, metavar="PX", show_default=False,
         help="Models with a fixed size (e.g. 256x256 checkpoints) denoise other sizes in overlapping windows, "
@@ -142,7 +148,8 @@ SHARED_PARAMS = [
         help="Posterior samples per image (default 1; dwgf 4). With N > 1 every sample is written (<name>_sK), "
         "the output is their mean, and <name>_std.png maps the per-pixel standard deviation (4 x std on the "
         "[0, 1] scale, so white = std of 0.25 or more; DAPS's fast preset takes inner means, so its spread is "
-        "narrower than the posterior's: --preset paper draws). With --method dwgf they are the interacting "
+        "narrower than the posterior's: --set inner_spread=1 or --preset paper draws). With --method dwgf they are "
+        "the interacting "
         f"particles of one flow (the paper's 4; -n 1 is RED-diff in latent space). At most {MAX_NUM_SAMPLES}.")], None),
     _param("device", Annotated[str, _opt(
         "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.", panel=_PANEL_SAMPLING,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import budget, interrupts, masks, plan, tasks
+from . import budget, interrupts, masks, plan, solver_settings, tasks
 from .errors import DiffrestoreError, ModelError, UsageError
 from .plan import Item, RunOptions, RunSummary
 from .preflight import load_registry, short_error, validate
@@ -195,7 +195,7 @@ def run(
         "steps": opts.steps or getattr(getattr(solver, "config", None), "steps", None),
         "seed": opts.seed, "num_samples": opts.num_samples, "simulate": simulated, "device": str(device),
         "dtype": str(dtype).replace("torch.", ""), "operator": tasks.describe(task, task_opts, simulate=simulated),
-    })
+        **solver_settings.recorded(solver, opts.solver_options)})  # --set values as the solver took them
     output_like = sum(1 for item in items if item.error == plan.LOOKS_LIKE_OUTPUT)
     single = len(items) - output_like == 1 and opts.sharding is None  # a part of one image is no single run
     try:

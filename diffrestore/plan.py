@@ -65,6 +65,7 @@ class RunOptions:
     guidance: float | None = None  # classifier-free guidance scale; None = the method's preset
     tile_overlap: int | None = None  # fixed-size priors: window overlap in pixels; None = a quarter of the window
     g2d2_process: str | None = None  # --method g2d2: "star" or "markov"; None = the solver's (star)
+    solver_options: dict[str, Any] = field(default_factory=dict)  # --set KEY=VALUE: solver hyper-parameters
     shard: str | None = None  # --shard I/N: restore the I-th of N parts of the inputs (shards.py)
     summary_file: Path | None = None  # --summary FILE: the JSON summary written to a file (summaries.py)
     sharding: Shard | None = None  # this process's part of a split run (set by distributed.run, not a flag)

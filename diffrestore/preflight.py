@@ -6,6 +6,8 @@ line before anything heavy starts; the CLI (through ``engine.run``) and the Pyth
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,11 @@ def short_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
-def make_solver(method: str, preset: str, steps: int | None, **conditioning: Any) -> Any:
+def make_solver(method: str, preset: str, steps: int | None, settings: Mapping[str, Any] | None = None,
+                **conditioning: Any) -> Any:
     """The solver for ``--method`` with its preset (and prompt, negative_prompt, guidance for the methods that
-    take them); UsageError for unknown names or bad overrides."""
+    take them), then ``settings`` (the typed --set values, None included: a preset's value can be unset);
+    UsageError for unknown names or bad overrides."""
     from .methods import METHOD_KINDS
     from .solvers import get_solver
 
@@ -32,7 +36,11 @@ def make_solver(method: str, preset: str, steps: int | None, **conditioning: Any
     overrides = {"steps": steps} if steps is not None else {}
     overrides.update(conditioning)
     try:
-        return get_solver(method, preset, **overrides)
+        solver = get_solver(method, preset, **overrides)
+        if settings:
+            solver = type(solver)(dataclasses.replace(solver.config, **settings))
+            solver.check_config()
+        return solver
     except DiffrestoreError:
         raise
     except (KeyError, ValueError, TypeError) as error:
@@ -50,16 +58,18 @@ def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = Non
     budget.check_ranges(opts, task_opts)
     from .methods import resolve_method
     from .priors.load import prior_kind
+    from .solver_settings import typed_settings
 
     registry = registry if registry is not None else load_registry(opts.registry)
     kind = getattr(prior, "kind", "pixel") if prior is not None else prior_kind(opts.model, registry=registry)
     opts.method = resolve_method(opts.method, kind)
     conditioning = solver_overrides(opts)
+    settings = typed_settings(opts.method, opts.solver_options)
     # What a method cannot do at all comes before how many steps it takes (mmse on inpaint: the task is wrong).
-    solver = make_solver(opts.method, opts.preset, None, **conditioning)
+    solver = make_solver(opts.method, opts.preset, None, settings, **conditioning)
     solver.check_task(opts.task, task_opts.noise, opts.num_samples)
     if opts.steps is not None:
-        solver = make_solver(opts.method, opts.preset, opts.steps, **conditioning)
+        solver = make_solver(opts.method, opts.preset, opts.steps, settings, **conditioning)
         budget.check_steps(opts.method, opts.steps)
     check_prior_kind(opts.method, opts.model, kind=kind, registry=registry)
     load_kernel_file(task_opts)

@@ -125,3 +125,65 @@ def test_spread_scales_the_exact_draw_and_langevin_spread_alike() -> None:
     std = cov.diagonal().sqrt()
     assert float(((s.mean(0) - mean).abs() / std).max()) < 5.0 / m**0.5 * spread + 0.02
     assert float((s.std(0) / (spread * std) - 1).abs().max()) < 0.1
+
+
+def _dense_covariance(shape, seed=3):
+    """A dense SPD prior covariance C (eigenvalues in [0.02, 0.3]) and v -> C v for image-shaped batches."""
+    d = int(torch.tensor(shape).prod())
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    c = q @ torch.diag(torch.linspace(0.02, 0.3, d, dtype=torch.float64)) @ q.T
+    return c, lambda v: (v.double().flatten(1) @ c).reshape(v.shape).to(v.dtype)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_tweedie_mean_is_the_gaussian_conditional_mean_under_a_dense_covariance(case: str) -> None:
+    """tweedie_mean: the mean of N(x0_hat, C) x N(y; A x0, tau^2 I) for an anisotropic C, x0_hat + C A^T (A C A^T
+    + tau^2 I)^-1 (y - A x0_hat). Enough CG steps reach it; its start (no step) is the isotropic sigma^2 gain
+    mapped through C, which is not it."""
+    op, shape = _operator(case)
+    g = torch.Generator().manual_seed(0)
+    x0_hat = torch.randn(2, *shape, generator=g) * 0.5
+    y = op(torch.randn(2, *shape, generator=g) * 0.5)
+    c, cov = _dense_covariance(shape)
+    a = operator_matrix(op, shape)
+    gain = c @ a.T @ torch.linalg.inv(a @ c @ a.T + TAU**2 * torch.eye(a.shape[0], dtype=torch.float64))
+    expected = x0_hat.double().flatten(1) + (y.double().flatten(1) - x0_hat.double().flatten(1) @ a.T) @ gain.T
+    problem = Problem(op, GaussianNoise(TAU / 2), y)
+    solved = inner.tweedie_mean(problem, y, x0_hat, cov, R, TAU, steps=int(a.shape[0]) + 4)
+    error = float((solved.double().flatten(1) - expected).abs().max())
+    assert error < 1e-4, error
+    start = inner.tweedie_mean(problem, y, x0_hat, cov, R, TAU, steps=0)
+    assert float((start.double().flatten(1) - expected).abs().max()) > 1e-2  # the CG steps do the work
+
+
+def test_tweedie_mean_with_the_isotropic_covariance_is_the_exact_inner_mean() -> None:
+    """C = r^2 I: the preconditioner is the exact inverse, so no CG step is needed and the step equals
+    exact_draw's spread-0 mean."""
+    op, shape = _operator("inpaint")
+    g = torch.Generator().manual_seed(0)
+    x0_hat = torch.randn(3, *shape, generator=g) * 0.5
+    y = op(torch.randn(3, *shape, generator=g) * 0.5)
+    problem = Problem(op, GaussianNoise(TAU / 2), y)
+    mean = inner.exact_draw(problem, y, x0_hat, R, TAU, torch.Generator().manual_seed(1), spread=0.0)
+    for steps in (0, 3):
+        step = inner.tweedie_mean(problem, y, x0_hat, lambda v: R * R * v, R, TAU, steps)
+        assert torch.allclose(step, mean, atol=1e-5)
+
+
+def test_lanczos_root_converges_to_the_matrix_square_root() -> None:
+    """lanczos_sqrt(C, b) -> C^(1/2) b (the symmetric root), per batch item; 8 steps on a 36 x 36 C with
+    condition number 15: measured relative error 2e-4 (1 step 0.34, 4 steps 6e-3)."""
+    shape = (1, 6, 6)
+    c, cov = _dense_covariance(shape)
+    values, vectors = torch.linalg.eigh(c)
+    root = vectors @ torch.diag(values.sqrt()) @ vectors.T
+    b = torch.randn(3, *shape, generator=torch.Generator().manual_seed(5))
+    expected = b.double().flatten(1) @ root
+
+    def error(steps: int) -> float:
+        got = inner.lanczos_sqrt(cov, b, steps).double().flatten(1)
+        return float((got - expected).norm() / expected.norm())
+
+    assert error(8) < 2e-3 and error(36) < 1e-5
+    assert error(1) > 0.1  # one step is only a rescaled b: the test can tell

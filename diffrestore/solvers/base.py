@@ -227,6 +227,12 @@ class Solver(ABC):
         """Denoiser evaluations one run makes (the cost unit of the benchmarks)."""
         return int(self.config.steps)
 
+    def check_config(self) -> None:
+        """UsageError, before any model loads, for a hyper-parameter outside its range (``--set`` values land
+        here): steps; solvers with more to check extend this."""
+        if int(self.config.steps) < 1:
+            raise UsageError(f"{self.name}: steps must be at least 1, got {self.config.steps}")
+
     def check_task(self, task: str, noise: str, num_samples: int) -> None:
         """UsageError, before any model loads, when this method cannot solve ``task`` with ``noise`` (a noise
         kind) and ``num_samples``. Posterior samplers solve every task; estimators such as MMSE override this."""

@@ -17,6 +17,10 @@ for nonlinear operators and Poisson noise (weighted residuals), step capped for 
 ``hmc``: the official latent code's momentum variant (LATENT_DISCRETE.md 1.1), v <- m v + sqrt(eta) s +
 sqrt(2 (1 - m)) z, x <- x + sqrt(eta) v with the score s = -drift and v ~ N(0, I) at the start of every call.
 
+``tweedie_mean`` / ``tweedie_draw``: the same target with an anisotropic prior part N(x0_hat, C), C given by its
+products (DAPS's ``r_t="tweedie"``: C = sigma^2 J, the denoiser's Jacobian): the mean by preconditioned CG in
+measurement space, the draw by perturb-and-solve with C^(1/2) z from a few Lanczos steps (``lanczos_sqrt``).
+
 ``r`` is a number or one value per batch item (shape (N,)). ``spread`` s scales every sampler's noise, so each
 targets the same mean with covariance s^2 times the target's (the temperature s^2): 1 draws the target itself,
 0 its mean (the exact draw) or a descent towards it (Langevin, HMC). DAPS's ``inner_spread``.
@@ -91,3 +95,107 @@ def hmc(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor
         v = momentum * v + root_lr * score + kick * randn(x.shape, generator, x.device)
         x = x + root_lr * v
     return x
+
+
+#: v -> Cov[x0 | x_t] v, the prior's own posterior covariance applied to an image-shaped v (Tweedie: sigma^2 J v)
+CovarianceProduct = Callable[[torch.Tensor], torch.Tensor]
+
+
+def tweedie_draw(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, cov: CovarianceProduct, sigma: float,
+                 tau: float, steps: int, root_steps: int, generator: Generators, spread: float = 1.0) -> torch.Tensor:
+    """A draw of N(x0_hat, C) x N(y; A x0, tau^2 I) by perturb-and-solve, as ``exact_draw`` but with the
+    anisotropic C: x_prior = x0_hat + C^(1/2) z1 (``root_steps`` Lanczos steps, one product each), then
+    ``tweedie_mean`` around x_prior for the perturbed measurement y - tau z2. ``spread`` scales both
+    perturbations (0: the mean, no product spent on the root)."""
+    if spread == 0.0:
+        return tweedie_mean(problem, y, x0_hat, cov, sigma, tau, steps)
+    z1 = randn(x0_hat.shape, generator, x0_hat.device)
+    x_prior = x0_hat + spread * lanczos_sqrt(cov, z1, root_steps)
+    y_sim = y - spread * tau * randn(y.shape, generator, y.device)
+    return tweedie_mean(problem, y_sim, x_prior, cov, sigma, tau, steps)
+
+
+def lanczos_sqrt(matvec: CovarianceProduct, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """C^(1/2) b for a symmetric positive semi-definite C given by products (one per step), per batch item:
+    ``steps`` Lanczos steps from b (fully re-orthogonalised: they are few) give C ~ Q T Q^T on the Krylov space,
+    and C^(1/2) b ~ ||b|| Q T^(1/2) e_1. T's eigenvalues are clamped at 0 (a learned Jacobian is only nearly
+    symmetric and positive). Exact once ``steps`` reaches the number of distinct eigenvalues."""
+    norm0 = _dot(b, b).sqrt().clamp_min(1e-30)
+    basis = [b / _expand(norm0, b)]
+    alphas, betas = [], []
+    steps = max(1, int(steps))
+    for j in range(steps):
+        w = matvec(basis[-1])
+        alphas.append(_dot(basis[-1], w))
+        for _ in range(2):  # full re-orthogonalisation, twice (float32), in place of the three-term recurrence
+            for q in basis:
+                w = w - _expand(_dot(q, w), w) * q
+        if j == steps - 1:
+            break
+        beta = _dot(w, w).sqrt()
+        betas.append(beta)
+        basis.append(w / _expand(beta.clamp_min(1e-30), w))
+    k = len(basis)
+    t = torch.zeros(b.shape[0], k, k, dtype=torch.float64, device=b.device)
+    for i in range(k):
+        t[:, i, i] = alphas[i]
+        if i + 1 < k:
+            t[:, i, i + 1] = t[:, i + 1, i] = betas[i]
+    values, vectors = torch.linalg.eigh(t)
+    root_e1 = vectors @ (values.clamp_min(0.0).sqrt().unsqueeze(-1) * vectors[:, 0, :].unsqueeze(-1))
+    coefficients = norm0.unsqueeze(-1) * root_e1.squeeze(-1)  # (N, k)
+    out = torch.zeros_like(b)
+    for i, q in enumerate(basis):
+        out = out + _expand(coefficients[:, i], q) * q
+    return out
+
+
+def tweedie_mean(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, cov: CovarianceProduct, sigma: float,
+                 tau: float, steps: int) -> torch.Tensor:
+    """The mean of N(x0_hat, C) x N(y; A x0, tau^2 I) for C = ``cov`` (the anisotropic Tweedie covariance):
+
+        x0 = x0_hat + C A^T u,   (A C A^T + tau^2 I) u = y - A x0_hat,
+
+    by conjugate gradients in measurement space, preconditioned by the isotropic system (sigma^2 A A^T +
+    tau^2 I)^-1 (``gram_solve``, exact where C = sigma^2 I). The start u_0 is that isotropic solution, so with
+    ``steps`` 0 the step is the isotropic Kalman correction mapped through C (one product); each CG step costs
+    one more. C A^T u is carried along the iterations (no product at the end). A direction with p^T M p <= 0 (a
+    learned denoiser's Jacobian need not be positive definite) stops that item's iteration."""
+    op = problem.operator
+    sigma2, tau2 = sigma * sigma, tau * tau
+
+    def precondition(v: torch.Tensor) -> torch.Tensor:
+        return op.gram_solve(v, sigma2, tau2)
+
+    def system(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c_at_u = cov(op.adjoint(u))
+        return op(c_at_u) + tau2 * u, c_at_u
+
+    b = y - op(x0_hat)
+    u = precondition(b)
+    m_u, c_at_u = system(u)
+    residual = b - m_u
+    z = precondition(residual)
+    direction, rz = z, _dot(residual, z)
+    active = torch.ones_like(rz, dtype=torch.bool)
+    for _ in range(int(steps)):
+        m_p, c_at_p = system(direction)
+        curvature = _dot(direction, m_p)
+        active = active & (curvature > 0) & (rz > 0)
+        alpha = torch.where(active, rz / curvature.where(active, torch.ones_like(curvature)), torch.zeros_like(rz))
+        c_at_u = c_at_u + _expand(alpha, c_at_u) * c_at_p
+        residual = residual - _expand(alpha, m_p) * m_p
+        z = precondition(residual)
+        rz_next = _dot(residual, z)
+        beta = torch.where(active, rz_next / rz.where(active, torch.ones_like(rz)), torch.zeros_like(rz))
+        direction, rz = z + _expand(beta, direction) * direction, rz_next
+    return x0_hat + c_at_u
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """<a_i, b_i> per batch item, shape (N,), in float64 (CG's scalars)."""
+    return (a.double() * b.double()).flatten(1).sum(dim=1)
+
+
+def _expand(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return value.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
