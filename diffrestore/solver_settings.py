@@ -55,7 +55,8 @@ def typed_settings(method: str, settings: Mapping[str, Any]) -> dict[str, Any]:
         if key in FLAG_FIELDS:
             raise UsageError(f"--set {key}: use {FLAG_FIELDS[key]} for this", hint=f"{FLAG_FIELDS[key]} VALUE")
         if key not in hints:
-            raise UsageError(f"--set {key}: method {method} has no setting {key!r}", hint=f"known: {', '.join(fields)}")
+            known = f"known: {', '.join(fields)}" if fields else f"method {method} takes no --set settings"
+            raise UsageError(f"--set {key}: method {method} has no setting {key!r}", hint=known)
         typed[key] = parse_value(key, value, hints[key]) if isinstance(value, str) else value
     return typed
 

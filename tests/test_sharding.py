@@ -205,6 +205,7 @@ def test_merge_orders_items_and_counts() -> None:
 
 @pytest.mark.parametrize("docs, message", [
     ([doc(1, 2, [0, 2, 4]), doc(2, 2, [1, 3, 5], seed=1)], "seed"),
+    ([doc(1, 2, [0, 2, 4]), {**doc(2, 2, [1, 3, 5]), "settings": {"inner_spread": 1.0}}], "settings"),
     ([doc(1, 2, [0, 2, 4]), doc(1, 2, [0, 2, 4])], "both shard 1/2"),
     ([doc(1, 2, [0, 2, 4]), doc(2, 2, [1, 2, 5])], "both list image 2"),
     ([doc(1, 2, [0, 2, 4])], "missing"),

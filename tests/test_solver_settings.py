@@ -85,6 +85,9 @@ def test_flag_owned_and_unknown_settings_are_refused() -> None:
     with pytest.raises(UsageError, match="has no setting 'zeta'") as error:
         typed_settings("daps", {"zeta": "1"})
     assert "inner_spread" in str(error.value.hint)
+    with pytest.raises(UsageError, match="has no setting") as error:
+        typed_settings("mmse", {"tau": "1"})
+    assert "takes no --set settings" in str(error.value.hint)
 
 
 def test_a_setting_changes_the_run_and_the_summary_records_it(tmp_path, capsys, model) -> None:
