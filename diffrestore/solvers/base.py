@@ -218,10 +218,9 @@ class Solver(ABC):
                 hint=f"known: {', '.join(sorted(fields))}",
             )
         values = {**cls.presets[preset], **{k: v for k, v in overrides.items() if v is not None}}
-        config = cls.config_class(**values)
-        if int(config.steps) < 1:
-            raise UsageError(f"steps must be at least 1, got {config.steps}")
-        return cls(config)
+        solver = cls(cls.config_class(**values))
+        Solver.check_config(solver)  # the base check only: the solvers' own ranges are checked where they are used
+        return solver
 
     def network_calls(self) -> int:
         """Denoiser evaluations one run makes (the cost unit of the benchmarks)."""
@@ -231,7 +230,7 @@ class Solver(ABC):
         """UsageError, before any model loads, for a hyper-parameter outside its range (``--set`` values land
         here): steps; solvers with more to check extend this."""
         if int(self.config.steps) < 1:
-            raise UsageError(f"{self.name}: steps must be at least 1, got {self.config.steps}")
+            raise UsageError(f"steps must be at least 1, got {self.config.steps}")
 
     def check_task(self, task: str, noise: str, num_samples: int) -> None:
         """UsageError, before any model loads, when this method cannot solve ``task`` with ``noise`` (a noise

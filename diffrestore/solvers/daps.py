@@ -384,17 +384,15 @@ class DAPS(Solver):
         trace = (probe * jv).flatten(1).mean(dim=1)  # a Rademacher probe has |v_i| = 1
         return sigma * trace.clamp(1e-4, 1.0).sqrt()
 
-    def check_tweedie(self, problem: Problem) -> str:
-        """r_t="tweedie" solves the Gaussian inner target in closed form (CG): a UsageError for a non-Gaussian one.
-        Returns the inner step's name."""
+    def check_tweedie(self, problem: Problem) -> None:
+        """r_t="tweedie" solves the Gaussian inner target in closed form (CG): a UsageError for a non-Gaussian one."""
         if not self.exact_fits(problem):
             raise UsageError("daps: r_t='tweedie' needs a linear operator and Gaussian noise",
                              hint="use r_t='sigma', 'mmse' or 'jacobian' here")
-        return "tweedie"
 
     @staticmethod
-    def _tweedie_covariance(prior: Prior, x: torch.Tensor, sigma: float, denoised: torch.Tensor,
-                            *cond: Any) -> inner.CovarianceProduct:
+    def _tweedie_covariance(prior: Prior, x: torch.Tensor, sigma: float,
+                            denoised: torch.Tensor) -> inner.CovarianceProduct:
         """v -> sigma^2 J v, J = dD/dx at (x_t, sigma_t): Tweedie's second-order identity Cov[x0 | x_t] = sigma^2 J,
         the whole covariance (``r_t="jacobian"`` keeps only its trace). One network call per product, by a forward
         finite difference along v scaled to rms 0.01 sigma (the step the "jacobian" probe takes)."""
@@ -402,7 +400,7 @@ class DAPS(Solver):
         def product(v: torch.Tensor) -> torch.Tensor:
             size = v.flatten(1).pow(2).mean(dim=1).sqrt().clamp_min(1e-12).reshape(-1, *([1] * (v.dim() - 1)))
             h = 0.01 * sigma
-            jv = (prior.denoise(x + (h / size) * v, sigma, *cond) - denoised) * (size / h)
+            jv = (prior.denoise(x + (h / size) * v, sigma) - denoised) * (size / h)
             return sigma * sigma * jv
 
         return product
@@ -431,8 +429,12 @@ class DAPS(Solver):
         lr0 = reference_scaled_lr(float(cfg.lr) if cfg.lr is not None else default_lr(problem.operator), tau,
                                   cfg.lr_reference_tau)
         device = torch.device(prior.device)
-        tweedie = self.r_rule(prior) == "tweedie"
-        sampler = self.check_tweedie(problem) if tweedie else self.inner_sampler(problem, self.r_rule(prior))
+        rule = self.r_rule(prior)
+        tweedie = rule == "tweedie"
+        if tweedie:
+            self.check_tweedie(problem)
+        else:
+            sampler = self.inner_sampler(problem, rule)
         total = len(sigmas) - 1
         x = sigmas[0] * randn(shape, generator, device)
         for i in range(total):

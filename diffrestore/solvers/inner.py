@@ -121,7 +121,7 @@ def lanczos_sqrt(matvec: CovarianceProduct, b: torch.Tensor, steps: int) -> torc
     and C^(1/2) b ~ ||b|| Q T^(1/2) e_1. T's eigenvalues are clamped at 0 (a learned Jacobian is only nearly
     symmetric and positive). Exact once ``steps`` reaches the number of distinct eigenvalues."""
     norm0 = _dot(b, b).sqrt().clamp_min(1e-30)
-    basis = [b / _expand(norm0, b)]
+    basis = [b / per_item(norm0, b)]
     alphas, betas = [], []
     steps = max(1, int(steps))
     for j in range(steps):
@@ -129,12 +129,12 @@ def lanczos_sqrt(matvec: CovarianceProduct, b: torch.Tensor, steps: int) -> torc
         alphas.append(_dot(basis[-1], w))
         for _ in range(2):  # full re-orthogonalisation, twice (float32), in place of the three-term recurrence
             for q in basis:
-                w = w - _expand(_dot(q, w), w) * q
+                w = w - per_item(_dot(q, w), w) * q
         if j == steps - 1:
             break
         beta = _dot(w, w).sqrt()
         betas.append(beta)
-        basis.append(w / _expand(beta.clamp_min(1e-30), w))
+        basis.append(w / per_item(beta.clamp_min(1e-30), w))
     k = len(basis)
     t = torch.zeros(b.shape[0], k, k, dtype=torch.float64, device=b.device)
     for i in range(k):
@@ -146,7 +146,7 @@ def lanczos_sqrt(matvec: CovarianceProduct, b: torch.Tensor, steps: int) -> torc
     coefficients = norm0.unsqueeze(-1) * root_e1.squeeze(-1)  # (N, k)
     out = torch.zeros_like(b)
     for i, q in enumerate(basis):
-        out = out + _expand(coefficients[:, i], q) * q
+        out = out + per_item(coefficients[:, i], q) * q
     return out
 
 
@@ -183,12 +183,12 @@ def tweedie_mean(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, cov: C
         curvature = _dot(direction, m_p)
         active = active & (curvature > 0) & (rz > 0)
         alpha = torch.where(active, rz / curvature.where(active, torch.ones_like(curvature)), torch.zeros_like(rz))
-        c_at_u = c_at_u + _expand(alpha, c_at_u) * c_at_p
-        residual = residual - _expand(alpha, m_p) * m_p
+        c_at_u = c_at_u + per_item(alpha, c_at_u) * c_at_p
+        residual = residual - per_item(alpha, m_p) * m_p
         z = precondition(residual)
         rz_next = _dot(residual, z)
         beta = torch.where(active, rz_next / rz.where(active, torch.ones_like(rz)), torch.zeros_like(rz))
-        direction, rz = z + _expand(beta, direction) * direction, rz_next
+        direction, rz = z + per_item(beta, direction) * direction, rz_next
     return x0_hat + c_at_u
 
 
@@ -196,6 +196,3 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """<a_i, b_i> per batch item, shape (N,), in float64 (CG's scalars)."""
     return (a.double() * b.double()).flatten(1).sum(dim=1)
 
-
-def _expand(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return value.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
