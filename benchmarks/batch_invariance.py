@@ -18,9 +18,10 @@ import time
 
 import torch
 
-from diffrestore import engine, tasks
+from diffrestore import tasks
 from diffrestore.priors import base as prior_base
 from diffrestore.priors.builtin import default_prior
+from diffrestore.run import engine
 from diffrestore.solvers import get_solver
 
 
@@ -39,11 +40,10 @@ def main() -> None:
     mask = torch.zeros(1, 1, s, s, dtype=torch.bool)
     mask[..., s // 4 : s // 2, s // 3 : 2 * s // 3] = True
     solver = get_solver("daps", "fast", steps=args.steps)
-    opts = tasks.TaskOptions()
+    task = tasks.resolve_task("inpaint", {}, simulate=True)
 
     def restore(batch: list[torch.Tensor]) -> list[torch.Tensor]:
-        out = engine.restore_batch(prior, solver, "inpaint", opts, batch, mask=mask, num_samples=1, seed=0,
-                                   simulate=True)
+        out = engine.restore_batch(prior, solver, task, batch, mask=mask, num_samples=1, seed=0)
         return [r.image for r in out]
 
     timings: dict[str, float] = {}

@@ -26,8 +26,8 @@ from default_prior import HELD_OUT, TASKS, held_out_crop
 
 from diffrestore.operators import GaussianNoise, Problem, build_operator, simulate
 from diffrestore.priors.builtin import default_prior
-from diffrestore.runtime import image_identity, make_generator, sample_generators
-from diffrestore.solver_settings import parse_pairs, typed_settings
+from diffrestore.run.runtime import image_identity, make_generator, sample_generators
+from diffrestore.run.solver_settings import parse_pairs, typed_settings
 from diffrestore.solvers import get_solver
 
 LEVELS = {0.5: 0.6745, 0.8: 1.2816, 0.9: 1.6449, 0.95: 1.9600}

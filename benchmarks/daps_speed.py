@@ -17,7 +17,7 @@ import torch
 
 from diffrestore.operators import GaussianNoise, Problem, build_operator
 from diffrestore.priors.builtin import default_prior
-from diffrestore.runtime import make_generator
+from diffrestore.run.runtime import make_generator
 from diffrestore.solvers import get_solver
 
 TASKS = {

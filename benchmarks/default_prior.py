@@ -2,14 +2,14 @@
 
     # 1. the training images (natural photos shipped with scikit-image, minus the four held out)
     python benchmarks/default_prior.py export-train /tmp/skimage_train
-    #    or those plus the photos of benchmarks/training_photos.toml (Debian wallpaper packages, issue 18)
+    #    or those plus the photos of benchmarks/training_photos.toml (Debian wallpaper packages)
     python benchmarks/default_prior.py export-train-photos --print-apt   # the apt-get command for them
     python benchmarks/default_prior.py export-train-photos /tmp/photo_train
     # 2. train it (see diffrestore/weights/default/MODEL_CARD.md for the exact command)
     # 3. the benchmark (results in docs/default_prior.md)
     python benchmarks/default_prior.py bench --presets fast --solvers daps,dps --tasks all --images all
 
-The benchmark: 256 x 256 centre crops of the four held-out images, five tasks (the issue's settings), DAPS and
+The benchmark: 256 x 256 centre crops of the four held-out images, five tasks (docs/default_prior.md), DAPS and
 DPS with the default prior against classical baselines, PSNR / SSIM (skimage.metrics, [0, 1] scale) and wall
 time per image. Classical baselines with a free parameter (TV weight, Gaussian width, Wiener balance) get the
 best value of a small grid chosen against the ground truth ("oracle-tuned"), which favours them; BM3D (denoising,
@@ -71,7 +71,7 @@ def export_train(dest: Path) -> list[Path]:
     return written
 
 
-#: Real photographs from Debian wallpaper packages (issue 18): where they are, their sha256, licence and credit.
+#: Real photographs from Debian wallpaper packages (extra training data): where, sha256, licence and credit.
 PHOTOS_TOML = Path(__file__).with_name("training_photos.toml")
 PHOTO_KEYS = ("name", "package", "version", "path", "width", "height", "sha256", "licence", "credit")
 #: Photos are stored downscaled: the prior trains on small crops, and 1024 px keeps the folder small.
@@ -289,7 +289,7 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
 
     from diffrestore.operators import GaussianNoise, Problem, build_operator, simulate
     from diffrestore.priors.builtin import default_prior, load_model_dir
-    from diffrestore.runtime import image_identity, make_generator, sample_generators
+    from diffrestore.run.runtime import image_identity, make_generator, sample_generators
     from diffrestore.solvers import get_solver
 
     prior = load_model_dir(model) if model else default_prior()
@@ -382,7 +382,7 @@ def denoise_table(model: str | None) -> str:
     import torch
 
     from diffrestore.priors.builtin import default_prior, load_model_dir
-    from diffrestore.runtime import make_generator
+    from diffrestore.run.runtime import make_generator
 
     prior = load_model_dir(model) if model else default_prior()
     noisy_row, prior_row = [], []

@@ -1,4 +1,4 @@
-"""The issue's other candidate for the default prior: a patch Gaussian mixture with an exact (per-patch) denoiser.
+"""The other candidate considered for the default prior: a patch Gaussian mixture with an exact (per-patch) denoiser.
 
     python benchmarks/patch_gmm_probe.py --components 20 --patch 8 --patches 100000
 
@@ -109,7 +109,7 @@ def daps_comparison(prior_gmm, images: list[str], tasks: list[str], crop: int) -
 
     from diffrestore.operators import GaussianNoise, build_operator, simulate
     from diffrestore.priors.builtin import default_prior
-    from diffrestore.runtime import make_generator
+    from diffrestore.run.runtime import make_generator
     from diffrestore.solvers import get_solver
 
     unet = default_prior()
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from sklearn.mixture import GaussianMixture
 
-    from diffrestore.runtime import make_generator
+    from diffrestore.run.runtime import make_generator
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--components", type=int, default=20)

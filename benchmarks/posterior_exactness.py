@@ -32,7 +32,7 @@ import torch
 
 from diffrestore.operators import GaussianNoise, LinearOperator, Problem, build_operator
 from diffrestore.priors.analytic import GaussianPrior, gaussian_posterior, operator_matrix
-from diffrestore.runtime import make_generator
+from diffrestore.run.runtime import make_generator
 from diffrestore.solvers import SOLVER_NAMES, get_solver
 
 IMAGE_SHAPE = (1, 16, 16)

@@ -1,4 +1,4 @@
-"""Short pilot trainings for a stronger default prior (issue 18): which architecture, crop and data to train.
+"""Short pilot trainings for a stronger default prior: which architecture, crop and data to train.
 
 Every pilot is today's recipe (diffrestore/weights/default/MODEL_CARD.md: Adam lr 1e-3, batch 16, seed 0,
 --max-downscale 2.5, --permute-channels, --pixel-unshuffle 2, ln sigma ~ N(-1, 1.4^2)) with the changes of its
@@ -83,7 +83,7 @@ def evaluate(model: str | None) -> dict:
     import torch
 
     from diffrestore.priors.builtin import default_prior, load_model_dir
-    from diffrestore.runtime import make_generator
+    from diffrestore.run.runtime import make_generator
 
     dp = _default_prior_module()
     prior = load_model_dir(model) if model else default_prior()

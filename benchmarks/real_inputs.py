@@ -20,10 +20,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_prior import HELD_OUT, _scores, held_out_crop
 
-from diffrestore import engine, tasks
-from diffrestore.noise_estimate import estimate_noise_sigma
+from diffrestore import tasks
 from diffrestore.priors.builtin import default_prior
+from diffrestore.run import engine
 from diffrestore.solvers import get_solver
+from diffrestore.tasks.noise_estimate import estimate_noise_sigma
 
 BOX = (96, 96, 64, 64)  # x, y, w, h
 
@@ -34,9 +35,9 @@ def _as_8bit(x: torch.Tensor) -> torch.Tensor:
 
 def _restore(prior, task: str, y: torch.Tensor, mask, sigma: float) -> torch.Tensor:
     """The tool now: the estimated noise level, and for inpainting the known pixels kept (engine.restore_batch)."""
-    opts = tasks.TaskOptions(noise_sigma=sigma, **({"scale": 4} if task == "superres" else {}))
-    [result] = engine.restore_batch(prior, get_solver("daps", "fast"), task, opts, [y], mask=mask, num_samples=1,
-                                    seed=0, simulate=False)
+    resolved = tasks.resolve_task(task, {"noise_sigma": sigma, **({"scale": 4} if task == "superres" else {})})
+    [result] = engine.restore_batch(prior, get_solver("daps", "fast"), resolved, [y], mask=mask, num_samples=1,
+                                    seed=0)
     return result.samples[:1]
 
 
@@ -58,7 +59,7 @@ def main() -> None:
                 y = x
             else:
                 task, mask = "superres", None
-                op = tasks.build_operator("superres", tasks.TaskOptions(scale=4), (3, 256, 256), seed=0)
+                op = tasks.resolve_task("superres", {"scale": 4}).operator((3, 256, 256), seed=0)
                 with torch.no_grad():
                     y = _as_8bit(op(x))
             sigma = estimate_noise_sigma(y, known=None if mask is None else ~mask)
@@ -72,13 +73,13 @@ def main() -> None:
 def _old_sample(prior, task: str, y: torch.Tensor, mask) -> torch.Tensor:
     """The old behaviour: noise 0.025 and the raw posterior sample (known pixels resampled too)."""
     from diffrestore.operators import Problem
-    from diffrestore.runtime import image_identity, sample_generators
+    from diffrestore.run.runtime import image_identity, sample_generators
 
-    opts = tasks.TaskOptions(noise_sigma=0.025, **({"scale": 4} if task == "superres" else {}))
+    resolved = tasks.resolve_task(task, {"noise_sigma": 0.025, **({"scale": 4} if task == "superres" else {})})
     x_shape = (3, 256, 256)
-    op = tasks.build_operator(task, opts, x_shape, seed=0, mask=mask)
-    noise = tasks.build_noise(task, opts)
-    y_meas, _ = tasks.measurement(task, op, noise, y, channels=3, simulate=False, generator=None)
+    op = resolved.operator(x_shape, seed=0, mask=mask)
+    noise = resolved.noise_model()
+    y_meas, _ = resolved.measurement(op, noise, y, channels=3, generator=None)
     problem = Problem(op, noise, y_meas)
     sample = get_solver("daps", "fast").run(prior, problem, generator=sample_generators(0, image_identity(y), 1))
     return sample.clamp(-1, 1)

@@ -1,6 +1,6 @@
 """Small measurement noise: how well the noise estimator reads photos, and how the solvers do at its floor.
 
-    # the estimator (diffrestore/noise_estimate.py): truth vs estimate per photo and noise level
+    # the estimator (diffrestore/tasks/noise_estimate.py): truth vs estimate per photo and noise level
     python benchmarks/small_noise.py estimate
     # the solvers at the 8-bit floor (sigma 1/255 on [0, 1]) against the old default 0.025
     python benchmarks/small_noise.py solvers --photos astronaut,coffee --sigmas 1/255,0.025
@@ -79,7 +79,7 @@ def truth(sigma: float, bits: int = 8) -> float:
 
 def estimate_rows(names: tuple[str, ...], sigmas: tuple[float, ...], seed: int = 0, size: int = 256) -> list[dict]:
     """One row per photo and sigma: truth, the raw estimate, the floored one, the coefficients used."""
-    from diffrestore.noise_estimate import estimate_noise
+    from diffrestore.tasks.noise_estimate import estimate_noise
 
     rows = []
     for index, name in enumerate(names):
@@ -133,10 +133,10 @@ def measured(operator, values: torch.Tensor) -> torch.Tensor:
 def run_case(prior, solver: str, task: str, x: torch.Tensor, sigma: float, *, seed: int = 0,
              steps: int | None = None) -> dict:
     """One restoration of crop ``x`` at noise ``sigma`` (on [0, 1]): residual, PSNR, finiteness, time, estimate."""
-    from diffrestore.noise_estimate import estimate_noise
     from diffrestore.operators import GaussianNoise, Problem, simulate
-    from diffrestore.runtime import derive_seed, make_generator
+    from diffrestore.run.runtime import derive_seed, make_generator
     from diffrestore.solvers import get_solver
+    from diffrestore.tasks.noise_estimate import estimate_noise
 
     operator = task_operator(task, x.shape[-1], make_generator(derive_seed(seed, "mask")))
     simulated = simulate(operator, GaussianNoise(sigma), x, make_generator(derive_seed(seed, "noise")))

@@ -27,7 +27,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from diffrestore.operators import GaussianNoise, Problem, build_operator
 from diffrestore.priors.diffusers_pixel import DiffusersPixelPrior
-from diffrestore.runtime import make_generator
+from diffrestore.run.runtime import make_generator
 from diffrestore.solvers import SOLVER_NAMES, get_solver
 
 SHAPE = (3, 64, 64)

@@ -1,5 +1,5 @@
 """``python -m diffrestore``: the command line (also ``torchrun -m diffrestore`` and ``accelerate launch -m``)."""
 
-from .cli import main
+from .cli.commands import main
 
 main()

@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import budget, masks, tasks
 from .errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .progress import ProgressCallback
+    from .solvers.base import ProgressCallback
 
 _PRIOR_CACHE: dict[tuple[str, str, str, str], Any] = {}
 
@@ -66,11 +65,12 @@ class Restoration:
 
     def save_std_map(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the uncertainty map (white = std of 0.25 or more on the [0, 1] scale); needs num_samples > 1."""
-        from . import engine, imageio
+        from . import imageio
+        from .run.restore import std_map_image
 
         if self.std is None:
             raise UsageError("no uncertainty map: restore with num_samples of 2 or more")
-        return imageio.save_image(engine.std_map_image(self.std), path, overwrite=overwrite).path
+        return imageio.save_image(std_map_image(self.std), path, overwrite=overwrite).path
 
 
 def _as_loaded(image: Any) -> tuple[torch.Tensor, Any]:
@@ -119,29 +119,20 @@ def _as_loaded(image: Any) -> tuple[torch.Tensor, Any]:
                      hint="pass a path, PIL image, numpy array or torch tensor")
 
 
-def _mask_tensor(mask: Any, size: tuple[int, int]) -> torch.Tensor:
-    import numpy as np
-    import torch
+def _get_prior(job: Any) -> Any:
+    """The prior of ``job``'s model, loaded through the engine's loader once and kept for later calls with the
+    same model, device, dtype and registry (one model in memory, not every one ever used)."""
+    from .run import restore as restoring
+    from .run.runtime import resolve_device, resolve_dtype
 
-    t = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).to("cpu")
-    while t.dim() > 2 and t.shape[0] == 1:
-        t = t[0]
-    w, h = size
-    if t.dim() != 2 or tuple(t.shape) != (h, w):
-        raise UsageError(f"mask of shape {tuple(t.shape)} does not fit a {w}x{h} image (need (H, W) = ({h}, {w}))")
-    return (t > 0.5 if t.is_floating_point() else t.bool())[None, None]
-
-
-def _get_prior(model: str, device: str, dtype: str, offline: bool | None, registry: str | Path | None) -> Any:
-    from . import engine
-
-    dev = engine.resolve_device(device)
-    dt = engine.resolve_dtype(dtype, dev)
-    key = (model, str(dev), str(dt), str(registry or ""))
+    opts = job.options
+    device = resolve_device(opts.device)
+    dtype = resolve_dtype(opts.dtype, device)
+    key = (opts.model, str(device), str(dtype), str(opts.registry or ""))
     if key not in _PRIOR_CACHE:
-        _PRIOR_CACHE.clear()  # keep one model in memory, not every one ever used
-        _PRIOR_CACHE[key] = engine.load_prior(model, device=dev, dtype=dt, offline=offline,
-                                              registry=engine.load_registry(registry))
+        _PRIOR_CACHE.clear()
+        _PRIOR_CACHE[key] = restoring.load_prior(opts.model, device=device, dtype=dtype, offline=opts.offline,
+                                                 registry=job.registry)
     return _PRIOR_CACHE[key]
 
 
@@ -175,63 +166,41 @@ def restore(
     a latent prior). ``solver_options``: the method's hyper-parameters on top of ``preset`` (the CLI's
     ``--set KEY=VALUE``), e.g. ``{"inner_spread": 1.0}``; strings are parsed as on the command line.
 
-    Raises the same errors as the CLI (``diffrestore.errors``), with the same messages.
+    The image takes the CLI's path: the same checks (``run.preflight.validate``), the same reading of the input
+    (mask, noise estimate, memory: ``run.inputs``), the same restoration (``run.restore``). Raises the same
+    errors as the CLI (``diffrestore.errors``), with the same messages.
     """
-    from . import engine
-    from .plan import RunOptions
+    from .run import inputs
+    from .run import restore as restoring
+    from .run.options import RunOptions
+    from .run.preflight import validate
 
-    task = tasks.canonical_task(task)
-    mask_value = task_options.pop("mask", None)
-    mask_is_path = isinstance(mask_value, (str, Path))
-    if mask_value is not None and mask_is_path:
-        task_options["mask"] = Path(mask_value)
-    if task_options.get("box") is not None and isinstance(task_options["box"], (list, tuple)):
-        task_options["box"] = tasks.parse_box(",".join(str(int(v)) for v in task_options["box"]))
-    opts = tasks.TaskOptions.from_mapping(task_options)
-    if mask_value is not None and not mask_is_path:
-        if task != "inpaint":
-            raise UsageError(f"mask only applies to inpaint, not to {task}")
-        if opts.box is not None or opts.random_fraction is not None or opts.mask_dir is not None:
-            raise UsageError("give one mask source: mask, mask_dir, box or random_fraction")
     run_opts = RunOptions(task=task, method=method, model=model, preset=preset, steps=steps, seed=seed,
                           num_samples=num_samples, device=device, dtype=dtype, simulate=simulate, offline=offline,
                           registry=Path(registry) if registry is not None else None, prompt=prompt,
                           negative_prompt=negative_prompt, guidance=guidance, tile_overlap=tile_overlap,
                           solver_options=dict(solver_options or {}))
-    solver = engine.validate(run_opts, opts, prior=prior)  # the CLI's checks and messages
-    if opts.mask_dir is not None:
-        raise UsageError("mask_dir is for folders of images (the CLI); pass mask= for one image")
+    job = validate(run_opts, task_options, prior=prior)  # the CLI's checks and messages
 
     tensor, loaded = _as_loaded(image)
-    simulated = tasks.is_simulated(task, simulate)
-    size = (int(tensor.shape[-1]), int(tensor.shape[-2]))
-    out_size = tasks.restored_size(task, opts, size, simulate=simulated)
-    mask = None
-    if task == "inpaint":
-        if mask_value is not None and not mask_is_path:
-            mask = _mask_tensor(mask_value, out_size)
-            if opts.invert_mask:
-                mask = ~mask
-        else:
-            source = masks.mask_source(task, opts, Path(getattr(loaded, "path", "image")), ())
-            mask = masks.build_mask(source, opts, out_size, seed=seed, loaded=loaded)
+    path = Path(getattr(loaded, "path", None) or "image")
+    prepared = inputs.prepare_input(job, tensor, path=path, loaded=loaded, extensions=_extensions())
+    run_device = prior.device if prior is not None else None
+    if run_device is None:
+        from .run.runtime import resolve_device
 
-    channels = 3 if task == "colorize" else int(tensor.shape[1])  # a floor: the prior's channels come later
-    num_samples = int(run_opts.num_samples)  # the method's default filled in by validate
-    budget.check_memory([(1, channels, out_size)], num_samples=num_samples, kernel=tasks.kernel_shape(task, opts),
-                        device=prior.device if prior is not None else engine.resolve_device(device),
-                        kernel_flag=opts.kernel is None)
-    if prior is None:
-        prior = _get_prior(model, device, dtype, offline, registry)
-    solver.prepare(prior)
-    prior = engine.fit_any_size(prior, run_opts, getattr(prior, "device", "cpu"))
-    if tasks.estimates_noise(task, opts, simulate=simulate):
-        from .noise_estimate import estimate_noise_sigma
-
-        bit_depth = getattr(loaded, "bit_depth", 8)
-        opts.noise_sigma = estimate_noise_sigma(tensor, known=None if mask is None else ~mask, bit_depth=bit_depth)
-    [result] = engine.restore_batch(prior, solver, task, opts, [tensor], mask=mask, num_samples=num_samples,
-                                    seed=seed, simulate=simulate, progress=progress)
-    assumed = tasks.noise_sigma(task, opts) if opts.noise == "gaussian" else None
+        run_device = resolve_device(device)
+    inputs.check_memory(job, [prepared], run_device)
+    prior = restoring.ready_prior(job, prior if prior is not None else _get_prior(job))
+    task_now = job.task.with_noise_sigma(prepared.noise_sigma)
+    [result] = restoring.restore_batch(prior, job.solver, task_now, [tensor], mask=prepared.mask,
+                                       num_samples=job.num_samples, seed=seed, progress=progress)
+    assumed = task_now.noise_sigma if task_now.noise == "gaussian" else None
     return Restoration(image=result.image, samples=result.samples, std=result.std, measurement=result.measurement,
                        reference=result.reference, metrics=result.metrics, source=loaded, noise_sigma=assumed)
+
+
+def _extensions() -> tuple[str, ...]:
+    from .run.plan import image_extensions
+
+    return image_extensions()

@@ -200,7 +200,7 @@ def train(
 
     from .priors.builtin import BuiltinPrior, DenoiserUNet, UNetConfig, apply_denoiser, count_parameters, save_model_dir
     from .priors.posterior_rms import training_table
-    from .runtime import resolve_device
+    from .run.runtime import resolve_device
 
     for name, value, low in (("size", size, 8), ("steps", steps, 1), ("batch_size", batch_size, 1),
                              ("checkpoint_every", checkpoint_every, 1), ("base_channels", base_channels, 1)):

@@ -1,4 +1,4 @@
-"""Closed-form latent problems for the LatentDAPS tests (LATENT_DISCRETE.md 4.1): a Gaussian latent prior with the
+"""Closed-form latent problems for the LatentDAPS tests (docs/solvers.md, the closed-form tests): a Gaussian latent prior with the
 exact eps network, an affine decoder and a dense linear operator, wrapped so that the real prior class
 (``DiffusersLatentPrior``: the VP -> VE conversion through the model's own alpha_bar table) and the real solver
 run on them.

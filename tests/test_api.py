@@ -23,7 +23,7 @@ def model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def prior(model):
-    from diffrestore.engine import load_prior
+    from diffrestore.run.engine import load_prior
 
     return load_prior(str(model), device=torch.device("cpu"), dtype=torch.float32)
 

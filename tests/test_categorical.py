@@ -1,4 +1,4 @@
-"""The categorical pieces of G2D2 (solvers/categorical.py, LATENT_DISCRETE.md 4.3 (i) and (iii)): Gumbel-max
+"""The categorical pieces of G2D2 (solvers/categorical.py, docs/solvers.md, G2D2): Gumbel-max
 frequencies, the Gumbel-softmax bias, nucleus truncation, and the star-shaped re-masking step."""
 
 from __future__ import annotations

@@ -259,10 +259,10 @@ def test_bad_flag_values_have_clear_messages(tmp_path, capsys, model) -> None:
     image = write_image(tmp_path / "photo.png")
     cases = [
         (["superres", image, "--scale", "5"], "--scale 5 is not supported"),
-        (["denoise", image, "--noise-sigma", "3"], "--noise-sigma must be in [0, 1]"),
+        (["denoise", image, "--noise-sigma", "3"], "--noise-sigma must be at most 1, got 3"),
         (["inpaint", image, "--box", "1,2,3"], "invalid --box '1,2,3'"),
         (["inpaint", image, "--box", "1,1,2,2", "--random-fraction", "0.5"], "cannot be combined"),
-        (["denoise", image, "--num-samples", "0"], "--num-samples must be at least 1"),
+        (["denoise", image, "--num-samples", "0"], "--num-samples must be at least 1, got 0"),
         (["denoise", image, "--preset", "slow"], "unknown preset 'slow'"),
         (["denoise", image, "--method", "magic"], "unknown"),
         (["denoise", image, "--device", "tpu"], "device"),
@@ -364,14 +364,14 @@ def test_rich_progress_runs_and_reports(tmp_path, capsys, model) -> None:
 
 
 def test_model_loads_once_and_same_size_images_are_batched(tmp_path, capsys, model, monkeypatch) -> None:
-    from diffrestore import engine
+    from diffrestore.run import engine
 
     loads, batches = [], []
     real_load, real_restore = engine.load_prior, engine.restore_batch
     monkeypatch.setattr(engine, "load_prior", lambda *a, **k: loads.append(a) or real_load(*a, **k))
 
     def counting_restore(*args, **kwargs):
-        batches.append(len(args[4]))
+        batches.append(len(args[3]))
         return real_restore(*args, **kwargs)
 
     monkeypatch.setattr(engine, "restore_batch", counting_restore)
@@ -400,7 +400,7 @@ def test_same_seed_same_output(tmp_path, capsys, model) -> None:
 
 def test_help_documents_exit_codes_and_shared_flags() -> None:
     runner = CliRunner()
-    from diffrestore.cli import app
+    from diffrestore.cli.commands import app
 
     top = runner.invoke(app, ["--help"])
     assert top.exit_code == 0

@@ -13,7 +13,7 @@ import pytest
 from test_cli_support import H, W, fast, make_tiny_model, run_main, write_image
 from typer.testing import CliRunner
 
-from diffrestore import budget
+from diffrestore.run import budget
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +248,8 @@ def test_registry_selects_the_models_toml_of_a_task_command(tmp_path, capsys) ->
 
 
 def test_help_shows_what_each_flag_takes_not_type_names() -> None:
-    from diffrestore.cli import app
-    from diffrestore.methods import METHOD_KINDS, PRESET_STEPS
+    from diffrestore.cli.commands import app
+    from diffrestore.solvers.methods import METHOD_KINDS, PRESET_STEPS
 
     runner = CliRunner()
     commands = [["inpaint"], ["deblur"], ["denoise"], ["train"], ["env"], ["models"], ["models", "list"],

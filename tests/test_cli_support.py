@@ -70,7 +70,7 @@ class Result:
 
 def run_main(argv: list[str], capsys) -> Result:
     """The console entry point in-process (same error mapping and exit codes as the installed command)."""
-    from diffrestore.cli import main
+    from diffrestore.cli.commands import main
 
     capsys.readouterr()
     code = main([str(a) for a in argv])

@@ -8,14 +8,7 @@ import torch
 from operator_cases import randn
 
 from diffrestore.errors import UsageError
-from diffrestore.operators import (
-    Colorize,
-    Compose,
-    GaussianNoise,
-    LinearOperator,
-    build_operator,
-    simulate,
-)
+from diffrestore.operators import Colorize, Compose, GaussianNoise, LinearOperator, build_operator, simulate
 
 
 def test_compose_applies_inner_first_and_takes_the_outer_output_shape() -> None:

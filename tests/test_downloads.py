@@ -233,7 +233,7 @@ def test_offline_with_empty_cache_names_the_download_command(
 ) -> None:
     from typer.testing import CliRunner
 
-    from diffrestore.cli_models import models_app
+    from diffrestore.cli.models import models_app
 
     server.files["/weights.pt"] = PAYLOAD
     _url_entry(tmp_path, server, sha=_sha(PAYLOAD), name="ffhq-test")
@@ -252,7 +252,7 @@ def test_offline_with_empty_cache_names_the_download_command(
 
 
 def test_offline_through_the_real_cli_exits_3(tmp_path: Path, server, monkeypatch, capsys) -> None:
-    from diffrestore import cli
+    from diffrestore.cli import commands as cli
 
     if not any(group.name == "models" for group in cli.app.registered_groups):
         pytest.skip("cli.py does not mount models_app yet")
@@ -381,7 +381,7 @@ def test_unresolved_revision_needs_trust(tmp_path: Path, server) -> None:
 def test_verify_detects_later_corruption_of_recorded_files(tmp_path: Path, server) -> None:
     from typer.testing import CliRunner
 
-    from diffrestore.cli_models import models_app
+    from diffrestore.cli.models import models_app
 
     hub = FakeHub({"config.json": b'{"a": 1}', "remote_name.bin": PAYLOAD})
     entry = _hf_registry(tmp_path, server, sha_cfg="", sha_w=_sha(PAYLOAD)).get("h")
@@ -399,7 +399,7 @@ def test_verify_detects_later_corruption_of_recorded_files(tmp_path: Path, serve
 def test_cli_download_prints_the_folder(tmp_path: Path, server, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from diffrestore.cli_models import models_app
+    from diffrestore.cli.models import models_app
 
     server.files["/weights.pt"] = PAYLOAD
     _url_entry(tmp_path, server, sha=_sha(PAYLOAD), size=len(PAYLOAD))

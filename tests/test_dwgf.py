@@ -1,4 +1,4 @@
-"""DWGF's closed forms (LATENT_DISCRETE.md 4.2) on the real prior class and solver code: a Gaussian latent prior
+"""DWGF's closed forms (docs/solvers.md, the closed-form tests) on the real prior class and solver code: a Gaussian latent prior
 with the exact eps network, an affine decoder with its pseudo-inverse as encoder, a dense linear operator
 (tests/latent_cases.py).
 

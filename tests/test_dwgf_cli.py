@@ -94,7 +94,8 @@ def test_the_particles_interact(tmp_path):
 def test_the_engine_moves_an_images_samples_together():
     """restore_batch hands the solver each image's -n samples as one group: with the interaction on they differ
     from the same run with it off (were the grouping lost, every particle would run alone and both would match)."""
-    from diffrestore import engine, tasks
+    from diffrestore.run import engine
+    from diffrestore.tasks import resolve_task
 
     prior = load_prior(str(DIGITS))
     image = torch.zeros(1, 1, 16, 16)
@@ -102,8 +103,8 @@ def test_the_engine_moves_an_images_samples_together():
 
     def samples(**over) -> torch.Tensor:
         solver = get_solver("dwgf", "fast", steps=6, **over)
-        [result] = engine.restore_batch(prior, solver, "superres", tasks.TaskOptions(scale=2), [image], mask=None,
-                                        num_samples=3, seed=1, simulate=True)
+        task = resolve_task("superres", {"scale": 2}, simulate=True)
+        [result] = engine.restore_batch(prior, solver, task, [image], mask=None, num_samples=3, seed=1)
         return result.samples
 
     assert not torch.allclose(samples(), samples(interact=False), atol=1e-4)

@@ -1,4 +1,4 @@
-"""Planning (inputs, outputs, collisions), progress mode choice, batching, task options and metrics: no model."""
+"""Planning (inputs, outputs, collisions), progress mode choice, batching and metrics: no model."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_cli_support import write_image
 
-from diffrestore import engine, masks, metrics, plan, progress, tasks
+from diffrestore import metrics
 from diffrestore.errors import OutputError, UsageError
+from diffrestore.run import plan, progress
+from diffrestore.run.options import RunOptions
+from diffrestore.tasks import MaskSource
 
 EXT = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
@@ -56,11 +58,11 @@ def test_folder_scan_skips_this_commands_earlier_outputs(tmp_path) -> None:
     marked = {f.path.name: f.looks_like_output for f in found}  # kept, to be counted and named as skipped
     assert marked == {"a.png": False, "a_denoise.png": False, "a_inpaint.png": True, "a_inpaint_s1.png": True,
                       "a_inpaint_std.png": True}
-    items = plan.plan_run([tmp_path], plan.RunOptions(task="inpaint", skip_existing=True))
+    items = plan.plan_run([tmp_path], RunOptions(task="inpaint", skip_existing=True))
     skipped = {item.input.name: item.error for item in items if item.status == "skipped"}
     assert skipped.pop("a.png") == f"{tmp_path / 'a_inpaint.png'} exists"  # --skip-existing, as before
     assert skipped == dict.fromkeys(("a_inpaint.png", "a_inpaint_s1.png", "a_inpaint_std.png"), plan.LOOKS_LIKE_OUTPUT)
-    everything = plan.plan_run([tmp_path], plan.RunOptions(task="inpaint", include_outputs=True,
+    everything = plan.plan_run([tmp_path], RunOptions(task="inpaint", include_outputs=True,
                                                            output=tmp_path / "out"))
     assert len(everything) == 5 and all(item.status == "pending" for item in everything)
 
@@ -71,7 +73,7 @@ def test_folder_scan_skips_this_commands_earlier_outputs(tmp_path) -> None:
 
 def _plan(tmp_path: Path, names: list[str], **kwargs) -> list[plan.Item]:
     _files(tmp_path, *names)
-    opts = plan.RunOptions(task=kwargs.pop("task", "inpaint"), **kwargs)
+    opts = RunOptions(task=kwargs.pop("task", "inpaint"), **kwargs)
     files = plan.expand_inputs([tmp_path / n for n in names], recursive=False, extensions=EXT)
     return plan.plan_outputs(files, opts, EXT)
 
@@ -88,7 +90,7 @@ def test_default_output_names(tmp_path) -> None:
 def test_output_dir_keeps_the_layout_of_folder_inputs(tmp_path) -> None:
     _files(tmp_path, "in/a.png", "in/sub/a.png")
     files = plan.expand_inputs([tmp_path / "in"], recursive=True, extensions=EXT)
-    items = plan.plan_outputs(files, plan.RunOptions(task="denoise", output=tmp_path / "out"), EXT)
+    items = plan.plan_outputs(files, RunOptions(task="denoise", output=tmp_path / "out"), EXT)
     assert [i.output for i in items] == [tmp_path / "out" / "a_denoise.png", tmp_path / "out" / "sub" / "a_denoise.png"]
 
 
@@ -96,12 +98,12 @@ def test_collisions_are_refused(tmp_path) -> None:
     _files(tmp_path, "x/a.png", "y/a.png")
     files = plan.expand_inputs([tmp_path / "x/a.png", tmp_path / "y/a.png"], recursive=False, extensions=EXT)
     with pytest.raises(OutputError, match="would both be written to"):
-        plan.plan_outputs(files, plan.RunOptions(task="denoise", output=tmp_path / "out"), EXT)
+        plan.plan_outputs(files, RunOptions(task="denoise", output=tmp_path / "out"), EXT)
     # An output that is another input.
     _files(tmp_path, "b.png", "b_denoise.png")
     files = plan.expand_inputs([tmp_path / "b.png", tmp_path / "b_denoise.png"], recursive=False, extensions=EXT)
     with pytest.raises(OutputError, match="would overwrite the input"):
-        plan.plan_outputs(files, plan.RunOptions(task="denoise"), EXT)
+        plan.plan_outputs(files, RunOptions(task="denoise"), EXT)
 
 
 def test_output_extension_and_file_vs_dir(tmp_path) -> None:
@@ -115,8 +117,8 @@ def test_existing_outputs(tmp_path) -> None:
     items = _plan(tmp_path, ["a.png", "b.png", "a_inpaint.png"][:2])
     (tmp_path / "a_inpaint.png").write_bytes(b"old")
     with pytest.raises(OutputError, match=r"a_inpaint\.png already exists"):
-        plan.check_existing(items, plan.RunOptions(task="inpaint"))
-    plan.check_existing(items, plan.RunOptions(task="inpaint", skip_existing=True))
+        plan.check_existing(items, RunOptions(task="inpaint"))
+    plan.check_existing(items, RunOptions(task="inpaint", skip_existing=True))
     assert [i.status for i in items] == ["skipped", "pending"]
 
 
@@ -163,11 +165,14 @@ def test_reporter_streams() -> None:
 
 
 def test_batches_group_by_key_and_keep_order() -> None:
-    def prepared(i: int, key: str) -> engine._Prepared:
-        return engine._Prepared(item=plan.Item(index=i, input=Path(f"{i}.png"), output=Path(f"{i}o.png")), key=(key,))
+    from diffrestore.run.inputs import Prepared, batches
 
-    batches = engine._batches([prepared(0, "a"), prepared(1, "b"), prepared(2, "a"), prepared(3, "a")], 2)
-    assert [[p.item.index for p in b] for b in batches] == [[0, 2], [1], [3]]
+    def prepared(i: int, size: int) -> Prepared:
+        item = plan.Item(index=i, input=Path(f"{i}.png"), output=Path(f"{i}o.png"))
+        return Prepared(size=(size, size), channels=3, mask_source=MaskSource("none"), item=item)
+
+    grouped = batches([prepared(0, 8), prepared(1, 9), prepared(2, 8), prepared(3, 8)], 2)
+    assert [[p.item.index for p in b] for b in grouped] == [[0, 2], [1], [3]]
 
 
 def test_summary_line_and_exit_code() -> None:
@@ -181,76 +186,6 @@ def test_summary_line_and_exit_code() -> None:
     assert summary.exit_code == 0
     summary.interrupted = True
     assert summary.exit_code == 130
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Task options
-
-
-def test_task_option_validation_messages(tmp_path) -> None:
-    cases = [
-        ("deblur", tasks.TaskOptions(box=(1, 1, 2, 2)), "--box only applies to inpaint"),
-        ("denoise", tasks.TaskOptions(kernel_size=5), "--kernel-size only applies to deblur"),
-        ("deblur", tasks.TaskOptions(kernel_size=4), "--kernel-size must be a positive odd number, got 4"),
-        ("deblur", tasks.TaskOptions(blur="motion", sigma=2.0), "--sigma applies to --blur gaussian"),
-        ("hdr", tasks.TaskOptions(scale=0.5), "--scale for hdr must be a number above 1"),
-        ("denoise", tasks.TaskOptions(noise="poisson", noise_sigma=0.1), "--noise-sigma applies to gaussian noise"),
-        ("inpaint", tasks.TaskOptions(mask=tmp_path / "none.png"), "mask file not found"),
-        ("inpaint", tasks.TaskOptions(random_fraction=1.5), "--random-fraction must be between 0 and 1"),
-        ("colorize", tasks.TaskOptions(oversampling=2.0), "--oversampling only applies to phase-retrieval"),
-    ]
-    for task, opts, message in cases:
-        with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("(", r"\(")):
-            tasks.validate_options(task, opts)
-    with pytest.raises(UsageError, match=r"unknown option.*noise_sgima"):
-        tasks.TaskOptions.from_mapping({"noise_sgima": 0.1})
-    assert tasks.canonical_task("SR") == "superres"
-    with pytest.raises(UsageError, match="unknown task 'blur'"):
-        tasks.canonical_task("blur")
-
-
-def test_masks_from_box_random_and_invert() -> None:
-    box = masks.build_mask(masks.MaskSource("box"), tasks.TaskOptions(box=(2, 1, 3, 4)), (8, 6), seed=0)
-    expected = torch.zeros(1, 1, 6, 8, dtype=torch.bool)
-    expected[..., 1:5, 2:5] = True
-    assert torch.equal(box, expected)
-    inverted = masks.build_mask(masks.MaskSource("box"), tasks.TaskOptions(box=(2, 1, 3, 4), invert_mask=True),
-                                (8, 6), seed=0)
-    assert torch.equal(inverted, ~expected)
-    opts = tasks.TaskOptions(random_fraction=0.5)
-    a = masks.build_mask(masks.MaskSource("random"), opts, (40, 30), seed=3)
-    b = masks.build_mask(masks.MaskSource("random"), opts, (40, 30), seed=3)
-    assert torch.equal(a, b) and 0.35 < a.float().mean().item() < 0.65
-    with pytest.raises(UsageError, match="does not fit in a 8x6 image"):
-        masks.build_mask(masks.MaskSource("box"), tasks.TaskOptions(box=(6, 0, 4, 2)), (8, 6), seed=0)
-
-
-def test_measurement_of_a_real_file_and_of_a_simulation(tmp_path) -> None:
-    from diffrestore import imageio
-
-    loaded = imageio.load_image(write_image(tmp_path / "a.png"))
-    opts = tasks.TaskOptions(scale=2)
-    op = tasks.build_operator("superres", opts, (3, 40, 48), seed=0)
-    y, ref = tasks.measurement("superres", op, tasks.build_noise("superres", opts), loaded.tensor, channels=3,
-                               simulate=False, generator=torch.Generator().manual_seed(0))
-    assert ref is None and torch.equal(y, loaded.tensor)  # the file IS the measurement
-    op_sim = tasks.build_operator("superres", opts, (3, 20, 24), seed=0)
-    y_sim, ref_sim = tasks.measurement("superres", op_sim, tasks.build_noise("superres", opts), loaded.tensor,
-                                       channels=3, simulate=True, generator=torch.Generator().manual_seed(0))
-    assert tuple(y_sim.shape) == (1, 3, 10, 12) and torch.equal(ref_sim, loaded.tensor)
-    gray = loaded.tensor.mean(dim=1, keepdim=True)
-    gray_op = tasks.build_operator("denoise", tasks.TaskOptions(), (3, 20, 24), seed=0, input_channels=1)
-    y_gray, _ = tasks.measurement("denoise", gray_op, tasks.build_noise("denoise", tasks.TaskOptions()), gray,
-                                  channels=3, simulate=False, generator=torch.Generator().manual_seed(0))
-    # A gray file on an RGB prior is one look at its luminance: y stays one channel, A = identity o luminance.
-    assert torch.equal(y_gray, gray) and gray_op.output_shape == (1, 20, 24) and gray_op.image_shape == (3, 20, 24)
-
-
-def test_noise_sigma_defaults_and_zero() -> None:
-    assert tasks.noise_sigma("denoise", tasks.TaskOptions()) == 0.1
-    assert tasks.noise_sigma("inpaint", tasks.TaskOptions()) == 0.025
-    assert tasks.build_noise("inpaint", tasks.TaskOptions(noise_sigma=0.0)).kind == "none"
-    assert tasks.build_noise("inpaint", tasks.TaskOptions(noise="poisson")).kind == "poisson"
 
 
 # ----------------------------------------------------------------------------------------------------------------

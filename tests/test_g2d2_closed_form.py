@@ -1,4 +1,4 @@
-"""G2D2 (solvers/g2d2.py) against enumerable posteriors (LATENT_DISCRETE.md 4.3), through the solver's own inner
+"""G2D2 (solvers/g2d2.py) against enumerable posteriors (docs/solvers.md, the closed-form tests), through the solver's own inner
 optimisation and sampling loop.
 
 The prior here is a stand-in ``DiscretePrior`` whose decoder is token-local (token l's code vector is row l of the

@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 from test_cli_support import run_main, write_image
 
-from diffrestore import engine, tasks
+from diffrestore import tasks
 from diffrestore.operators import BT601_WEIGHTS
 from diffrestore.priors.analytic import GaussianPrior, gaussian_posterior
+from diffrestore.run import engine
 
 H = W = 4
 NOISE_SIGMA = 0.05  # [0, 1] scale: 0.1 in tensor units
@@ -50,9 +51,8 @@ def test_gray_denoising_with_an_rgb_prior_matches_the_closed_form() -> None:
     prior = _rgb_prior()
     gray = prior.sample(1, torch.Generator().manual_seed(0)).mul(torch.tensor(BT601_WEIGHTS).view(1, 3, 1, 1))
     y = gray.sum(dim=1, keepdim=True) + 0.1 * torch.randn(1, 1, H, W, generator=torch.Generator().manual_seed(1))
-    opts = tasks.TaskOptions(noise_sigma=NOISE_SIGMA)
-    [result] = engine.restore_batch(prior, ExactPosteriorMean(), "denoise", opts, [y], mask=None, num_samples=1,
-                                    seed=0, simulate=False)
+    task = tasks.resolve_task("denoise", {"noise_sigma": NOISE_SIGMA})
+    [result] = engine.restore_batch(prior, ExactPosteriorMean(), task, [y], mask=None, num_samples=1, seed=0)
     assert result.image.shape == (1, 1, H, W)  # gray in, gray out
     expected = _closed_form_gray(prior, y, 2 * NOISE_SIGMA)
     assert torch.allclose(result.image.double(), expected, atol=1e-4)
@@ -70,12 +70,10 @@ def _closed_form_gray_three_looks(prior: GaussianPrior, y: torch.Tensor, noise_s
 
 
 def test_simulating_a_gray_file_draws_one_noise_per_pixel() -> None:
-    opts = tasks.TaskOptions(noise_sigma=NOISE_SIGMA)
-    op = tasks.build_operator("deblur", tasks.TaskOptions(kernel_size=3, sigma=1.0), (3, H, W), seed=0,
-                              input_channels=1)
+    task = tasks.resolve_task("deblur", {"kernel_size": 3, "sigma": 1.0, "noise_sigma": NOISE_SIGMA}, simulate=True)
+    op = task.operator((3, H, W), seed=0, input_channels=1)
     gray = torch.zeros(1, 1, H, W)
-    y, ref = tasks.measurement("deblur", op, tasks.build_noise("deblur", opts), gray, channels=3, simulate=True,
-                               generator=torch.Generator().manual_seed(0))
+    y, ref = task.measurement(op, task.noise_model(), gray, channels=3, generator=torch.Generator().manual_seed(0))
     assert y.shape == (1, 1, H, W) and ref is not None and ref.shape == (1, 3, H, W)
     assert float(y.std()) > 0.05  # noise was drawn once, on the one measured channel
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffrestore import engine, interrupts, plan
+from diffrestore.run import engine, interrupts, plan
 
 
 def test_sigterm_raises_interrupted_and_the_old_handlers_come_back() -> None:

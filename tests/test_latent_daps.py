@@ -1,4 +1,4 @@
-"""LatentDAPS against closed forms (LATENT_DISCRETE.md 4.1): Gaussian latent, affine decoder, linear operator, the
+"""LatentDAPS against closed forms (docs/solvers.md, the closed-form tests): Gaussian latent, affine decoder, linear operator, the
 exact eps network run through the real prior and solver code (tests/latent_cases.py)."""
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from diffrestore.errors import UsageError
-from diffrestore.methods import MAX_STEPS, METHOD_KINDS, PRESET_NAMES, PRESET_STEPS
 from diffrestore.solvers import get_solver
+from diffrestore.solvers.methods import MAX_STEPS, METHOD_KINDS, PRESET_NAMES, PRESET_STEPS
 
 
 def test_preset_steps_are_the_solvers_presets() -> None:

@@ -1,4 +1,4 @@
-"""diffrestore.noise_estimate: the noise level of a user's file, read from the file itself (--noise-sigma auto).
+"""diffrestore.tasks.noise_estimate: the noise level of a user's file, read from the file itself (--noise-sigma auto).
 
 Photos are 256 x 256 centre crops of skimage.data with Gaussian noise added on [0, 1], clipped and rounded to the
 file's bits (benchmarks/small_noise.py, which prints the whole table); the truth is sqrt(sigma^2 + q^2), q the
@@ -16,7 +16,7 @@ import torch
 from benchmark_scripts import load_benchmark
 
 from diffrestore.errors import UsageError
-from diffrestore.noise_estimate import (
+from diffrestore.tasks.noise_estimate import (
     MAD_TO_SIGMA,
     MIN_COEFFICIENTS,
     estimate_noise,

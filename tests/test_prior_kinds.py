@@ -8,7 +8,7 @@ from test_cli_support import run_main, write_image
 
 import diffrestore
 from diffrestore.errors import UsageError
-from diffrestore.methods import METHOD_KINDS, methods_for_kind
+from diffrestore.solvers.methods import METHOD_KINDS, methods_for_kind
 
 
 def test_a_latent_model_with_a_pixel_method_is_a_usage_error_before_loading(tmp_path, capsys, monkeypatch) -> None:

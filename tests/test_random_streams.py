@@ -8,9 +8,10 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from test_cli_support import run_main, write_image
 
-from diffrestore import engine, runtime, tasks
+from diffrestore import tasks
 from diffrestore.operators import PoissonNoise, Problem, build_operator
 from diffrestore.priors.diffusers_pixel import DiffusersPixelPrior
+from diffrestore.run import engine, runtime
 from diffrestore.solvers import get_solver
 from diffrestore.solvers.base import data_gradient, residual_norms
 
@@ -33,14 +34,13 @@ def _images(n: int) -> list[torch.Tensor]:
 
 def _restore(prior, method: str, images: list[torch.Tensor], task: str = "inpaint", num_samples: int = 1,
              **task_options) -> list[engine.Restored]:
-    opts = tasks.TaskOptions(**task_options)
+    resolved = tasks.resolve_task(task, task_options, simulate=True)
     mask = None
     if task == "inpaint":
         mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
         mask[..., 2:6, 3:7] = True
     solver = get_solver(method, "fast", **FEW_STEPS[method])
-    return engine.restore_batch(prior, solver, task, opts, images, mask=mask, num_samples=num_samples, seed=7,
-                                simulate=True)
+    return engine.restore_batch(prior, solver, resolved, images, mask=mask, num_samples=num_samples, seed=7)
 
 
 TASKS = {"inpaint": {}, "superres": {"scale": 2}, "deblur": {"kernel_size": 5, "sigma": 1.0}}

@@ -10,7 +10,7 @@ from PIL import Image
 from test_cli_support import run_main
 
 import diffrestore
-from diffrestore.known_pixels import keep_known
+from diffrestore.tasks.known_pixels import keep_known
 
 
 def _photo(size: int = 48, seed: int = 0, name: str = "astronaut") -> np.ndarray:
@@ -97,9 +97,9 @@ def _residual_rms(result, task: str) -> float:
     """rms of A(x) - y on the [0, 1] scale for the restored sample, recomputed with the task's operator."""
     from diffrestore import tasks
 
-    opts = tasks.TaskOptions(**({"scale": 2} if task == "superres" else {"kernel_size": 9, "sigma": 1.5}))
+    values = {"scale": 2} if task == "superres" else {"kernel_size": 9, "sigma": 1.5}
     x = result.samples[:1]
-    op = tasks.build_operator(task, opts, tuple(x.shape[1:]), seed=0)
+    op = tasks.resolve_task(task, values).operator(tuple(x.shape[1:]), seed=0)
     with torch.no_grad():
         return float(((op(x) - result.measurement) / 2).square().mean().sqrt())
 

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from diffrestore import registry as reg
-from diffrestore.cli_models import models_app
+from diffrestore.cli.models import models_app
 from diffrestore.errors import DownloadError, ModelError, RegistryError
-from diffrestore.methods import METHOD_KINDS, methods_for_kind
+from diffrestore.solvers.methods import METHOD_KINDS, methods_for_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -341,7 +341,7 @@ def test_verify_with_nothing_cached_says_so() -> None:
 
 def test_registry_and_cli_models_do_not_import_torch() -> None:
     code = (
-        "import sys, diffrestore.registry, diffrestore.cli_models; "
+        "import sys, diffrestore.registry, diffrestore.cli.models; "
         "sys.exit(1 if 'torch' in sys.modules or 'diffusers' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

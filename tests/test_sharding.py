@@ -1,4 +1,4 @@
-"""One folder over many processes (issue 16): --shard I/N, Slurm arrays, torchrun worlds, and summary merge.
+"""One folder over many processes: --shard I/N, Slurm arrays, torchrun worlds, and summary merge.
 
 The split is checked without torch (every image in exactly one part, whatever exists already), the runs through
 the command line: shards and torchrun processes write bitwise the files one process writes, the merged or
@@ -19,9 +19,9 @@ import pytest
 from test_cli_support import ROOT, make_tiny_model, run_main, write_image
 
 from diffrestore.errors import UsageError
-from diffrestore.plan import LOOKS_LIKE_OUTPUT, Item
-from diffrestore.shards import Outer, Shard, World, launch_shard, parse_shard, slurm_array, torch_world
-from diffrestore.summaries import check_summary_file, merge_files, merge_parts
+from diffrestore.run.plan import LOOKS_LIKE_OUTPUT, Item
+from diffrestore.split.shards import Outer, Shard, World, launch_shard, parse_shard, slurm_array, torch_world
+from diffrestore.split.summaries import check_summary_file, merge_files, merge_parts
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 IMAGES = 6

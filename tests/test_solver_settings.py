@@ -12,8 +12,8 @@ from PIL import Image
 from test_cli_support import make_tiny_model, run_main, write_image
 
 from diffrestore.errors import UsageError
-from diffrestore.preflight import make_solver
-from diffrestore.solver_settings import parse_pairs, parse_value, typed_settings
+from diffrestore.run.preflight import make_solver
+from diffrestore.run.solver_settings import parse_pairs, parse_value, typed_settings
 
 
 @pytest.fixture(scope="module")

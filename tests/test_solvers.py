@@ -177,7 +177,7 @@ def test_bad_names_and_fields_are_usage_errors() -> None:
         get_solver("daps", "quick")
     with pytest.raises(UsageError, match=r"unknown hyper-parameter\(s\) langevin for solver daps"):
         get_solver("daps", langevin=3)
-    with pytest.raises(UsageError, match="steps must be at least 1"):
+    with pytest.raises(UsageError, match="dps: steps must be >= 1, got 0"):
         get_solver("dps", steps=0)
 
 
@@ -187,3 +187,26 @@ def test_solver_refuses_a_prior_of_the_wrong_size(prior) -> None:
         get_solver("dps", steps=2).run(fixed, make_problem("identity"), generator=gen(0))
     with pytest.raises(UsageError, match=r"explicit torch\.Generator"):
         get_solver("dps", steps=2).run(prior, make_problem("identity"), generator=None)  # type: ignore[arg-type]
+
+
+def test_dps_spends_every_step_below_the_priors_sigma_max() -> None:
+    """The DDPM table's top (157) is above the default prior's sigma_max (80): clamped, 7 of the fast preset's 100
+    steps sat at 80 doing nothing. Respaced over sigma <= 80 every step has its own noise level; a prior that
+    covers the table keeps the paper's integer timesteps."""
+    from diffrestore.priors.analytic import GaussianPrior
+    from diffrestore.solvers.base import ddpm_sigmas
+
+    prior = GaussianPrior.stationary((1, 4, 4), length_scale=1.0, std=0.5, jitter=0.01)
+    prior.sigma_max = 80.0
+    seen: list[float] = []
+    denoise = prior.denoise
+    prior.denoise = lambda x, sigma: seen.append(float(sigma)) or denoise(x, sigma)  # type: ignore[method-assign]
+    problem = Problem(build_operator("identity", (1, 4, 4)), GaussianNoise(0.05), torch.zeros(1, 1, 4, 4))
+    for name in ("dps", "mcg"):
+        seen.clear()
+        get_solver(name, "fast").run(prior, problem, generator=gen(0))
+        assert len(seen) == 100 and seen[0] == pytest.approx(80.0)
+        assert all(a > b for a, b in zip(seen, seen[1:], strict=False)), "a noise level repeats"
+    assert torch.equal(ddpm_sigmas(1000, sigma_max=157.5), ddpm_sigmas(1000))
+    covering = get_solver("dps", "paper").sigma_schedule(GaussianPrior.stationary((1, 4, 4)))  # sigma_max 1000
+    assert torch.equal(torch.tensor(covering), ddpm_sigmas(1000))

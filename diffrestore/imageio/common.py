@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageFile
 
-from diffrestore.errors import ImageReadError, UsageError
+from ..errors import ImageReadError, UsageError
 
 if TYPE_CHECKING:
     import torch

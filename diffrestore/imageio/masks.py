@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from diffrestore.errors import ImageReadError, InputError, SizeMismatchError
-
+from ..errors import ImageReadError, InputError, SizeMismatchError
 from .common import _LUMA, ALPHA_MISSING_BELOW, LoadedImage, _check_pixels, _corrupt, _limit, _read_bytes
 from .read import _decode, _Decoded
 
@@ -104,7 +103,7 @@ def _read_npy(path: Path, limit: int) -> np.ndarray:
     the header's dtype, so numpy never gets to suggest ``allow_pickle``)."""
     from numpy.lib import format as npy
 
-    from diffrestore.operators.kernels import check_kernel_shape
+    from ..operators.kernels import check_kernel_shape
 
     data = _read_bytes(path, "kernel")
     stream = io.BytesIO(data)
@@ -147,7 +146,7 @@ def load_kernel(path: str | os.PathLike[str], *, max_pixels: int | None = None) 
     """
     import torch
 
-    from diffrestore.operators.kernels import normalise_kernel
+    from ..operators.kernels import normalise_kernel
 
     path = Path(path)
     if path.suffix.lower() == ".npy":

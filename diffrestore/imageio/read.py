@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from diffrestore.errors import ImageReadError
-
+from ..errors import ImageReadError
 from .common import (
     _READ_FORMATS,
     _SUPPORTED_TEXT,

@@ -37,8 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, features
 
-from diffrestore.errors import OutputError
-
+from ..errors import OutputError
 from .common import _SAVE_FORMATS, IMAGE_EXTENSIONS, LoadedImage, SavedImage
 from .png import _png_encode
 

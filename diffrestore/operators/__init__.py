@@ -1,6 +1,6 @@
 """Measurement operators ``y = A(x)`` and noise models ``y ~ p(y | A(x))``.
 
-Conventions (see DESIGN.md):
+Conventions (docs/architecture.md):
 - Images are ``(N, C, H, W)`` float32 tensors in [-1, 1] ("tensor units"); users talk in [0, 1] intensity.
 - Every operator is a ``torch.nn.Module``; masks, kernels and index tables are registered buffers, so
   ``op.to(device, dtype)`` moves them. Operators are built for one image shape ``(C, H, W)``.

@@ -13,6 +13,7 @@ import math
 import torch
 
 from ..errors import SizeMismatchError
+from .linalg import Tridiagonal, conjugate_gradient, lanczos, per_item
 
 #: Seed used for a motion kernel or random mask when the caller passes no generator (reproducible by default).
 DEFAULT_SEED = 0
@@ -31,18 +32,6 @@ class OperatorKind(enum.Enum):
     COLORIZE = "colorize"
     PHASE_RETRIEVAL = "phase_retrieval"
     HDR = "hdr"
-
-
-def per_item(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
-    """A number, or one value per batch item shaped (N, 1, ..., 1) to broadcast against ``like``."""
-    if isinstance(value, torch.Tensor) and value.dim() > 0:
-        return value.to(like.device, like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
-    return float(value)
-
-
-def _per_item_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``<a_i, b_i>`` for every batch item ``i``, shaped ``(N, 1, 1, 1)`` to broadcast against images."""
-    return (a * b).flatten(1).sum(1).view(-1, 1, 1, 1)
 
 
 class Operator(torch.nn.Module):
@@ -97,7 +86,7 @@ class Operator(torch.nn.Module):
 class LinearOperator(Operator):
     """A linear operator with an exact ``adjoint``, a pseudo-inverse ``pinv`` and its spectral norm ``norm()``.
 
-    The default ``pinv`` runs CGLS (conjugate gradients on ``A^T A x = A^T y``) from ``x = 0``, which converges
+    The default ``pinv`` runs conjugate gradients on ``A^T A x = A^T y`` from ``x = 0``, which converges
     to the minimum-norm least-squares solution, i.e. ``A^+ y``. The default ``norm`` is a Lanczos estimate from
     products ``A^T A v`` (``estimate_norm``). Subclasses with a closed form override ``pinv`` / ``_spectral_norm``.
     """
@@ -106,7 +95,7 @@ class LinearOperator(Operator):
     #: True when ``A A^T = c I`` for some ``c > 0`` (rows orthogonal, all of one length), as for the identity and
     #: the luminance map. Then ``(B A)^+ = A^+ B^+`` for any ``B``, which ``Compose`` uses for a closed-form pinv.
     rows_orthonormal_up_to_scale: bool = False
-    #: CGLS budget of the fallback pseudo-inverse (fixed, so results are reproducible and time is bounded).
+    #: CG budget of the fallback pseudo-inverse (fixed, so results are reproducible and time is bounded).
     cg_max_iter: int = 100
     cg_tol: float = 1e-6
     #: Budget of the fallback norm estimate: fixed seed, step cap and tolerance, so the estimate is the same on
@@ -148,7 +137,8 @@ class LinearOperator(Operator):
         return self.estimate_norm()
 
     def estimate_norm(self, *, max_iter: int | None = None, tol: float | None = None) -> float:
-        """``||A||_2`` estimated from products ``A^T A v`` (Lanczos), on the operator's device and dtype.
+        """``||A||_2`` estimated from products ``A^T A v`` (Lanczos, ``linalg.lanczos``), on the operator's device
+        and dtype.
 
         Lanczos is power iteration that keeps the best combination of all the iterates: ``max_iter`` steps of it
         build the Krylov space of ``A^T A`` from a start vector and return the largest eigenvalue of its
@@ -172,40 +162,19 @@ class LinearOperator(Operator):
         dtype = reference.dtype if reference is not None else torch.float32
         shape = (self.fixed_batch_size or 1, *self.image_shape)
         start = torch.randn(shape, generator=torch.Generator().manual_seed(self.norm_seed))
-        # Below this relative size the new direction is rounding noise: the Krylov space is invariant.
-        breakdown = 100 * torch.finfo(dtype).eps
-        diagonal: list[torch.Tensor] = []  # the tridiagonal matrix, per item, in float64 on the CPU
-        off_diagonal: list[torch.Tensor] = []
+        history: list[torch.Tensor] = []
+
+        def settled(projection: Tridiagonal) -> bool:
+            estimate = projection.top_eigenvalue()
+            history.append(estimate)
+            if len(history) <= self.norm_window:
+                return False
+            return bool(((estimate - history[-1 - self.norm_window]).abs() <= tol * estimate).all())
+
         with torch.no_grad():
-            q = start.to(device=device, dtype=dtype)
-            q = q / _per_item_dot(q, q).sqrt()
-            q_previous, beta = torch.zeros_like(q), torch.zeros_like(q[:, :1, :1, :1])
-            history: list[torch.Tensor] = []
-            for _ in range(max_iter):
-                w = self.adjoint(self.forward(q))
-                alpha = _per_item_dot(q, w)
-                # The three-term recurrence; no full re-orthogonalisation: rounding then adds copies of eigenvalues
-                # already found, which leaves the largest one, the only one wanted, where it is.
-                w = w - alpha * q - beta * q_previous
-                diagonal.append(alpha.flatten().double().cpu())
-                tridiagonal = torch.diag_embed(torch.stack(diagonal, dim=-1))
-                if off_diagonal:
-                    band = torch.stack(off_diagonal, dim=-1)
-                    tridiagonal += torch.diag_embed(band, offset=1) + torch.diag_embed(band, offset=-1)
-                estimate = torch.linalg.eigvalsh(tridiagonal)[:, -1].clamp_min(0)
-                beta = _per_item_dot(w, w).sqrt()
-                grows = beta.flatten().double().cpu() > breakdown * estimate
-                history.append(estimate)
-                settled = len(history) > self.norm_window and bool(
-                    ((estimate - history[-1 - self.norm_window]).abs() <= tol * estimate).all()
-                )
-                if settled or not bool(grows.any()):
-                    break
-                # An item whose space stopped growing gets a zero direction: its block of the matrix is finished.
-                beta = torch.where(grows.to(device).view_as(beta), beta, torch.zeros_like(beta))
-                off_diagonal.append(beta.flatten().double().cpu())
-                q_previous, q = q, w / beta.clamp_min(torch.finfo(dtype).tiny)
-        return math.sqrt(float(estimate.max()))
+            projection = lanczos(lambda v: self.adjoint(self.forward(v)), start.to(device=device, dtype=dtype),
+                                 max_iter, stop=settled)
+        return math.sqrt(float(projection.top_eigenvalue().max()))
 
     def gram_diag(self) -> torch.Tensor | None:
         """The diagonal of ``A A^T`` (broadcastable to a measurement) when ``A A^T`` is diagonal, else None."""
@@ -235,60 +204,19 @@ class LinearOperator(Operator):
         return None
 
     def _cg_gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
-        """Preconditioned conjugate gradients, per item, from u = 0. An item that has converged stops moving
-        (its step is 0), so its result does not depend on how long the other items of its batch take."""
+        """Preconditioned conjugate gradients (``linalg.conjugate_gradient``), per item, from u = 0."""
 
         def apply(u: torch.Tensor) -> torch.Tensor:
             return scale * self.forward(self.adjoint(u)) + shift * u
 
-        precondition = self.gram_preconditioner(scale, shift) or (lambda r: r)
-        tiny = torch.finfo(v.dtype).tiny
-        u = torch.zeros_like(v)
-        residual = v.clone()
-        z = precondition(residual)
-        direction = z.clone()
-        rz = _per_item_dot(residual, z)
-        stop = (self.gram_cg_tol**2) * _per_item_dot(v, v)
-        for _ in range(self.gram_cg_max_iter):
-            active = _per_item_dot(residual, residual) > stop
-            if not bool(active.any()):
-                break
-            q = apply(direction)
-            dq = _per_item_dot(direction, q)
-            alpha = torch.where(active & (dq > 0), rz / dq.clamp_min(tiny), torch.zeros_like(dq))
-            u = u + alpha * direction
-            residual = residual - alpha * q
-            z = precondition(residual)
-            rz_new = _per_item_dot(residual, z)
-            beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), torch.zeros_like(rz))
-            direction = z + beta * direction
-            rz = rz_new
-        return u
+        return conjugate_gradient(apply, v, max_iter=self.gram_cg_max_iter, tol=self.gram_cg_tol,
+                                  precondition=self.gram_preconditioner(scale, shift))
 
     def cg_pinv(self, y: torch.Tensor, *, max_iter: int | None = None, tol: float | None = None) -> torch.Tensor:
-        """CGLS for ``min ||A x - y||`` per batch item; stops when every item's normal residual ``||A^T r||``
-        has fallen below ``tol`` times its start value, or after ``max_iter`` iterations."""
+        """``min ||A x - y||`` per batch item by conjugate gradients on the normal equations ``A^T A x = A^T y``
+        from ``x = 0`` (which converges to the minimum-norm solution); an item stops when its normal residual
+        ``||A^T r||`` has fallen below ``tol`` times its start value, the run after ``max_iter`` iterations."""
         max_iter = self.cg_max_iter if max_iter is None else int(max_iter)
         tol = self.cg_tol if tol is None else float(tol)
-
-        residual = y.clone()
-        s = self.adjoint(residual)
-        x = torch.zeros_like(s)
-        direction = s.clone()
-        gamma = _per_item_dot(s, s)
-        gamma_start = gamma.clone()
-        for _ in range(max_iter):
-            q = self.forward(direction)
-            qq = _per_item_dot(q, q)
-            # An item that has converged (or has y = 0) has gamma = qq = 0: step size 0, not NaN.
-            alpha = torch.where(qq > 0, gamma / qq.clamp_min(torch.finfo(qq.dtype).tiny), torch.zeros_like(qq))
-            x = x + alpha * direction
-            residual = residual - alpha * q
-            s = self.adjoint(residual)
-            gamma_new = _per_item_dot(s, s)
-            if bool((gamma_new <= (tol**2) * gamma_start).all()):
-                break
-            beta = torch.where(gamma > 0, gamma_new / gamma.clamp_min(torch.finfo(gamma.dtype).tiny), gamma * 0)
-            direction = s + beta * direction
-            gamma = gamma_new
-        return x
+        return conjugate_gradient(lambda x: self.adjoint(self.forward(x)), self.adjoint(y), max_iter=max_iter,
+                                  tol=tol)

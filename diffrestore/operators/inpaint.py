@@ -1,6 +1,6 @@
 """Inpainting ``A x = x * known`` and the masks it is built from (a box, or a random share of pixels).
 
-Masks follow the file convention of DESIGN.md: True (white) = missing, the pixels to fill.
+Masks follow the mask-file convention (docs/architecture.md): True (white) = missing, the pixels to fill.
 """
 
 from __future__ import annotations

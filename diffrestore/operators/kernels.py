@@ -1,7 +1,7 @@
 """Blur kernels: validation and normalisation of a user's kernel, the papers' Gaussian, and random camera shake.
 
 Random kernels come only from a passed ``torch.Generator`` and are drawn once, when the operator is built, never
-per call (the counter-example of DESIGN.md: research scripts that redraw the kernel on every call).
+per call (research scripts that redraw the kernel on every call make a different problem at every step).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class _ShortRead(Exception):
 
 
 def _user_agent() -> str:
-    from .. import __version__  # the top-level package is already imported: nothing heavy happens here
+    from .. import __version__
 
     return f"diffrestore/{__version__}"
 

@@ -13,50 +13,42 @@ measured in docs/benchmarks.md), and declares the prior kind it needs (``prior_k
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from ..methods import METHOD_KINDS, PRESET_NAMES
-from .base import Solver, SolverConfig
-from .daps import DAPS, DAPSConfig
-from .dps import DPS, DPSConfig
-from .dwgf import DWGF, DWGFConfig
-from .g2d2 import G2D2, G2D2Config
-from .latent_daps import LatentDAPS, LatentDAPSConfig
-from .mcg import MCG, MCGConfig
-from .mmse import MMSE, MMSEConfig
+from .methods import METHOD_KINDS, PRESET_NAMES
+
+if TYPE_CHECKING:
+    from .base import Solver
 
 #: the posterior samplers (every problem); benchmarks and generic solver tests run these
 SOLVER_NAMES: tuple[str, ...] = ("dps", "mcg", "daps")
 #: every --method: the samplers, then estimators that only solve some problems (their check_task says which)
 METHOD_NAMES: tuple[str, ...] = tuple(METHOD_KINDS)
 
-_SOLVERS: dict[str, type[Solver]] = {"dps": DPS, "mcg": MCG, "daps": DAPS, "mmse": MMSE, "latent-daps": LatentDAPS,
-                                  "dwgf": DWGF, "g2d2": G2D2}
+#: method -> (module, solver class); the modules import torch, so they load on first use and
+#: ``diffrestore.solvers.methods`` (the torch-free table) can be read without them
+_SOLVERS: dict[str, tuple[str, str]] = {
+    "dps": ("dps", "DPS"), "mcg": ("mcg", "MCG"), "daps": ("daps", "DAPS"), "mmse": ("mmse", "MMSE"),
+    "latent-daps": ("latent_daps", "LatentDAPS"), "dwgf": ("dwgf", "DWGF"), "g2d2": ("g2d2", "G2D2"),
+}
+#: public names -> the module that defines them
+_EXPORTS: dict[str, str] = {
+    **{cls: module for module, cls in _SOLVERS.values()},
+    **{f"{cls}Config": module for module, cls in _SOLVERS.values()},
+    "Solver": "base", "SolverConfig": "base",
+}
 
 __all__ = [
-    "DAPS",
-    "DPS",
-    "DWGF",
-    "G2D2",
-    "MCG",
-    "METHOD_NAMES",
-    "MMSE",
-    "PRESET_NAMES",
-    "SOLVER_NAMES",
-    "DAPSConfig",
-    "DPSConfig",
-    "DWGFConfig",
-    "G2D2Config",
-    "LatentDAPS",
-    "LatentDAPSConfig",
-    "MCGConfig",
-    "MMSEConfig",
-    "Solver",
-    "SolverConfig",
-    "get_solver",
-    "solver_class",
+    "METHOD_NAMES", "PRESET_NAMES", "SOLVER_NAMES", *sorted(_EXPORTS), "get_solver", "solver_class",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def solver_class(name: str) -> type[Solver]:
@@ -64,7 +56,8 @@ def solver_class(name: str) -> type[Solver]:
     key = (name or "").strip().lower()
     if key not in _SOLVERS:
         raise UsageError(f"unknown solver '{name}'", hint=f"use one of {', '.join(METHOD_NAMES)}")
-    return _SOLVERS[key]
+    module, cls = _SOLVERS[key]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
 def get_solver(name: str, preset: str = "fast", **overrides: Any) -> Solver:

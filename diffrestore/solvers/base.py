@@ -10,6 +10,7 @@ needs a gradient enables it; progress goes to ``progress(done, total, what)``, n
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ..errors import UsageError
+from .rules import Rule, check_fields, integer, json_value
 
 if TYPE_CHECKING:
     from ..operators import Operator, OperatorKind, Problem
@@ -28,23 +30,54 @@ ProgressCallback = Callable[[int, int, str], None]
 # ----------------------------------------------------------------------------------------------------------- schedules
 
 
-def ddpm_sigmas(
-    steps: int, *, train_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
-) -> torch.Tensor:
+def ddpm_sigmas(steps: int, *, sigma_max: float | None = None, train_steps: int = 1000, beta_start: float = 1e-4,
+                beta_end: float = 0.02) -> torch.Tensor:
     """The VE sigmas of the DDPM linear-beta schedule, respaced to ``steps`` timesteps, descending, with a final 0.
 
     sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t). Respacing keeps ``steps`` evenly spaced integer timesteps
     from T-1 down to 0 (as ADM's ``space_timesteps``); the ancestral step between any two of them is the exact
     DDPM posterior q(x_{t'} | x_t, x0), so no beta recomputation is needed in the VE view.
-    Returns float32 of length steps + 1: [sigma_{T-1}, ..., sigma_0, 0].
+
+    ``sigma_max``: the largest noise level the prior was trained for. Where the table's top (157 for 1000 steps)
+    is above it by more than ``COVER_TOLERANCE``, clamping would leave the first steps at one noise level, doing
+    nothing (7 of 100 steps at 80, the default prior's); the steps are respaced instead over the timesteps with
+    sigma_t <= sigma_max: evenly from the fractional t* with sigma(t*) = sigma_max down to 0, log sigma read
+    linearly between the table's integer timesteps (the VE step between any two noise levels is exact, so
+    fractional timesteps need nothing else). A prior that covers the table gets the integer timesteps above,
+    clamped at its sigma_max as before. Returns float32 of length steps + 1: [sigma_top, ..., sigma_0, 0].
     """
     if steps < 1 or steps > train_steps:
         raise UsageError(f"steps must be between 1 and {train_steps}, got {steps}")
     betas = torch.linspace(beta_start, beta_end, train_steps, dtype=torch.float64)
     alpha_bar = torch.cumprod(1.0 - betas, dim=0)
-    sigmas = ((1.0 - alpha_bar) / alpha_bar).sqrt()
-    idx = torch.linspace(train_steps - 1, 0, steps, dtype=torch.float64).round().long()
-    return torch.cat([sigmas[idx], torch.zeros(1, dtype=torch.float64)]).to(torch.float32)
+    table = ((1.0 - alpha_bar) / alpha_bar).sqrt()
+    if sigma_max is None or float(table[-1]) <= float(sigma_max) * (1.0 + COVER_TOLERANCE):
+        idx = torch.linspace(train_steps - 1, 0, steps, dtype=torch.float64).round().long()
+        sigmas = table[idx] if sigma_max is None else table[idx].clamp(max=float(sigma_max))
+    else:
+        log_table = table.log()
+        timesteps = torch.linspace(_timestep_of(log_table, math.log(float(sigma_max))), 0.0, steps,
+                                   dtype=torch.float64)
+        below = timesteps.floor().long().clamp(max=train_steps - 2)
+        weight = timesteps - below
+        sigmas = ((1.0 - weight) * log_table[below] + weight * log_table[below + 1]).exp()
+    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)]).to(torch.float32)
+
+
+#: how far (relative) the DDPM table's top may exceed a prior's sigma_max and still count as covered by it: a
+#: clamp that small changes nothing, and priors that state the table's own top in float32 keep their schedule
+COVER_TOLERANCE = 1e-3
+
+
+def _timestep_of(log_table: torch.Tensor, log_sigma: float) -> float:
+    """The fractional timestep where the (increasing) log-sigma table, read linearly between its integer
+    timesteps, reaches ``log_sigma``: 0 below its start."""
+    below = int(torch.searchsorted(log_table, torch.tensor([log_sigma], dtype=log_table.dtype), right=True)) - 1
+    if below < 0:
+        return 0.0
+    if below >= len(log_table) - 1:
+        return float(len(log_table) - 1)
+    return below + (log_sigma - float(log_table[below])) / float(log_table[below + 1] - log_table[below])
 
 
 def poly_sigmas(steps: int, sigma_max: float, sigma_min: float, *, rho: float = 7.0) -> torch.Tensor:
@@ -181,9 +214,12 @@ def image_shape_of(problem: Problem) -> tuple[int, int, int]:
 
 @dataclasses.dataclass
 class SolverConfig:
-    """Fields shared by every solver's hyper-parameters."""
+    """Fields shared by every solver's hyper-parameters. ``rules``: what each field takes (solvers/rules.py), one
+    per field of the config (subclasses add theirs), checked by ``Solver.check_config``."""
 
     steps: int = 100
+
+    rules: ClassVar[dict[str, Rule]] = {"steps": integer(1)}
 
 
 class Solver(ABC):
@@ -219,7 +255,7 @@ class Solver(ABC):
             )
         values = {**cls.presets[preset], **{k: v for k, v in overrides.items() if v is not None}}
         solver = cls(cls.config_class(**values))
-        Solver.check_config(solver)  # the base check only: the solvers' own ranges are checked where they are used
+        solver.check_config()
         return solver
 
     def network_calls(self) -> int:
@@ -227,10 +263,25 @@ class Solver(ABC):
         return int(self.config.steps)
 
     def check_config(self) -> None:
-        """UsageError, before any model loads, for a hyper-parameter outside its range (``--set`` values land
-        here): steps; solvers with more to check extend this."""
-        if int(self.config.steps) < 1:
-            raise UsageError(f"steps must be at least 1, got {self.config.steps}")
+        """UsageError, before any model loads, for a hyper-parameter of the wrong type or outside its range or
+        choices (``--set`` and the API's ``solver_options`` land here): every field by its rule (the config's
+        ``rules``); solvers with settings that depend on each other extend this. ``run`` checks again, for a
+        solver built from a config directly."""
+        check_fields(self.name, self.config, type(self.config).rules)
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting of this solver as configured (preset, then overrides and ``--set``), JSON-friendly (tuples
+        as lists): with the method, the preset's name and ``resolved``, what a run needs to be repeated. Every
+        config field does something for its method."""
+        return {field.name: json_value(getattr(self.config, field.name)) for field in dataclasses.fields(self.config)}
+
+    def resolved(self, prior: Any, x_shape: tuple[int, int, int], problem: Problem | None = None) -> dict[str, Any]:
+        """What the solver derives at run time from the loaded ``prior`` and the image shape ``x_shape`` (C, H, W),
+        and with ``problem`` (its operator's task and its noise) from those: the values ``settings`` leaves to the
+        model or the task (None there), as the run uses them. JSON-friendly, no network call, cheap (no norm
+        estimate, no text encoder). The UsageError the run would raise for a setting the problem cannot take.
+        Nothing to add for a solver without such values."""
+        return {}
 
     def check_task(self, task: str, noise: str, num_samples: int) -> None:
         """UsageError, before any model loads, when this method cannot solve ``task`` with ``noise`` (a noise
@@ -266,14 +317,15 @@ class Solver(ABC):
         sample depends on its own generator only: what the engine passes). ``samples_per_image``: the batch is
         images after images, each as this many consecutive items with the same y; particle methods move those
         together (``particles_interact``), the others ignore it."""
+        self.check_config()
         shape = image_shape_of(problem)
         batch = int(problem.y.shape[0])
         if samples_per_image < 1 or batch % samples_per_image:
             raise UsageError(f"a batch of {batch} is not whole images of {samples_per_image} samples each")
         generators = [generator] if isinstance(generator, torch.Generator) else list(generator or [])
         if not generators or not all(isinstance(g, torch.Generator) for g in generators):
-            raise UsageError("solvers need an explicit torch.Generator (e.g. diffrestore.runtime.make_generator(seed))"
-                             " or a list of them, one per item")
+            raise UsageError("solvers need an explicit torch.Generator (e.g. "
+                             "diffrestore.run.runtime.make_generator(seed)) or a list of them, one per item")
         if not isinstance(generator, torch.Generator) and len(generators) != batch:
             raise UsageError(f"{len(generators)} generators for a batch of {batch}: give one per item")
         kind = getattr(prior, "kind", "pixel")

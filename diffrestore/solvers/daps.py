@@ -102,7 +102,6 @@ the prior mean (relative error 0.13 with the paper preset, 0.03 on super-resolut
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -110,7 +109,18 @@ import torch
 from ..errors import UsageError
 from ..operators import OperatorKind
 from . import inner
-from .base import Generators, ProgressCallback, Solver, SolverConfig, by_kind, likelihood_std, poly_sigmas, randn
+from .annealing import (
+    R_T_RULES,
+    Annealing,
+    AnnealingConfig,
+    decayed_lr,
+    ode_x0,
+    posterior_rms_of,
+    recommended_blend,
+    reference_scaled_lr,
+)
+from .base import Generators, ProgressCallback, SolverConfig, by_kind, likelihood_std, randn
+from .rules import Rule, integer, non_negative, one_of
 
 if TYPE_CHECKING:
     from ..operators import Problem
@@ -143,111 +153,36 @@ def operator_bound(operator: object) -> float:
     return max(1.0, float(value)) if value is not None else 1.0
 
 
+#: pixel DAPS's inner samplers ("auto": the exact draw where it applies, ``DAPS.inner_sampler``)
+INNER_SAMPLERS = ("auto", "exact", "langevin", "hmc")
+
+
 @dataclasses.dataclass
-class DAPSConfig(SolverConfig):
-    """steps: annealing steps. ode_steps: Euler steps per x0_hat (network calls per annealing step).
-    langevin_steps: Langevin iterations per annealing step. lr: Langevin step size (None = per-task table);
-    lr_min_ratio: final lr / lr. tau: likelihood std in tensor units (None = the problem's noise std).
-    lr_reference_tau: the tau the lr was tuned for (the paper's 0.01); the lr used is lr * (tau / lr_reference_tau)^2,
-    which keeps the data term's step lr / tau^2 the paper's; None uses lr as given.
-    sigma_max / sigma_min: annealing range; ode_sigma_min: where the ODE grid ends (``ode_x0``); ode_grid: "denoise"
-    (the grid ends with the denoiser) or "euler" (the official latent code's all-Euler grid).
+class DAPSConfig(AnnealingConfig):
+    """The annealing's settings (``annealing.AnnealingConfig``: steps, ode_steps, langevin_steps, lr (None = the
+    per-task table), lr_min_ratio, tau, lr_reference_tau (the paper's 0.01), sigma_max / sigma_min, rho,
+    ode_sigma_min, ode_grid, momentum, r_t, r_t_blend), plus pixel DAPS's own:
     inner: "exact" (the exact Gaussian draw; linear operators with Gaussian noise only), "langevin" (the paper's),
     "hmc" (the official latent code's momentum steps, ``momentum``), or "auto" (exact where it applies, else
     langevin; Langevin also when r_t resolves to "sigma" with a positive spread). inner_spread: the inner step's
     distance from its target's mean in units of the target's std: 1 draws the target (the paper), 0 takes its
-    mean, None: 0 where the target is Gaussian, else 1 (the fast preset). r_t: the prior std of x0 given x_t:
-    "sigma" (the paper's r_t = sigma_t), "jacobian" (Tweedie's second-order identity, one extra network call per
-    annealing step), "mmse" (the prior's measured posterior rms, blended with sigma_t by ``r_t_blend``: r_t =
-    sigma_t^(1 - b) mmse^b; ``r_t_blend`` None: the model's recommended b, else 1), "tweedie" (the whole
-    covariance sigma_t^2 J instead of a std, module docstring; linear operators with Gaussian noise) or "auto"
-    ("mmse" where the model folder recommends a blend, else "sigma"). tweedie_steps / tweedie_root_steps: CG steps
-    of its solve and Lanczos steps of its draw's root (one network call each). rho: the annealing schedule's
-    EDM exponent (7: steps packed towards small sigma; 4 and 12 measured level with 7 on photos)."""
+    mean, None: 0 where the target is Gaussian, else 1 (the fast preset). r_t: the annealing's rules and
+    "tweedie" (the whole covariance sigma_t^2 J instead of a std, module docstring; linear operators with Gaussian
+    noise). tweedie_steps / tweedie_root_steps: CG steps of its solve and Lanczos steps of its draw's root (one
+    network call each)."""
 
-    steps: int = 200
-    ode_steps: int = 5
-    langevin_steps: int = 100
-    lr: float | None = None
-    lr_min_ratio: float = 0.01
-    tau: float | None = None
-    lr_reference_tau: float | None = 0.01
-    sigma_max: float = 100.0
-    sigma_min: float = 0.1
-    ode_sigma_min: float = 0.01
-    inner: str = "langevin"
-    momentum: float = 0.9
-    r_t: str = "sigma"
-    r_t_blend: float | None = None
-    ode_grid: str = "denoise"
     inner_spread: float | None = 1.0
-    rho: float = 7.0
     tweedie_steps: int = 2
     tweedie_root_steps: int = 4
 
-
-INNER_SAMPLERS = ("auto", "exact", "langevin", "hmc")
-ODE_GRIDS = ("denoise", "euler")
-R_T_RULES = ("sigma", "jacobian", "mmse", "tweedie", "auto")
-
-
-def posterior_rms_of(prior: Any) -> Any:
-    """The prior's measured posterior rms by sigma (priors/posterior_rms.py), for r_t = "mmse"."""
-    table = getattr(prior, "posterior_rms", None)
-    if table is None:
-        raise UsageError(
-            f"daps: r_t='mmse' needs the prior's measured posterior spread, and {type(prior).__name__} has none",
-            hint="measure it (benchmarks/default_prior.py posterior-rms MODEL_DIR), or use r_t='sigma' or 'jacobian'",
-        )
-    return table
+    rules: ClassVar[dict[str, Rule]] = {
+        **AnnealingConfig.rules, "inner": one_of(*INNER_SAMPLERS),
+        "r_t": one_of(*R_T_RULES, "tweedie"), "inner_spread": non_negative(optional=True),
+        "tweedie_steps": integer(0), "tweedie_root_steps": integer(1),
+    }
 
 
-def recommended_blend(prior: Any) -> float | None:
-    """The r_t blend a prior's model folder recommends (``recommended.daps_r_t_blend``, measured for that network
-    and only valid beside its posterior_rms table), or None."""
-    if getattr(prior, "posterior_rms", None) is None:
-        return None
-    value = (getattr(prior, "recommended", None) or {}).get("daps_r_t_blend")
-    return None if value is None else float(value)
-
-
-def reference_scaled_lr(lr: float, tau: float, reference_tau: float | None) -> float:
-    """The lr tuned at ``reference_tau``, scaled by (tau / reference_tau)^2 so the data term's step lr / tau^2 stays
-    the tuned one (``lr_reference_tau``; None or 0: the lr as given)."""
-    return lr * (tau / float(reference_tau)) ** 2 if reference_tau else lr
-
-
-def decayed_lr(lr0: float, step: int, total: int, min_ratio: float) -> float:
-    """The lr of annealing step ``step`` of ``total``: linear from lr0 towards min_ratio * lr0."""
-    return lr0 * (1.0 + (step / total) * (float(min_ratio) - 1.0))
-
-
-def ode_x0(prior: Any, x: torch.Tensor, sigma: float, steps: int, floor: float, grid: str,
-           *cond: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``steps`` Euler steps of the probability-flow ODE dx/ds = (x - D(x, s)) / s from ``sigma`` towards 0, one
-    network call each (``cond``: the conditioning a latent prior takes). Returns (x0_hat, D(x, sigma)).
-
-    grid "denoise" (our pixel DAPS): the poly-7 grid of ``steps`` points sigma -> floor, then 0, so the last step
-    is the denoiser itself; "euler" (the official LatentDAPS code): the poly-7 grid of steps + 1 points
-    sigma -> floor, Euler all the way, ending at ``floor``. With 2 steps "denoise" spends its second call at the
-    floor, where the denoiser is nearly the identity; "euler" puts the middle point where it still matters.
-    """
-    if grid not in ODE_GRIDS:
-        raise UsageError(f"daps: ode_grid must be one of {', '.join(ODE_GRIDS)}, got {grid!r}")
-    if grid == "denoise" or floor >= sigma:  # nothing to integrate down to the floor: the denoiser is x0_hat
-        points = [*poly_sigmas(steps, sigma, floor).tolist(), 0.0]
-    else:
-        points = poly_sigmas(steps + 1, sigma, floor).tolist()
-    first = None
-    for s, s_next in itertools.pairwise(points):
-        d = prior.denoise(x, s, *cond)
-        first = d if first is None else first
-        x = d if s_next == 0.0 else x + (s_next - s) / s * (x - d)
-    assert first is not None
-    return x, first
-
-
-class DAPS(Solver):
+class DAPS(Annealing):
     name: ClassVar[str] = "daps"
     config_class: ClassVar[type[SolverConfig]] = DAPSConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -256,61 +191,13 @@ class DAPS(Solver):
                  "r_t": "sigma", "inner_spread": None},
     }
 
-    def network_calls(self) -> int:
-        tweedie = 1 + int(self.config.tweedie_steps) + (int(self.config.tweedie_root_steps)
-                                                        if self.config.inner_spread not in (None, 0, 0.0) else 0)
-        extra = {"jacobian": 1, "tweedie": tweedie}.get(str(self.config.r_t), 0)
-        per_step = int(self.config.ode_steps) + extra
-        return int(self.config.steps) * per_step
-
-    def r_rule(self, prior: Any) -> str:
-        """The r_t rule this prior gets: "auto" is "mmse" where the prior's model folder recommends it (a
-        measured ``recommended.daps_r_t_blend`` beside its "posterior_rms" table), else the paper's "sigma"."""
-        rule = str(self.config.r_t)
-        if rule not in R_T_RULES:
-            raise UsageError(f"daps: r_t must be one of {', '.join(R_T_RULES)}, got {rule!r}")
-        if rule == "auto":
-            return "mmse" if recommended_blend(prior) is not None else "sigma"
-        return rule
-
-    def r_blend(self, prior: Any) -> float:
-        """b of r_t = sigma_t^(1 - b) mmse^b: ``r_t_blend``, else the prior's recommendation, else 1."""
-        if self.config.r_t_blend is not None:
-            blend = float(self.config.r_t_blend)
-        else:
-            recommended = recommended_blend(prior)
-            blend = 1.0 if recommended is None else recommended
-        if not 0.0 <= blend <= 1.0:
-            raise UsageError(f"daps: r_t_blend must be in [0, 1], got {blend}")
-        return blend
-
-    def check_config(self) -> None:
-        """The choices and ranges of DAPS's settings (solvers check them again where they are used)."""
-        super().check_config()
-        cfg = self.config
-        for key, allowed in (("inner", INNER_SAMPLERS), ("r_t", R_T_RULES), ("ode_grid", ODE_GRIDS)):
-            if str(getattr(cfg, key)) not in allowed:
-                raise UsageError(f"daps: {key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
-        positive = {"ode_steps": cfg.ode_steps, "langevin_steps": cfg.langevin_steps, "lr": cfg.lr, "tau": cfg.tau,
-                    "sigma_max": cfg.sigma_max, "sigma_min": cfg.sigma_min, "ode_sigma_min": cfg.ode_sigma_min,
-                    "rho": cfg.rho}
-        for key, value in positive.items():
-            if value is not None and not float(value) > 0.0:
-                raise UsageError(f"daps: {key} must be > 0, got {value}")
-        if str(cfg.r_t) == "tweedie" and self.name != "daps":
-            raise UsageError(f"{self.name}: r_t='tweedie' is pixel DAPS's",
-                             hint="use r_t='sigma', 'mmse' or 'jacobian'")
-        if int(cfg.tweedie_steps) < 0 or int(cfg.tweedie_root_steps) < 1:
-            raise UsageError(f"daps: tweedie_steps must be >= 0 and tweedie_root_steps >= 1, got "
-                             f"{cfg.tweedie_steps} and {cfg.tweedie_root_steps}")
-        if not float(cfg.sigma_max) > float(cfg.sigma_min):
-            raise UsageError(f"daps: sigma_max ({cfg.sigma_max}) must be above sigma_min ({cfg.sigma_min})")
-        ranges = {"inner_spread": (cfg.inner_spread, 0.0, float("inf")), "r_t_blend": (cfg.r_t_blend, 0.0, 1.0),
-                  "lr_min_ratio": (cfg.lr_min_ratio, 0.0, 1.0), "momentum": (cfg.momentum, 0.0, 1.0)}
-        for key, (value, low, high) in ranges.items():
-            if value is not None and not low <= float(value) <= high:
-                span = f">= {low:g}" if high == float("inf") else f"in [{low:g}, {high:g}]"
-                raise UsageError(f"daps: {key} must be {span}, got {value}")
+    def extra_calls_per_step(self) -> int:
+        """The "jacobian" probe, or the Tweedie step's products: 1 for the start, tweedie_steps for CG, and
+        tweedie_root_steps for the draw's root when it draws."""
+        if str(self.config.r_t) != "tweedie":
+            return super().extra_calls_per_step()
+        drawn = self.config.inner_spread not in (None, 0, 0.0)
+        return 1 + int(self.config.tweedie_steps) + (int(self.config.tweedie_root_steps) if drawn else 0)
 
     @staticmethod
     def exact_fits(problem: Problem) -> bool:
@@ -324,10 +211,7 @@ class DAPS(Solver):
         spread = self.config.inner_spread
         if spread is None:
             return 0.0 if self.exact_fits(problem) else 1.0
-        spread = float(spread)
-        if not spread >= 0.0:
-            raise UsageError(f"daps: inner_spread must be >= 0, got {spread}")
-        return spread
+        return float(spread)
 
     def inner_sampler(self, problem: Problem, r_rule: str | None = None) -> str:
         """The inner sampler this problem gets: "auto" is the exact draw (or mean) for a linear operator with
@@ -337,8 +221,6 @@ class DAPS(Solver):
         nothing, beat its exact draw on photos by 0.6-1.3 dB (docs/benchmarks.md); its mean (spread 0) has no
         such excess and is the fast preset's step."""
         wanted = str(self.config.inner)
-        if wanted not in INNER_SAMPLERS:
-            raise UsageError(f"daps: inner must be one of {', '.join(INNER_SAMPLERS)}, got {wanted!r}")
         exact_fits = self.exact_fits(problem)
         if wanted == "exact" and not exact_fits:
             raise UsageError("daps: the exact inner draw needs a linear operator and Gaussian noise",
@@ -349,40 +231,25 @@ class DAPS(Solver):
             return "exact" if exact_fits and not drawn_at_sigma else "langevin"
         return wanted
 
-    def annealing_sigmas(self, prior: Prior) -> list[float]:
-        cfg = self.config
-        hi = min(float(cfg.sigma_max), prior.sigma_max)
-        lo = max(float(cfg.sigma_min), prior.sigma_min)
-        return [*poly_sigmas(int(cfg.steps), hi, min(lo, hi), rho=float(cfg.rho)).tolist(), 0.0]
+    def initial_lr(self, problem: Problem, tau: float) -> float:
+        """The inner step's lr at the first annealing step, before its cap (``_inner``): ``lr`` or the per-task
+        table's, scaled to ``tau`` (``lr_reference_tau``)."""
+        lr = float(self.config.lr) if self.config.lr is not None else default_lr(problem.operator)
+        return reference_scaled_lr(lr, tau, self.config.lr_reference_tau)
 
-    def _ode_x0(self, prior: Prior, x: torch.Tensor, sigma: float, *cond: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """x0_hat by the probability-flow ODE from sigma (``ode_x0``). Returns (x0_hat, D(x_t, sigma))."""
-        floor = max(min(float(self.config.ode_sigma_min), sigma), prior.sigma_min)
-        return ode_x0(prior, x, sigma, int(self.config.ode_steps), floor, str(self.config.ode_grid), *cond)
-
-    def _r(self, prior: Prior, x: torch.Tensor, sigma: float, denoised: torch.Tensor,
-           generator: Generators, *cond: Any) -> torch.Tensor | float:
-        """r_t: sigma_t (the paper); the measured rms blend sigma_t^(1 - b) mmse(sigma_t)^b ("mmse", module
-        docstring); or sigma_t sqrt(tr(J) / dim) per image, J = dD/dx at (x_t, sigma_t) ("jacobian").
-
-        Tweedie's second-order identity gives Cov[x0 | x_t] = sigma^2 J; DAPS's isotropic Gaussian keeps its average
-        variance. The trace comes from one Rademacher probe v and a finite difference, v . (D(x + h v) - D(x)) / h
-        with h = 0.01 sigma (one extra network call); over a whole image the probe's error is a fraction of a
-        percent. Clamped to [0.01, 1] sigma: a denoiser's Jacobian has eigenvalues in [0, 1] where it is exact."""
-        rule = self.r_rule(prior)
-        if rule == "sigma":
-            return sigma
-        if rule == "tweedie":  # pixel DAPS takes its own step (_sample); the latent solver has none
-            raise UsageError(f"{self.name}: r_t='tweedie' is pixel DAPS's",
-                             hint="use r_t='sigma', 'mmse' or 'jacobian'")
-        if rule == "mmse":
-            blend = self.r_blend(prior)
-            return sigma ** (1.0 - blend) * posterior_rms_of(prior)(sigma) ** blend
-        probe = randn(x.shape, generator, x.device).sign()
-        h = 0.01 * sigma
-        jv = (prior.denoise(x + h * probe, sigma, *cond) - denoised) / h
-        trace = (probe * jv).flatten(1).mean(dim=1)  # a Rademacher probe has |v_i| = 1
-        return sigma * trace.clamp(1e-4, 1.0).sqrt()
+    def resolved(self, prior: Any, x_shape: tuple[int, int, int], problem: Problem | None = None) -> dict[str, Any]:
+        """The annealing range and r_t rule (and blend) for this prior; with the problem, the likelihood's tau, the
+        inner sampler ("tweedie" for r_t="tweedie") and spread, and for Langevin/HMC the first lr before its
+        stability cap (the cap needs the operator's norm, not worth estimating here) and where it came from."""
+        out = self.resolved_annealing(prior)
+        if problem is None:
+            return out
+        tau = likelihood_std(problem, self.config.tau)
+        sampler = "tweedie" if out["r_t"] == "tweedie" else self.inner_sampler(problem, out["r_t"])
+        out.update(tau=tau, inner=sampler, inner_spread=self.inner_spread(problem))
+        if sampler in ("langevin", "hmc"):
+            out.update(lr=self.initial_lr(problem, tau), lr_source="config" if self.config.lr is not None else "task")
+        return out
 
     def check_tweedie(self, problem: Problem) -> None:
         """r_t="tweedie" solves the Gaussian inner target in closed form (CG): a UsageError for a non-Gaussian one."""
@@ -426,8 +293,7 @@ class DAPS(Solver):
         cfg = self.config
         sigmas = self.annealing_sigmas(prior)
         tau = likelihood_std(problem, cfg.tau)
-        lr0 = reference_scaled_lr(float(cfg.lr) if cfg.lr is not None else default_lr(problem.operator), tau,
-                                  cfg.lr_reference_tau)
+        lr0 = self.initial_lr(problem, tau)
         device = torch.device(prior.device)
         rule = self.r_rule(prior)
         tweedie = rule == "tweedie"
@@ -451,3 +317,19 @@ class DAPS(Solver):
             x = x0 + s_next * randn(shape, generator, device) if s_next > 0.0 else x0
             progress(i + 1, total, self.name)
         return x
+
+
+__all__ = [
+    "DAPS",
+    "INNER_SAMPLERS",
+    "LR_BY_KIND",
+    "LR_DEFAULT",
+    "DAPSConfig",
+    "decayed_lr",
+    "default_lr",
+    "ode_x0",
+    "operator_bound",
+    "posterior_rms_of",
+    "recommended_blend",
+    "reference_scaled_lr",
+]

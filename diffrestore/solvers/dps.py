@@ -60,6 +60,7 @@ from .base import (
     randn,
     residual_norms,
 )
+from .rules import Rule, flag, integer, non_negative
 
 if TYPE_CHECKING:
     from ..operators import Problem
@@ -87,6 +88,11 @@ class DPSConfig(SolverConfig):
     clip_x0: bool = True
     zeta_reference_steps: int | None = None
     model_zeta: bool = False
+
+    rules: ClassVar[dict[str, Rule]] = {
+        **SolverConfig.rules, "zeta": non_negative(optional=True), "clip_x0": flag(),
+        "zeta_reference_steps": integer(1, optional=True), "model_zeta": flag(),
+    }
 
 
 def model_zeta(prior: object, operator: object) -> float | None:
@@ -132,17 +138,38 @@ class DPS(Solver):
     def guidance_scale(self, problem: Problem, prior: object = None) -> float:
         """The step zeta: the given one, else (with ``model_zeta``, the fast preset) the one the prior's model folder
         recommends, else the official per-task table; scaled by zeta_reference_steps / steps when that is set."""
+        return self.guidance_and_source(problem, prior)[0]
+
+    def guidance_and_source(self, problem: Problem, prior: object = None) -> tuple[float, str]:
+        """``guidance_scale`` and where it came from: "config", "model" (its recommendation, scaled to the image
+        size) or "task" (the official table)."""
         cfg = self.config
         measured = model_zeta(prior, problem.operator) if cfg.model_zeta and prior is not None else None
         if cfg.zeta is not None:
-            zeta = float(cfg.zeta)
+            zeta, source = float(cfg.zeta), "config"
         elif measured is not None:
-            zeta = measured
+            zeta, source = measured, "model"
         else:
-            zeta = by_kind(ZETA_BY_KIND, problem.operator, ZETA_DEFAULT)
+            zeta, source = by_kind(ZETA_BY_KIND, problem.operator, ZETA_DEFAULT), "task"
         if cfg.zeta_reference_steps:
             zeta *= float(cfg.zeta_reference_steps) / float(cfg.steps)
-        return zeta
+        return zeta, source
+
+    def sigma_schedule(self, prior: Prior) -> list[float]:
+        """The reverse steps' sigmas, then 0: the DDPM table respaced over the noise levels the prior covers
+        (``ddpm_sigmas``: the paper's timesteps on a prior that covers the table)."""
+        return ddpm_sigmas(int(self.config.steps), sigma_max=float(prior.sigma_max)).tolist()
+
+    def resolved(self, prior: Any, x_shape: tuple[int, int, int], problem: Problem | None = None) -> dict[str, Any]:
+        """The first and last noise levels of the schedule for this prior, and whether x0_hat is clamped (the
+        prior's data range); with the problem, zeta as used (the model's recommendation scaled to the image size,
+        and to the step count) and its source."""
+        sigmas = self.sigma_schedule(prior)
+        out: dict[str, Any] = {"sigma_max": sigmas[0], "sigma_min": sigmas[-2],
+                               "clip_x0": bool(self.config.clip_x0 and getattr(prior, "clip_range", None) is not None)}
+        if problem is not None:
+            out["zeta"], out["zeta_source"] = self.guidance_and_source(problem, prior)
+        return out
 
     def _guided_x0(
         self, prior: Prior, problem: Problem, y: torch.Tensor, x: torch.Tensor, sigma: float
@@ -168,7 +195,7 @@ class DPS(Solver):
 
     def _sample(self, prior: Prior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
                 generator: Generators, progress: ProgressCallback) -> torch.Tensor:
-        sigmas = ddpm_sigmas(int(self.config.steps)).clamp(max=prior.sigma_max).tolist()
+        sigmas = self.sigma_schedule(prior)
         zeta = self.guidance_scale(problem, prior)
         device = torch.device(prior.device)
         x = math.sqrt(1.0 + sigmas[0] ** 2) * randn(shape, generator, device)

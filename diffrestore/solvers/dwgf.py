@@ -63,6 +63,7 @@ import torch
 from ..errors import DiffrestoreError, UsageError
 from .base import Generators, ProgressCallback, Solver, SolverConfig, data_gradient, randn
 from .prompted import PromptConditioned, PromptSettings
+from .rules import Rule, flag, non_negative, pair_of_fractions, positive
 
 if TYPE_CHECKING:
     from ..operators import Problem
@@ -88,6 +89,12 @@ class DWGFConfig(PromptSettings, SolverConfig):
     interact: bool = True
     prompt: str | None = ""
 
+    rules: ClassVar[dict[str, Rule]] = {
+        **SolverConfig.rules, **PromptSettings.rules, "weight": non_negative(), "lr": positive(),
+        "betas": pair_of_fractions(high_open=True), "adam_eps": positive(), "ae_weight": non_negative(),
+        "decoder_std": non_negative(), "data_weight": non_negative(), "interact": flag(),
+    }
+
 
 def flow_timesteps(steps: int, train_steps: int) -> list[int]:
     """The timesteps of the ``steps`` Adam steps: ``steps + 1`` evenly spaced integers from T-1 down to 1, the last
@@ -100,18 +107,19 @@ def flow_timesteps(steps: int, train_steps: int) -> list[int]:
 
 
 def kde_score(points: torch.Tensor, centers: torch.Tensor, scale: float, var: float) -> torch.Tensor:
-    """grad_x log (1/N) sum_j N(x; scale * c_j, var I) at each point x = points[i] (float64 inside).
+    """grad_x log (1/N) sum_j N(x; scale * c_j, var I) at each point x = points[i], in the points' dtype.
 
     = -sum_j w_ij (x_i - scale c_j) / var with w_ij = softmax_j(-||x_i - scale c_j||^2 / (2 var)). One point at a
-    time, so memory is N x latent size, not N^2."""
-    x = points.double().flatten(1)
-    c = scale * centers.double().flatten(1)
+    time, so memory is N x latent size, not N^2. The softmax subtracts its largest exponent, so float32 keeps the
+    weights exact to rounding however small var is (no float64: some accelerators have none)."""
+    x = points.flatten(1)
+    c = scale * centers.to(points.dtype).flatten(1)
     rows = []
     for i in range(x.shape[0]):
         diff = x[i : i + 1] - c  # (N, D)
         w = torch.softmax(-diff.square().sum(dim=1) / (2.0 * var), dim=0)
         rows.append(-(w[:, None] * diff).sum(dim=0) / var)
-    return torch.stack(rows).reshape(points.shape).to(points.dtype)
+    return torch.stack(rows).reshape(points.shape)
 
 
 def measured_entries(problem: Problem, shape: tuple[int, int, int, int], device: torch.device) -> torch.Tensor:
@@ -132,6 +140,15 @@ class DWGF(PromptConditioned, Solver):
         "paper": {"steps": 998},
         "fast": {"steps": 100},
     }
+
+    def resolved(self, prior: Any, x_shape: tuple[int, int, int], problem: Problem | None = None) -> dict[str, Any]:
+        """The Adam settings as used, the flow's first and last timesteps on this model, the latent shape and the
+        guidance (nothing here depends on the task)."""
+        timesteps = flow_timesteps(int(self.config.steps), int(prior.alphas_cumprod.numel()))
+        return {"lr": float(self.config.lr), "betas": [float(b) for b in self.config.betas],
+                "timesteps": [timesteps[0], timesteps[-1]],
+                "latent_shape": list(prior.latent_shape(prior.padded_shape(tuple(x_shape)))),
+                **self.resolved_prompt(prior)}
 
     # -------------------------------------------------------------------------------------- the gradient
     def prior_gradient(self, prior: LatentPrior, z: torch.Tensor, t: int, eps: torch.Tensor, cond: Conditioning,

@@ -47,11 +47,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ..errors import UsageError
-from ..methods import G2D2_PROCESSES
 from ..operators import OperatorKind
 from .base import Generators, ProgressCallback, Solver, SolverConfig, by_kind, likelihood_std, residual_norms
 from .categorical import gumbel_softmax, star_step
+from .methods import G2D2_PROCESSES
 from .prompted import PromptConditioned, PromptSettings
+from .rules import Rule, fraction, integer, non_negative, one_of, positive
 
 if TYPE_CHECKING:
     from ..operators import Problem
@@ -63,6 +64,8 @@ LR_TABLE: dict[OperatorKind, tuple[float, float]] = {
     OperatorKind.GAUSSIAN_BLUR: (15.0, 1.0),
 }
 _DEFAULT_LR = LR_TABLE[OperatorKind.SUPERRES]
+#: the data terms: the official unsquared norm, or the exact Gaussian log-likelihood
+LIKELIHOODS = ("norm", "gaussian")
 
 
 @dataclasses.dataclass
@@ -85,6 +88,13 @@ class G2D2Config(PromptSettings, SolverConfig):
     truncation: float = 0.95
     likelihood: str = "norm"
     default_guidance: float = 5.0
+
+    rules: ClassVar[dict[str, Rule]] = {
+        **SolverConfig.rules, **PromptSettings.rules, "inner_steps": integer(1), "lr": positive(optional=True),
+        "lr_width": non_negative(optional=True), "kl_weight": non_negative(), "kl_width": non_negative(),
+        "forget": fraction(), "temperature": positive(), "process": one_of(*G2D2_PROCESSES),
+        "truncation": fraction(low_open=True), "likelihood": one_of(*LIKELIHOODS),
+    }
 
 
 def timesteps_for(steps: int, train_steps: int) -> list[int]:
@@ -120,16 +130,31 @@ class G2D2(PromptConditioned, Solver):
         self.check_steps(prior)
 
     def check_steps(self, prior: DiscretePrior) -> list[int]:
+        """The grid's timesteps for this model; UsageError for more steps than it has, or a markov process that
+        would skip some."""
         cfg = self.config
-        if cfg.process not in G2D2_PROCESSES:
-            raise UsageError(f"g2d2: process must be {' or '.join(G2D2_PROCESSES)}, got {cfg.process!r}")
-        if cfg.likelihood not in ("norm", "gaussian"):
-            raise UsageError(f"g2d2: likelihood must be norm or gaussian, got {cfg.likelihood!r}")
         timesteps = timesteps_for(int(cfg.steps), int(prior.num_steps))
         if cfg.process == "markov" and len(timesteps) != prior.num_steps:
             raise UsageError(f"g2d2 --g2d2-process markov walks every timestep: give --steps {prior.num_steps}",
                              hint="or use the star process, which takes any number of steps")
         return timesteps
+
+    def lr_sweep(self, operator: object) -> tuple[float, float]:
+        """The RAdam lr and the log10 width of its sweep: the config's, else the task's official row."""
+        lr, width = by_kind(LR_TABLE, operator, _DEFAULT_LR)  # type: ignore[arg-type,misc]
+        cfg = self.config
+        return (float(cfg.lr) if cfg.lr is not None else lr, float(cfg.lr_width) if cfg.lr_width is not None else width)
+
+    def resolved(self, prior: Any, x_shape: tuple[int, int, int], problem: Problem | None = None) -> dict[str, Any]:
+        """The process and likelihood, the grid's first and last timesteps on this model, the token grid and the
+        guidance; with the problem, the lr sweep (first lr and width) of its task."""
+        timesteps = self.check_steps(prior)
+        out: dict[str, Any] = {"process": self.config.process, "likelihood": self.config.likelihood,
+                               "timesteps": [timesteps[0], timesteps[-1]],
+                               "token_grid": list(prior.token_grid(tuple(x_shape))), **self.resolved_prompt(prior)}
+        if problem is not None:
+            out["lr"], out["lr_width"] = self.lr_sweep(problem.operator)
+        return out
 
     def optimise(self, prior: DiscretePrior, problem: Problem, y: torch.Tensor, a: torch.Tensor,
                  prior_logp: torch.Tensor, lr: float, kl: float, generator: Generators,
@@ -177,9 +202,7 @@ class G2D2(PromptConditioned, Solver):
         cond = self.conditioning(prior)
         gh, gw = prior.token_grid(shape[1:])
         length = gh * gw
-        lr0, width = by_kind(LR_TABLE, problem.operator, _DEFAULT_LR)  # type: ignore[arg-type,misc]
-        lrs = log_linear(float(cfg.lr) if cfg.lr is not None else lr0,
-                         float(cfg.lr_width) if cfg.lr_width is not None else width, len(timesteps))
+        lrs = log_linear(*self.lr_sweep(problem.operator), len(timesteps))
         kls = log_linear(float(cfg.kl_weight), float(cfg.kl_width), len(timesteps))
         counts = mask_counts(prior.schedule()["gamma_bar"], timesteps, length)
         generators = [generator] * batch if isinstance(generator, torch.Generator) else list(generator)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..operators.base import per_item
+from ..operators.linalg import conjugate_gradient, lanczos, per_item
 from .base import Generators, data_gradient, randn
 
 if TYPE_CHECKING:
@@ -118,36 +118,9 @@ def tweedie_draw(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, cov: C
 def lanczos_sqrt(matvec: CovarianceProduct, b: torch.Tensor, steps: int) -> torch.Tensor:
     """C^(1/2) b for a symmetric positive semi-definite C given by products (one per step), per batch item:
     ``steps`` Lanczos steps from b (fully re-orthogonalised: they are few) give C ~ Q T Q^T on the Krylov space,
-    and C^(1/2) b ~ ||b|| Q T^(1/2) e_1. T's eigenvalues are clamped at 0 (a learned Jacobian is only nearly
-    symmetric and positive). Exact once ``steps`` reaches the number of distinct eigenvalues."""
-    norm0 = _dot(b, b).sqrt().clamp_min(1e-30)
-    basis = [b / per_item(norm0, b)]
-    alphas, betas = [], []
-    steps = max(1, int(steps))
-    for j in range(steps):
-        w = matvec(basis[-1])
-        alphas.append(_dot(basis[-1], w))
-        for _ in range(2):  # full re-orthogonalisation, twice (float32), in place of the three-term recurrence
-            for q in basis:
-                w = w - per_item(_dot(q, w), w) * q
-        if j == steps - 1:
-            break
-        beta = _dot(w, w).sqrt()
-        betas.append(beta)
-        basis.append(w / per_item(beta.clamp_min(1e-30), w))
-    k = len(basis)
-    t = torch.zeros(b.shape[0], k, k, dtype=torch.float64, device=b.device)
-    for i in range(k):
-        t[:, i, i] = alphas[i]
-        if i + 1 < k:
-            t[:, i, i + 1] = t[:, i + 1, i] = betas[i]
-    values, vectors = torch.linalg.eigh(t)
-    root_e1 = vectors @ (values.clamp_min(0.0).sqrt().unsqueeze(-1) * vectors[:, 0, :].unsqueeze(-1))
-    coefficients = norm0.unsqueeze(-1) * root_e1.squeeze(-1)  # (N, k)
-    out = torch.zeros_like(b)
-    for i, q in enumerate(basis):
-        out = out + per_item(coefficients[:, i], q) * q
-    return out
+    and C^(1/2) b ~ ||b|| Q T^(1/2) e_1 (``linalg.Tridiagonal.root_times_start``). Exact once ``steps`` reaches
+    the number of distinct eigenvalues."""
+    return lanczos(matvec, b, steps, reorthogonalise=True).root_times_start()
 
 
 def tweedie_mean(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, cov: CovarianceProduct, sigma: float,
@@ -164,35 +137,13 @@ def tweedie_mean(problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, cov: C
     op = problem.operator
     sigma2, tau2 = sigma * sigma, tau * tau
 
-    def precondition(v: torch.Tensor) -> torch.Tensor:
-        return op.gram_solve(v, sigma2, tau2)
-
     def system(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c_at_u = cov(op.adjoint(u))
         return op(c_at_u) + tau2 * u, c_at_u
 
+    def precondition(v: torch.Tensor) -> torch.Tensor:
+        return op.gram_solve(v, sigma2, tau2)
+
     b = y - op(x0_hat)
-    u = precondition(b)
-    m_u, c_at_u = system(u)
-    residual = b - m_u
-    z = precondition(residual)
-    direction, rz = z, _dot(residual, z)
-    active = torch.ones_like(rz, dtype=torch.bool)
-    for _ in range(int(steps)):
-        m_p, c_at_p = system(direction)
-        curvature = _dot(direction, m_p)
-        active = active & (curvature > 0) & (rz > 0)
-        alpha = torch.where(active, rz / curvature.where(active, torch.ones_like(curvature)), torch.zeros_like(rz))
-        c_at_u = c_at_u + per_item(alpha, c_at_u) * c_at_p
-        residual = residual - per_item(alpha, m_p) * m_p
-        z = precondition(residual)
-        rz_next = _dot(residual, z)
-        beta = torch.where(active, rz_next / rz.where(active, torch.ones_like(rz)), torch.zeros_like(rz))
-        direction, rz = z + per_item(beta, direction) * direction, rz_next
+    c_at_u = conjugate_gradient(system, b, max_iter=int(steps), start=precondition(b), precondition=precondition)
     return x0_hat + c_at_u
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """<a_i, b_i> per batch item, shape (N,), in float64 (CG's scalars)."""
-    return (a.double() * b.double()).flatten(1).sum(dim=1)
-

@@ -53,17 +53,10 @@ import torch
 from ..errors import DiffrestoreError, UsageError
 from ..operators import OperatorKind
 from . import inner
-from .base import (
-    Generators,
-    ProgressCallback,
-    SolverConfig,
-    by_kind,
-    data_gradient,
-    likelihood_std,
-    randn,
-)
-from .daps import DAPS, DAPSConfig, decayed_lr, reference_scaled_lr
+from .annealing import Annealing, AnnealingConfig, decayed_lr, reference_scaled_lr
+from .base import Generators, ProgressCallback, SolverConfig, by_kind, data_gradient, likelihood_std, randn
 from .prompted import PromptConditioned, PromptSettings
+from .rules import Rule, fraction, integer, positive
 
 if TYPE_CHECKING:
     from ..operators import Problem
@@ -109,11 +102,12 @@ def official_setting(operator: object, autoencoder: str) -> MCMCSetting:
 
 
 @dataclasses.dataclass
-class LatentDAPSConfig(PromptSettings, DAPSConfig):
-    """DAPS's fields (daps.py), with the official latent defaults, plus:
+class LatentDAPSConfig(PromptSettings, AnnealingConfig):
+    """The annealing's settings (``annealing.AnnealingConfig``) with the official latent defaults, plus:
     langevin_steps / lr / lr_min_ratio / momentum: None = the per-task table (``steps_scale`` times its steps);
     grad_clamp: the clamp of the data gradient per latent element (inf: none); lr_reference_tau: 0 uses the lr as
-    given; inner: "hmc" or "langevin";
+    given; inner: "hmc" or "langevin"; r_t: "sigma", "jacobian", "mmse" or "auto" (pixel DAPS's "tweedie" needs a
+    Gaussian inner target, which the decoder takes away);
     prompt (None: the model's default), negative_prompt and guidance (None: ``default_guidance`` on text-conditioned
     models, no guidance on the others)."""
 
@@ -132,8 +126,14 @@ class LatentDAPSConfig(PromptSettings, DAPSConfig):
     grad_clamp: float = 0.5
     default_guidance: float = 7.5
 
+    rules: ClassVar[dict[str, Rule]] = {
+        **AnnealingConfig.rules, **PromptSettings.rules, "langevin_steps": integer(1, optional=True),
+        "lr_min_ratio": fraction(optional=True), "momentum": fraction(optional=True), "steps_scale": positive(),
+        "grad_clamp": positive(infinite=True),
+    }
 
-class LatentDAPS(PromptConditioned, DAPS):
+
+class LatentDAPS(PromptConditioned, Annealing):
     name: ClassVar[str] = "latent-daps"
     prior_kind: ClassVar[str] = "latent"
     config_class: ClassVar[type[SolverConfig]] = LatentDAPSConfig
@@ -141,6 +141,25 @@ class LatentDAPS(PromptConditioned, DAPS):
         "paper": {"steps": 50, "ode_steps": 2},
         "fast": {"steps": 25, "ode_steps": 1, "steps_scale": 1 / 3, "default_guidance": 1.0},
     }
+
+    def check_config(self) -> None:
+        """Pixel DAPS's r_t="tweedie" named as such; then every field by its rule."""
+        if self.config.r_t == "tweedie":
+            raise UsageError(f"{self.name}: r_t='tweedie' is pixel DAPS's",
+                             hint="use r_t='sigma', 'mmse' or 'jacobian'")
+        super().check_config()
+
+    def resolved(self, prior: Any, x_shape: tuple[int, int, int], problem: Problem | None = None) -> dict[str, Any]:
+        """The annealing range, r_t rule, guidance and latent shape for this prior and image; with the problem, the
+        task's HMC/Langevin steps, lr (first step, scaled to tau), lr_min_ratio and momentum, and tau."""
+        out = {**self.resolved_annealing(prior), **self.resolved_prompt(prior),
+               "latent_shape": list(prior.latent_shape(prior.padded_shape(tuple(x_shape))))}
+        if problem is None:
+            return out
+        setting, tau, lr0 = self.inner_schedule(prior, problem)
+        out.update(tau=tau, inner_steps=setting.steps, lr=lr0, lr_min_ratio=setting.lr_min_ratio,
+                   momentum=setting.momentum, autoencoder=str(getattr(prior, "autoencoder_kind", "kl")))
+        return out
 
     # ------------------------------------------------------------------------------------------- set-up
     def mcmc_setting(self, prior: LatentPrior, operator: object) -> MCMCSetting:
@@ -154,6 +173,12 @@ class LatentDAPS(PromptConditioned, DAPS):
             lr_min_ratio=float(cfg.lr_min_ratio) if cfg.lr_min_ratio is not None else row.lr_min_ratio,
             momentum=float(cfg.momentum) if cfg.momentum is not None else row.momentum,
         )
+
+    def inner_schedule(self, prior: LatentPrior, problem: Problem) -> tuple[MCMCSetting, float, float]:
+        """(the task's inner setting, the likelihood's tau, the first step's lr scaled to that tau)."""
+        setting = self.mcmc_setting(prior, problem.operator)
+        tau = likelihood_std(problem, self.config.tau)
+        return setting, tau, reference_scaled_lr(setting.lr, tau, self.config.lr_reference_tau)
 
     # ------------------------------------------------------------------------------------- the data term
     def _data_term(self, prior: LatentPrior, problem: Problem, y: torch.Tensor, size: tuple[int, int],
@@ -179,14 +204,10 @@ class LatentDAPS(PromptConditioned, DAPS):
     def _sample(self, prior: LatentPrior, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
                 generator: Generators, progress: ProgressCallback) -> torch.Tensor:
         cfg = self.config
-        if cfg.inner not in ("hmc", "langevin"):
-            raise UsageError(f"latent-daps: inner must be hmc or langevin, got {cfg.inner!r}")
         batch, _, h, w = shape
         cond = self.conditioning(prior)
         latent = prior.latent_shape(prior.padded_shape(shape[1:]))
-        setting = self.mcmc_setting(prior, problem.operator)
-        tau = likelihood_std(problem, cfg.tau)
-        lr0 = reference_scaled_lr(setting.lr, tau, cfg.lr_reference_tau)
+        setting, tau, lr0 = self.inner_schedule(prior, problem)
         data_term = self._data_term(prior, problem, y, (h, w), tau)
         sigmas = self.annealing_sigmas(prior)
         device = torch.device(prior.device)

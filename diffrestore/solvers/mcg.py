@@ -32,32 +32,29 @@ the same normalisation with W = I); the two noise guards above.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from ..errors import UsageError
 from ..operators import OperatorKind
 from .base import Generators, SolverConfig, randn
-from .dps import DPS
+from .dps import DPS, DPSConfig
+from .rules import Rule, one_of
 
 if TYPE_CHECKING:
     from ..operators import Problem
 
 
 @dataclasses.dataclass
-class MCGConfig(SolverConfig):
-    """steps: reverse steps = network calls (each with backward). zeta: gradient scale alpha (None = per task).
+class MCGConfig(DPSConfig):
+    """DPS's settings (dps.py: steps = network calls, each with backward; zeta the gradient scale alpha, None = per
+    task; clip_x0; zeta_reference_steps; model_zeta), plus
     project: the measurement-set projection: "auto" (operators whose pseudo-inverse does not amplify noise:
-    identity, inpainting, colorization, box super-resolution), True (every linear operator), False (never).
-    clip_x0: clamp x0_hat to the data range. zeta_reference_steps: as DPSConfig (zeta scaled by that / steps)."""
+    identity, inpainting, colorization, box super-resolution), True (every linear operator), False (never)."""
 
-    steps: int = 1000
-    zeta: float | None = None
     project: bool | str = "auto"
-    clip_x0: bool = True
-    zeta_reference_steps: int | None = None
-    model_zeta: bool = False  # as DPSConfig: the model folder's recommended step (the fast preset)
+
+    rules: ClassVar[dict[str, Rule]] = {**DPSConfig.rules, "project": one_of(True, False, "auto")}
 
 
 #: operators whose A A^T is diagonal with entries of order 1, so A^+ passes measurement noise through unamplified
@@ -77,11 +74,16 @@ class MCG(DPS):
             return False
         if self.config.project is True:
             return True
-        if self.config.project != "auto":
-            raise UsageError(f"mcg: project must be 'auto', True or False, got {self.config.project!r}")
         kind = getattr(operator, "kind", None)
         box_sr = kind == OperatorKind.SUPERRES and getattr(operator, "kernel", None) == "box"
         return kind in WELL_CONDITIONED or box_sr
+
+    def resolved(self, prior: Any, x_shape: tuple[int, int, int], problem: Problem | None = None) -> dict[str, Any]:
+        """DPS's, and with the problem whether the projection runs on its operator."""
+        out = super().resolved(prior, x_shape, problem)
+        if problem is not None:
+            out["project"] = self.projects(problem.operator)
+        return out
 
     def _after_step(
         self, problem: Problem, y: torch.Tensor, x: torch.Tensor, sigma: float, generator: Generators

@@ -52,6 +52,10 @@ class MMSE(Solver):
                              hint="drop --steps")
         return solver
 
+    def resolved(self, prior: Any, x_shape: tuple[int, int, int], problem: Problem | None = None) -> dict[str, Any]:
+        """With the problem, the noise level the one denoiser call is told (the noise std, tensor units)."""
+        return {} if problem is None else {"sigma": float(getattr(problem.noise, "std", 0.0) or 0.0)}
+
     def check_task(self, task: str, noise: str, num_samples: int) -> None:
         """UsageError unless this is Gaussian denoising with one output per image."""
         if task != "denoise":

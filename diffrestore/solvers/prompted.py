@@ -8,7 +8,9 @@ The config must have ``prompt`` (None: the model's default prompt), ``negative_p
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .rules import Rule, positive, text
 
 if TYPE_CHECKING:
     from ..priors.base import Conditioning, LatentPrior
@@ -23,12 +25,16 @@ def unwrapped(prior: Any) -> Any:
 
 @dataclasses.dataclass
 class PromptSettings:
-    """The config fields of a prompt-conditioned solver (solvers override the defaults they need)."""
+    """The config fields of a prompt-conditioned solver (solvers override the defaults they need; their configs
+    take these ``rules`` into theirs)."""
 
     prompt: str | None = None
     negative_prompt: str = ""
     guidance: float | None = None
     default_guidance: float = 1.0
+
+    rules: ClassVar[dict[str, Rule]] = {"prompt": text(optional=True), "negative_prompt": text(),
+                                        "guidance": positive(optional=True), "default_guidance": positive()}
 
 
 class PromptConditioned:
@@ -45,12 +51,23 @@ class PromptConditioned:
         cfg = self.config
         key = unwrapped(prior)
         if self._conditioning is None or self._conditioning[0] is not key:
-            guidance = cfg.guidance
-            if guidance is None:
-                guidance = float(cfg.default_guidance) if bool(getattr(prior, "conditional", False)) else 1.0
-            cond = prior.condition(cfg.prompt, cfg.negative_prompt or None, float(guidance))
+            cond = prior.condition(cfg.prompt, cfg.negative_prompt or None, self.guidance_for(prior))
             self._conditioning = (key, cond)
         return self._conditioning[1]
+
+    def guidance_for(self, prior: Any) -> float:
+        """The guidance scale a run uses: ``guidance``, else ``default_guidance`` on a text-conditioned model and
+        1 (no guidance, the conditional pass only) on the others."""
+        cfg = self.config
+        if cfg.guidance is not None:
+            return float(cfg.guidance)
+        return float(cfg.default_guidance) if bool(getattr(prior, "conditional", False)) else 1.0
+
+    def resolved_prompt(self, prior: Any) -> dict[str, Any]:
+        """What the conditioning takes from the prior, for ``Solver.resolved`` (no text encoder runs): whether
+        the model reads the prompt, and the guidance scale."""
+        return {"conditional": bool(getattr(prior, "conditional", False)),
+                "guidance": self.guidance_for(prior)}
 
 
 __all__ = ["PromptConditioned", "PromptSettings", "unwrapped"]

@@ -25,7 +25,7 @@ SCALE = 2
 def main() -> None:
     source = ROOT / "examples" / "astronaut.png"
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "diffrestore.cli", "inpaint", str(source), "--box", ",".join(map(str, BOX)),
+        command = [sys.executable, "-m", "diffrestore", "inpaint", str(source), "--box", ",".join(map(str, BOX)),
                    "--num-samples", "4", "--seed", "0", "-o", tmp, "--progress", "none"]
         result = subprocess.run(command, check=True, capture_output=True, text=True)
         print(result.stdout.strip())

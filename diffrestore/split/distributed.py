@@ -16,21 +16,23 @@ rank 0's summary and exit code), and rank 0, which waits for them, exits last wi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DiffrestoreError, UsageError
-from .progress import Reporter, make_reporter
+from ..errors import DiffrestoreError, UsageError
+from ..run.progress import Reporter, make_reporter
 from .shards import Shard, World, launch_shard
 from .summaries import check_summary_file, merge_parts, summary_exit_code, summary_line
 
 if TYPE_CHECKING:
-    from . import tasks
-    from .plan import Item, RunOptions, RunSummary
+    from ..run.options import RunOptions
+    from ..run.plan import Item, RunSummary
 
 #: how often rank 0 reads the others' events while it restores (at most) and while it waits for them
 POLL_SECONDS = 0.5
@@ -39,24 +41,25 @@ WAIT_POLL_SECONDS = 0.1
 PLAN_TIMEOUT = timedelta(minutes=30)
 
 
-def run(inputs: list[str], opts: RunOptions, task_opts: tasks.TaskOptions) -> tuple[dict[str, Any] | None, int]:
-    """The CLI's run: (the summary document this process prints and writes, or None, and its exit code)."""
-    from . import engine
+def run(inputs: list[str], opts: RunOptions, task_values: Mapping[str, Any]) -> tuple[dict[str, Any] | None, int]:
+    """The CLI's run: (the summary document this process prints and writes, or None, and its exit code).
+    ``task_values``: the task's flags (name -> value, None = not given)."""
+    from ..run import engine
 
     shard = launch_shard(opts.shard)
     if opts.summary_file is not None:
         check_summary_file(Path(opts.summary_file))
     if shard.world is None:
-        opts.sharding = shard if shard.split else None
+        opts = dataclasses.replace(opts, sharding=shard if shard.split else None)
         reporter = make_reporter(opts)
         for note in shard.notes:
             reporter.message(note)
-        summary = engine.run(inputs, opts, task_opts, reporter=reporter)
+        summary = engine.run(inputs, opts, task_values, reporter=reporter)
         if shard.split:
             _describe(summary, shard)
             _note_output_like(reporter, shard)
         return summary.to_json(), summary.exit_code
-    return _run_world(inputs, opts, task_opts, shard)
+    return _run_world(inputs, opts, task_values, shard)
 
 
 def _note_output_like(reporter: Reporter, shard: Shard) -> None:
@@ -153,7 +156,7 @@ def _item_event(item: Item) -> dict[str, Any]:
 
 
 def _item_of(event: dict[str, Any]) -> Item:
-    from .plan import Item
+    from ..run.plan import Item
 
     return Item(index=event["index"], input=Path(event["input"]), output=Path(event["output"]),
                 status=event["status"], error=event["error"], seconds=event["seconds"],
@@ -284,27 +287,26 @@ def _describe(summary: RunSummary, shard: Shard) -> None:
         summary.info["rank"] = shard.world.rank
 
 
-def _run_world(inputs: list[str], opts: RunOptions, task_opts: tasks.TaskOptions,
+def _run_world(inputs: list[str], opts: RunOptions, task_values: Mapping[str, Any],
                shard: Shard) -> tuple[dict[str, Any] | None, int]:
-    from . import engine
+    from ..run import engine
 
     world = shard.world
     assert world is not None
-    opts.device = _world_device(opts.device, world)
+    opts = dataclasses.replace(opts, device=_world_device(opts.device, world), sharding=shard)
     session = Session(world, opts.device)
     try:
         shard.on_planned = session.agree_on_plan
-        opts.sharding = shard
         if world.rank == 0:
             reporter: Reporter = WorldReporter(make_reporter(opts), session, shard)
             for note in shard.notes:
                 reporter.message(note)
-            summary = engine.run(inputs, opts, task_opts, reporter=reporter)
+            summary = engine.run(inputs, opts, task_values, reporter=reporter)
             assert isinstance(reporter, WorldReporter)
             whole = reporter.whole if reporter.whole is not None else summary.to_json()
             return whole, summary_exit_code(whole)
         try:
-            summary = engine.run(inputs, opts, task_opts, reporter=ForwardingReporter(session))
+            summary = engine.run(inputs, opts, task_values, reporter=ForwardingReporter(session))
         except DiffrestoreError as error:
             session.post("end", error=str(error))
             raise

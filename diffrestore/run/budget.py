@@ -1,8 +1,5 @@
-"""How big a run may be: upper bounds on the flags that size it, and the memory it needs, both checked before
-any model loads.
-
-``check_ranges`` needs nothing but the flags: a number no machine can run (10^10 steps, a 100001-pixel kernel,
-10^8 samples) is refused at once instead of surfacing as an allocator error or a planner that never returns.
+"""The memory a run needs, checked before any model loads (the flags' own upper bounds, which stop numbers no
+machine can run, are in ``run.options`` and the task table).
 
 ``check_memory`` needs the image sizes (after the inputs are decoded): it counts the tensors the solver itself
 holds for the largest batch (its working copies of every sample and, for blur, the FFT grid of the extended
@@ -16,20 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import UsageError
-from .methods import MAX_STEPS, PRESET_STEPS
+from ..errors import UsageError
 
-if TYPE_CHECKING:
-    from .plan import RunOptions
-    from .tasks import TaskOptions
-
-#: Every sample is a solver row and a file of its own, and the planner names all of them before anything runs.
-MAX_NUM_SAMPLES = 10000
-#: A kernel is k x k floats and its FFT grid (H + k - 1) x (W + k - 1) per channel and row; past a few thousand
-#: pixels it is wider than the photos it would blur, and 100001 alone would be a 40 GB kernel.
-MAX_KERNEL_SIZE = 4095
 #: Image-sized float32 tensors a solver holds per row: x, x0_hat, x0, the data gradient, a noise draw, y, A(x)
 #: and one temporary (DAPS's Langevin loop holds the most). The network's activations come on top.
 WORKING_COPIES = 8
@@ -37,27 +24,6 @@ WORKING_COPIES = 8
 #: large as one real grid), their product and the inverse transform.
 BLUR_GRID_COPIES = 4
 FLOAT_BYTES = 4
-
-
-def check_steps(method: str, steps: int | None) -> None:
-    """UsageError for more --steps than ``method`` takes (methods.MAX_STEPS)."""
-    limit = MAX_STEPS.get(method)
-    if steps is not None and limit is not None and steps > limit:
-        raise UsageError(f"--steps {steps} is more than method {method} takes: at most {limit}",
-                         hint=f"the paper preset uses {PRESET_STEPS[method]['paper']}")
-
-
-def check_ranges(opts: RunOptions, task_opts: TaskOptions) -> None:
-    """Upper bounds of the flags that size a run (the lower bounds are plan's and tasks' checks)."""
-    if opts.num_samples > MAX_NUM_SAMPLES:
-        raise UsageError(f"--num-samples {opts.num_samples} is too many: at most {MAX_NUM_SAMPLES}",
-                         hint="every sample is restored and written as its own file")
-    if task_opts.kernel_size is not None and task_opts.kernel_size > MAX_KERNEL_SIZE:
-        raise UsageError(f"--kernel-size {task_opts.kernel_size} is too large: at most {MAX_KERNEL_SIZE}",
-                         hint="the papers use 61")
-
-
-# -------------------------------------------------------------------------------------------------- memory
 
 
 def run_bytes(*, rows: int, channels: int, size: tuple[int, int], kernel: tuple[int, int] | None = None) -> int:
@@ -131,7 +97,7 @@ def _largest(fits: Callable[[int], bool], high: int, *, odd: bool = False) -> in
 
 
 def _human(n: int) -> str:
-    from .registry.cache import human_bytes
+    from ..registry.cache import human_bytes
 
     return human_bytes(n)
 

@@ -11,8 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from .budget import MAX_KERNEL_SIZE, MAX_NUM_SAMPLES
-from .methods import G2D2_PROCESSES, MAX_STEPS, PRESET_STEPS
+from ..run.options import MAX_NUM_SAMPLES
+from ..solvers.methods import G2D2_PROCESSES, MAX_STEPS, PRESET_GUIDANCE, PRESET_STEPS
+from ..tasks.flags import Flag
+from ..tasks.spec import TaskSpec, noise_flags
+
+#: the measurement-noise flags, shown in their own help panel
+NOISE_FLAG_NAMES = frozenset(flag.name for flag in noise_flags(0.0))
 
 _PANEL_TASK = "Task options"
 _PANEL_NOISE = "Measurement noise"
@@ -43,6 +48,16 @@ def _steps_help() -> str:
             per_method.append(f"{method} {steps['fast']}{fast} / {steps['paper']}{paper}")
     limits = ", ".join(f"{method} {limit}" for method, limit in MAX_STEPS.items() if limit > 1)
     return f"Number of solver steps (overrides the preset). Default: {', '.join(per_method)}. At most: {limits}."
+
+
+def _guidance_help() -> str:
+    """--guidance with each conditioned method's preset scales, from the torch-free method table."""
+    per_method = []
+    for method, scales in PRESET_GUIDANCE.items():
+        fast, paper = scales["fast"], scales["paper"]
+        per_method.append(f"{method} {fast:g}" if fast == paper else f"{method} {fast:g} (fast) / {paper:g} (paper)")
+    return ("Classifier-free guidance scale for text-conditioned priors (1 = the prompt only, one network pass; "
+            f"unconditional models take none). Default: {', '.join(per_method)}.")
 
 
 class _PlainPlaceholders:
@@ -82,21 +97,6 @@ INPUTS = _param(
     inspect.Parameter.empty,
 )
 
-NOISE_PARAMS = [
-    _param("noise", Annotated[str, _opt("--noise", panel=_PANEL_NOISE, metavar="gaussian|poisson|none",
-                                        help="Noise model of the measurement: gaussian, poisson or none.")],
-           "gaussian"),
-    _param("noise_sigma", Annotated[str | None, _opt(
-        "--noise-sigma", panel=_PANEL_NOISE, metavar="auto|SIGMA", show_default=False,
-        help="Std of the Gaussian measurement noise on the [0, 1] intensity scale of the image (a paper's "
-        "0.05 on the [-1, 1] scale is 0.025 here), or auto: estimated from each input (wavelet MAD, floored at "
-        "the file's quantisation step; printed as a note). Default: auto for real inputs; with --simulate 0.1 "
-        "for denoise, 0.025 for the other tasks.")], None),
-    _param("poisson_rate", Annotated[float | None, _opt(
-        "--poisson-rate", panel=_PANEL_NOISE, metavar="RATE", show_default=False,
-        help="Photons per unit intensity for --noise poisson (larger = less noise). Default: 100.")], None),
-]
-
 SHARED_PARAMS = [
     _param("method", Annotated[str, _opt(
         "--method", help="Posterior sampler: daps, dps or mcg; or mmse (denoise only: the posterior mean in one "
@@ -122,8 +122,7 @@ SHARED_PARAMS = [
         help="What classifier-free guidance steers away from. Default: the empty prompt.")], None),
     _param("guidance", Annotated[float | None, _opt(
         "--guidance", panel=_PANEL_SAMPLING, metavar="SCALE", show_default=False,
-        help="Classifier-free guidance scale for text-conditioned priors (1 = the prompt only, one network pass). "
-        "Default: 7.5 with --preset paper, 1 with fast.")], None),
+        help=_guidance_help())], None),
     _param("g2d2_process", Annotated[str | None, _opt(
         "--g2d2-process", panel=_PANEL_SAMPLING, metavar="|".join(G2D2_PROCESSES), show_default=False,
         help="--method g2d2 on discrete (VQ-Diffusion) priors: how it moves to the next step. star (default, the "
@@ -213,104 +212,22 @@ SHARED_PARAMS = [
         "auto"),
 ]
 
-_MASK_PARAMS = [
-    _param("mask", Annotated[Path | None, _opt(
-        "--mask", panel=_PANEL_TASK, metavar="FILE", show_default=False,
-        help="Mask image of the same size: white = missing (to fill), black = known.")], None),
-    _param("mask_dir", Annotated[Path | None, _opt(
-        "--mask-dir", panel=_PANEL_TASK, metavar="DIR", show_default=False,
-        help="Folder of masks matched by file stem: photo.jpg uses DIR/photo.png (or photo_mask.png).")], None),
-    _param("box", Annotated[str | None, _opt(
-        "--box", panel=_PANEL_TASK, metavar="X,Y,W,H", show_default=False,
-        help="Fill a rectangle: left, top, width, height in pixels.")], None),
-    _param("random_fraction", Annotated[float | None, _opt(
-        "--random-fraction", panel=_PANEL_TASK, metavar="F", show_default=False,
-        help="Fill a random share F of the pixels (drawn from --seed); mostly for --simulate.")], None),
-    _param("invert_mask", Annotated[bool, _opt(
-        "--invert-mask", help="Swap the mask's meaning (black = missing).", panel=_PANEL_TASK)], False),
-    _param("blend", Annotated[int, _opt(
-        "--blend", panel=_PANEL_TASK, metavar="PX",
-        help="Known pixels are kept exactly; PX > 0 feathers the seam over PX pixels inside the hole (real inputs; "
-        "with --simulate the posterior sample is written as is).")], 0),
-]
+def _task_param(flag: Flag) -> inspect.Parameter:
+    """A typer option from a task table flag. Given or not is told by None (bools: False), so a run knows what
+    the user said; the default a run uses is the flag's, stated in its help."""
+    panel = _PANEL_NOISE if flag.name in NOISE_FLAG_NAMES else _PANEL_TASK
+    decls = (flag.option, flag.short) if flag.short else (flag.option,)
+    if flag.kind is bool:
+        return _param(flag.name, Annotated[bool, _opt(*decls, help=flag.help_text(), panel=panel)], False)
+    kind = str if flag.parse is not None else flag.kind
+    option = _opt(*decls, help=flag.help_text(), panel=panel, metavar=flag.metavar, show_default=False)
+    return _param(flag.name, Annotated[kind | None, option], None)
 
-_SR_PARAMS = [
-    _param("scale", Annotated[int, _opt(
-        "--scale", "-s", help="Upscaling factor: 2, 3, 4 or 8.", panel=_PANEL_TASK, metavar="2|3|4|8")], 4),
-    _param("downsample", Annotated[str, _opt(
-        "--downsample", help="How the low-resolution image was made: bicubic or box (average).",
-        panel=_PANEL_TASK, metavar="bicubic|box")], "bicubic"),
-]
 
-_DEBLUR_PARAMS = [
-    _param("blur", Annotated[str, _opt(
-        "--blur", help="Blur kind: gaussian or motion (ignored with --kernel).", panel=_PANEL_TASK,
-        metavar="gaussian|motion")], "gaussian"),
-    _param("kernel", Annotated[Path | None, _opt(
-        "--kernel", panel=_PANEL_TASK, metavar="FILE", show_default=False,
-        help="Blur kernel from a file (.png or .npy), normalised to sum 1.")], None),
-    _param("kernel_size", Annotated[int | None, _opt(
-        "--kernel-size", panel=_PANEL_TASK, show_default=False, metavar="PIXELS",
-        help=f"Kernel width in pixels, odd, at most {MAX_KERNEL_SIZE}. Default: 61.")], None),
-    _param("sigma", Annotated[float | None, _opt(
-        "--sigma", panel=_PANEL_TASK, show_default=False, metavar="PIXELS",
-        help="Gaussian blur std in pixels. Default: 3.0.")], None),
-    _param("intensity", Annotated[float | None, _opt(
-        "--intensity", panel=_PANEL_TASK, show_default=False, metavar="I",
-        help="Motion blur strength in (0, 1]; the kernel is drawn once from --seed. Default: 0.5.")], None),
-]
+def task_params(spec: TaskSpec) -> list[inspect.Parameter]:
+    """The options of a task's command: its own flags, then its noise flags, from the task table."""
+    return [_task_param(flag) for flag in spec.all_flags()]
 
-_PHASE_PARAMS = [
-    _param("oversampling", Annotated[float | None, _opt(
-        "--oversampling", panel=_PANEL_TASK, show_default=False, metavar="FACTOR",
-        help="Zero-padding factor of the Fourier transform (>= 1). Default: 2.0.")], None),
-]
 
-_HDR_PARAMS = [
-    _param("scale", Annotated[float, _opt(
-        "--scale", "-s", help="Exposure gain of the clipping: the file is clip(scale * x).", panel=_PANEL_TASK,
-        metavar="GAIN")], 2.0),
-]
-
-TASK_HELP = {
-    "inpaint": (
-        "Fill missing regions. The mask comes from --mask, --mask-dir, --box, --random-fraction or the "
-        "input's transparent pixels.",
-        "diffrestore inpaint photo.png --mask holes.png",
-    ),
-    "superres": (
-        "Upscale a low-resolution image (--scale 2, 3, 4 or 8); the output is --scale times larger.",
-        "diffrestore superres small.png --scale 4",
-    ),
-    "deblur": (
-        "Remove a known blur: gaussian (--sigma), motion (--intensity), or a kernel file (--kernel).",
-        "diffrestore deblur blurry.png --blur gaussian --sigma 3",
-    ),
-    "denoise": (
-        "Remove Gaussian (--noise-sigma, [0, 1] scale) or Poisson (--noise poisson --poisson-rate) noise.",
-        "diffrestore denoise noisy.png --noise-sigma 0.1",
-    ),
-    "colorize": (
-        "Add colour to a grayscale image (an RGB input is reduced to its luminance first).",
-        "diffrestore colorize old_photo.jpg",
-    ),
-    "phase-retrieval": (
-        "Recover an image from the magnitude of its Fourier transform. Measurements are not pictures, so this "
-        "command always simulates: each input is the clean image, and PSNR / SSIM are printed.",
-        "diffrestore phase-retrieval object.png --oversampling 2",
-    ),
-    "hdr": (
-        "Recover the range lost to clipping: the input is clip(scale * x).",
-        "diffrestore hdr overexposed.png --scale 2",
-    ),
-}
-
-TASK_PARAMS = {
-    "inpaint": _MASK_PARAMS,
-    "superres": _SR_PARAMS,
-    "deblur": _DEBLUR_PARAMS,
-    "denoise": [],
-    "colorize": [],
-    "phase-retrieval": _PHASE_PARAMS,
-    "hdr": _HDR_PARAMS,
-}
+def task_help(spec: TaskSpec) -> str:
+    return f"{spec.summary}\n\nExample: {spec.example}"

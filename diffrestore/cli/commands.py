@@ -7,7 +7,6 @@ It must not import torch or diffusers at module level: ``diffrestore --help`` ha
 from __future__ import annotations
 
 import functools
-import importlib.util
 import inspect
 import os
 import sys
@@ -17,18 +16,12 @@ from typing import Annotated, Any
 
 import typer
 
-from . import __version__
-from .cli_flags import (
-    INPUTS,
-    NOISE_PARAMS,
-    SHARED_PARAMS,
-    TASK_HELP,
-    TASK_PARAMS,
-    PlainHelpCommand,
-    PlainHelpGroup,
-)
-from .errors import EXIT_USAGE, DiffrestoreError, UsageError
-from .interrupts import signal_name, signal_of, stop_on_signals
+from .. import __version__
+from ..errors import EXIT_USAGE, DiffrestoreError, UsageError
+from ..run.interrupts import signal_name, signal_of, stop_on_signals
+from ..tasks.spec import TaskSpec
+from ..tasks.table import TASKS
+from .flags import INPUTS, SHARED_PARAMS, PlainHelpCommand, PlainHelpGroup, task_help, task_params
 
 EXIT_CODE_TABLE = (
     "Exit codes: 0 all done; 1 some items failed; 2 usage error (bad flag, unreadable input); "
@@ -80,8 +73,8 @@ def env_command(
         except PackageNotFoundError:
             return None
 
-    from .registry import cache_dir
-    from .runtime import available_devices
+    from ..registry import cache_dir
+    from ..run.runtime import available_devices
 
     info = {
         "diffrestore": __version__,
@@ -127,21 +120,19 @@ def _answers_signals(command: Any) -> Any:
 
 
 def _run_task(task: str, values: dict[str, Any]) -> int:
-    """Shared body of every task command: flags -> options -> engine.run -> exit code."""
+    """Shared body of every task command: flags -> run options and task flag values -> the run -> exit code."""
     import json
 
-    from . import distributed, plan, summaries, tasks
-    from .solver_settings import parse_pairs
+    from ..run.options import RunOptions
+    from ..run.solver_settings import parse_pairs
+    from ..split import distributed, summaries
 
     inputs = values.pop("inputs")
     run_values = {name: values.pop(name) for name in _RUN_OPTION_NAMES}
     run_values["offline"] = True if run_values["offline"] else None
     run_values["solver_options"] = parse_pairs(values.pop("solver_set") or [])
-    opts = plan.RunOptions(task=task, **run_values)
-    if "box" in values and values["box"] is not None:
-        values["box"] = tasks.parse_box(values["box"])
-    task_opts = tasks.TaskOptions(**values)
-    doc, code = distributed.run(inputs, opts, task_opts)  # a split run's rank 0 has the whole world's document
+    opts = RunOptions(task=task, **run_values)
+    doc, code = distributed.run(inputs, opts, values)  # a split run's rank 0 has the whole world's document
     if doc is not None and opts.summary_file is not None:
         summaries.write_summary(Path(opts.summary_file), doc)
     if doc is not None and opts.json_output:
@@ -149,27 +140,29 @@ def _run_task(task: str, values: dict[str, Any]) -> int:
     return code
 
 
-def _make_task_command(task: str, name: str, *, hidden: bool = False, alias_of: str | None = None) -> None:
-    params = [INPUTS, *TASK_PARAMS[task], *NOISE_PARAMS, *SHARED_PARAMS]
+def _make_task_command(spec: TaskSpec, name: str, *, hidden: bool = False, alias_of: str | None = None) -> None:
+    params = [INPUTS, *task_params(spec), *SHARED_PARAMS]
 
     @_answers_signals
     def command(**values: Any) -> int:
-        return _run_task(task, values)
+        return _run_task(spec.name, values)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__name__ = f"{task.replace('-', '_')}_command"
-    summary, example = TASK_HELP[task]
-    doc = f"{summary}\n\nExample: {example}"
+    command.__name__ = f"{spec.name.replace('-', '_')}_command"
+    doc = task_help(spec)
     if alias_of:
         doc = f"Alias of '{alias_of}'. {doc}"
     app.command(name, help=doc, epilog=EXIT_CODE_TABLE, hidden=hidden, no_args_is_help=True,
                 cls=PlainHelpCommand)(command)
 
 
-for _task in ("inpaint", "superres", "deblur", "denoise", "colorize", "phase-retrieval", "hdr"):
-    _make_task_command(_task, _task)
-_make_task_command("superres", "sr", alias_of="superres")
+# Every task of the table is a command, and so is each of its command aliases (sr).
+for _spec in TASKS.values():
+    _make_task_command(_spec, _spec.name)
+for _spec in TASKS.values():
+    for _alias in _spec.command_aliases:
+        _make_task_command(_spec, _alias, alias_of=_spec.name)
 
 
 def _int_list(text: str, flag: str, example: str) -> tuple[int, ...]:
@@ -234,12 +227,12 @@ def train_command(
     """
     import time
 
-    from . import plan
-    from .progress import progress_mode
+    from ..run.options import PROGRESS_MODES
+    from ..run.progress import progress_mode
 
-    if progress not in plan.PROGRESS_MODES:
+    if progress not in PROGRESS_MODES:
         raise UsageError(f"unknown --progress '{progress}'", hint="use auto, rich, plain or none")
-    from .train import train
+    from ..train import train
 
     mode = progress_mode(progress, quiet=quiet)
     recipe = dict(size=size, steps=steps, batch_size=batch_size, seed=seed, device=device, lr=lr,
@@ -280,15 +273,11 @@ def _stderr_console():
 
 
 def _mount_sub_apps() -> None:
-    """``diffrestore models ...`` (the registry's sub-app, once that module exists in the tree) and
-    ``diffrestore summary ...``."""
-    if importlib.util.find_spec(f"{__package__}.cli_models") is None:
-        return
-    from .cli_models import models_app
+    """``diffrestore models ...`` and ``diffrestore summary ...``."""
+    from .models import models_app
+    from .summary import summary_app
 
     app.add_typer(models_app, name="models")
-    from .cli_summary import summary_app
-
     app.add_typer(summary_app, name="summary")
 
 

@@ -1,6 +1,6 @@
 """Where and in what precision a run computes, and where its random numbers come from.
 
-Rules (see DESIGN.md):
+Rules (docs/architecture.md):
 - ``device="auto"`` picks cuda, then mps, then cpu.
 - ``dtype="auto"`` is fp16 on CUDA and float32 elsewhere; fp16 on the CPU is refused (most CPU kernels have
   no half implementation and the ones that do are slow), bf16 on the CPU is allowed where torch supports it.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from .errors import DeviceError
+from ..errors import DeviceError
 
 if TYPE_CHECKING:
     import torch

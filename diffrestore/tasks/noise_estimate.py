@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
 #: the median of |Z| for Z ~ N(0, 1): median(|d|) / this is the std of Gaussian coefficients
 MAD_TO_SIGMA = 0.6745

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from .plan import Item, RunOptions, RunSummary
-
-#: progress(done, total, what): called by solvers after each step; never prints by itself.
-ProgressCallback = Callable[[int, int, str], None]
+    from .options import RunOptions
+    from .plan import Item, RunSummary
 
 
 def progress_mode(requested: str, *, quiet: bool, stream: TextIO | None = None) -> str:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MAX_BLEND = 256
-
 
 def _box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Sum over the (2 radius + 1)^2 window around every pixel (zero outside), by cumulative sums: O(H W)."""

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 #: config fields that a flag of their own sets
 FLAG_FIELDS = {"steps": "--steps", "prompt": "--prompt", "negative_prompt": "--negative-prompt",
@@ -45,16 +45,17 @@ def typed_settings(method: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     what it takes and the known fields."""
     if not settings:
         return {}
-    from .solvers import solver_class
+    from ..solvers import solver_class
 
     config_class = solver_class(method).config_class
-    hints = typing.get_type_hints(config_class)
-    fields = sorted(f.name for f in dataclasses.fields(config_class) if f.name not in FLAG_FIELDS)
+    hints = typing.get_type_hints(config_class)  # also the class variables (a config's rules): not settings
+    names = {f.name for f in dataclasses.fields(config_class)}
+    fields = sorted(names - set(FLAG_FIELDS))
     typed: dict[str, Any] = {}
     for key, value in settings.items():
         if key in FLAG_FIELDS:
             raise UsageError(f"--set {key}: use {FLAG_FIELDS[key]} for this", hint=f"{FLAG_FIELDS[key]} VALUE")
-        if key not in hints:
+        if key not in names:
             known = f"known: {', '.join(fields)}" if fields else f"method {method} takes no --set settings"
             raise UsageError(f"--set {key}: method {method} has no setting {key!r}", hint=known)
         typed[key] = parse_value(key, value, hints[key]) if isinstance(value, str) else value

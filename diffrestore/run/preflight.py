@@ -1,19 +1,21 @@
-"""The checks of a run that need neither an image nor the model's weights (``validate``): flags and their
-ranges, task options, the method, its preset and its task, the prior kind of ``--model`` (from its registry
-family or folder layout, nothing downloaded) and the ``--kernel`` file, read here once. Each failure is one
-line before anything heavy starts; the CLI (through ``engine.run``) and the Python API call the same function.
+"""The checks of a run that need neither an image nor the model's weights (``validate``): the run's flags and
+their ranges, the task resolved from its flags (a ``--kernel`` file read here, once), the method, its preset and
+settings and its task, the prior kind of ``--model`` (from its registry family or folder layout, nothing
+downloaded). Each failure is one line before anything heavy starts. The result is a ``Job``, the run resolved
+once; the CLI (through ``engine.run``) and the Python API call the same function.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import budget, plan, tasks
-from .errors import DiffrestoreError, InputError, UsageError
-from .plan import RunOptions
+from ..errors import DiffrestoreError, UsageError
+from ..tasks import Task, resolve_task
+from .options import RunOptions, check_run_options, check_steps, samples_per_image
 
 
 def short_error(error: BaseException) -> str:
@@ -28,8 +30,8 @@ def make_solver(method: str, preset: str, steps: int | None, settings: Mapping[s
     """The solver for ``--method`` with its preset (and prompt, negative_prompt, guidance for the methods that
     take them), then ``settings`` (the typed --set values, None included: a preset's value can be unset);
     UsageError for unknown names or bad overrides."""
-    from .methods import METHOD_KINDS
-    from .solvers import get_solver
+    from ..solvers import get_solver
+    from ..solvers.methods import METHOD_KINDS
 
     if method not in METHOD_KINDS:
         raise UsageError(f"unknown method '{method}'", hint=f"use one of {', '.join(METHOD_KINDS)}")
@@ -47,52 +49,71 @@ def make_solver(method: str, preset: str, steps: int | None, settings: Mapping[s
         raise UsageError(f"cannot set up method '{method}' with preset '{preset}': {error}") from error
 
 
-def validate(opts: RunOptions, task_opts: tasks.TaskOptions, *, prior: Any = None, registry: Any = None) -> Any:
-    """Every check that needs neither an image nor the model's weights: flags and their ranges, task options,
-    the method and its preset, the method's task (e.g. mmse: denoising only), the prior kind and the --kernel
-    file (read here, once). Returns the solver. ``prior``: an already loaded prior (the Python API) whose kind is
-    checked instead of ``opts.model``'s; ``registry``: the models.toml already read (else ``opts.registry``'s)."""
-    opts.task = tasks.canonical_task(opts.task)
-    plan.check_run_options(opts)
-    tasks.validate_options(opts.task, task_opts, simulate=opts.simulate)
-    budget.check_ranges(opts, task_opts)
-    from .methods import resolve_method
-    from .priors.load import prior_kind
+@dataclass(frozen=True, eq=False)
+class Job:
+    """A run resolved from its options, once, before anything loads: the engine, the API and the CLI read it and
+    nothing changes it (an input's estimated noise level makes a new ``Task``, not a change to this one)."""
+
+    options: RunOptions
+    task: Task
+    method: str  # the method that runs: daps on a latent prior is latent-daps
+    num_samples: int  # -n, or the method's default
+    solver: Any
+    registry: Any = None  # the models.toml read (None: the shipped one)
+    prior_kind: str | None = None  # of --model, from its registry family or folder layout
+
+    @property
+    def simulate(self) -> bool:
+        return self.task.simulate
+
+
+def validate(opts: RunOptions, task_values: Mapping[str, Any] | None = None, *, prior: Any = None,
+             registry: Any = None) -> Job:
+    """Every check that needs neither an image nor the model's weights, in one place: the run's flags and their
+    ranges, the task's flags (resolved into a ``Task``; a --kernel file is read here, once), the method and its
+    preset and settings (the solver's whole config), the method's task (e.g. mmse: denoising only), the prior
+    kind. ``prior``: an already loaded prior (the Python API) whose kind is checked instead of ``opts.model``'s;
+    ``registry``: the models.toml already read (else ``opts.registry``'s)."""
+    from ..priors.load import prior_kind
+    from ..solvers.methods import resolve_method
     from .solver_settings import typed_settings
 
+    check_run_options(opts)
+    task = resolve_task(opts.task, task_values, simulate=opts.simulate)
+    num_samples = samples_per_image(opts)
     registry = registry if registry is not None else load_registry(opts.registry)
     kind = getattr(prior, "kind", "pixel") if prior is not None else prior_kind(opts.model, registry=registry)
-    opts.method = resolve_method(opts.method, kind)
-    conditioning = solver_overrides(opts)
-    settings = typed_settings(opts.method, opts.solver_options)
+    method = resolve_method(opts.method, kind)
+    conditioning = solver_overrides(opts, method)
+    settings = typed_settings(method, opts.solver_options)
     # What a method cannot do at all comes before how many steps it takes (mmse on inpaint: the task is wrong).
-    solver = make_solver(opts.method, opts.preset, None, settings, **conditioning)
-    solver.check_task(opts.task, task_opts.noise, opts.num_samples)
-    if opts.steps is not None:
-        solver = make_solver(opts.method, opts.preset, opts.steps, settings, **conditioning)
-        budget.check_steps(opts.method, opts.steps)
-    check_prior_kind(opts.method, opts.model, kind=kind, registry=registry)
-    load_kernel_file(task_opts)
-    return solver
+    solver = make_solver(method, opts.preset, None, settings, **conditioning)
+    solver.check_task(task.name, task.noise, num_samples)
+    if opts.steps is not None:  # the solver's own word on its steps (mmse: one call) before the general limit
+        solver = make_solver(method, opts.preset, opts.steps, settings, **conditioning)
+        check_steps(method, opts.steps)
+    check_prior_kind(method, opts.model, kind=kind, registry=registry)
+    return Job(options=opts, task=task, method=method, num_samples=num_samples, solver=solver, registry=registry,
+               prior_kind=kind)
 
 
-def solver_overrides(opts: RunOptions) -> dict[str, Any]:
+def solver_overrides(opts: RunOptions, method: str) -> dict[str, Any]:
     """--prompt, --negative-prompt, --guidance (and --g2d2-process) as solver overrides; a usage error for a
     method whose priors take no text (pixel priors), a guidance scale that is not a positive number, or a
     process for another method than g2d2."""
-    from .methods import CONDITIONED_METHODS, G2D2_PROCESSES
+    from ..solvers.methods import CONDITIONED_METHODS, G2D2_PROCESSES
 
     given = {"prompt": opts.prompt, "negative_prompt": opts.negative_prompt, "guidance": opts.guidance}
     flags = [f"--{key.replace('_', '-')}" for key, value in given.items() if value is not None]
-    if flags and opts.method not in CONDITIONED_METHODS:
-        raise UsageError(f"{' and '.join(flags)}: method {opts.method} runs on a pixel prior, which takes no prompt",
+    if flags and method not in CONDITIONED_METHODS:
+        raise UsageError(f"{' and '.join(flags)}: method {method} runs on a pixel prior, which takes no prompt",
                          hint="drop the flag, or use a text-conditioned model (e.g. --model sd15)")
     if opts.guidance is not None and not (opts.guidance > 0 and opts.guidance < 1e4):
         raise UsageError(f"--guidance {opts.guidance} is out of range", hint="use a scale > 0 (1 = no guidance)")
     overrides = {key: value for key, value in given.items() if value is not None}
     if opts.g2d2_process is not None:
-        if opts.method != "g2d2":
-            raise UsageError(f"--g2d2-process: method {opts.method} has no such setting", hint="use --method g2d2")
+        if method != "g2d2":
+            raise UsageError(f"--g2d2-process: method {method} has no such setting", hint="use --method g2d2")
         if opts.g2d2_process not in G2D2_PROCESSES:
             raise UsageError(f"--g2d2-process {opts.g2d2_process!r} is not {' or '.join(G2D2_PROCESSES)}")
         overrides["process"] = opts.g2d2_process
@@ -101,31 +122,16 @@ def solver_overrides(opts: RunOptions) -> dict[str, Any]:
 
 def load_registry(path: str | Path | None) -> Any:
     """The models.toml of ``--registry`` (RegistryError, exit 3, for a bad one); None: the default's."""
-    from .registry import load_registry as load
+    from ..registry import load_registry as load
 
     return load(path) if path is not None else None
-
-
-def load_kernel_file(task_opts: tasks.TaskOptions) -> None:
-    """Read ``--kernel FILE`` into ``task_opts.loaded_kernel``: a bad file is one usage error before any model
-    loads (not one failure per image), and no image reads it again."""
-    from . import imageio
-
-    if task_opts.kernel is None or task_opts.loaded_kernel is not None:
-        return
-    try:
-        task_opts.loaded_kernel = imageio.load_kernel(task_opts.kernel)
-    except DiffrestoreError:
-        raise
-    except (OSError, ValueError) as error:  # imageio names its own faults; this is the rest, in one line
-        raise InputError(f"kernel '{task_opts.kernel}' cannot be read: {short_error(error)}") from error
 
 
 def check_prior_kind(method: str, model: str, *, kind: str | None = None, registry: Any = None) -> str | None:
     """The prior kind of ``model`` (from its registry family or its folder, before any download; or ``kind`` when
     given); UsageError when ``method`` needs another kind, naming the methods that do fit the model."""
-    from .methods import METHOD_KINDS, methods_for_kind
-    from .priors.load import prior_kind
+    from ..priors.load import prior_kind
+    from ..solvers.methods import METHOD_KINDS, methods_for_kind
 
     kind = kind or prior_kind(model, registry=registry)
     needed = METHOD_KINDS[method]

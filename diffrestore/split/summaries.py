@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError, UsageError
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError, UsageError
 
 #: the settings every part of one run shares (a device may differ: cuda:0, cuda:1)
 RUN_SETTINGS = ("task", "method", "model", "preset", "steps", "seed", "num_samples", "simulate", "dtype", "operator",
@@ -77,7 +77,7 @@ def check_summary_file(path: Path) -> None:
 
 def write_summary(path: Path, doc: dict[str, Any], *, overwrite: bool = True) -> None:
     """The document as JSON, written atomically (a reader never sees half a summary)."""
-    from .imageio.write import write_atomic
+    from ..imageio.write import write_atomic
 
     write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), overwrite=overwrite)
 

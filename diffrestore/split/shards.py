@@ -22,12 +22,23 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
-from .errors import UsageError
+from ..errors import UsageError
 
-if TYPE_CHECKING:
-    from .plan import Item
+
+class Item(Protocol):
+    """What the split reads and writes of a planned input (``run.plan.Item``)."""
+
+    index: int
+    input: Path
+    output: Path
+    shard: str | None
+    rank: int | None
+
+    @property
+    def looks_like_output(self) -> bool: ...
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -83,9 +94,7 @@ class Shard:
     def select(self, items: list[Item]) -> list[Item]:
         """This process's items; the inputs are renumbered 0..M-1 first (the split's positions), output-like
         files dropped and counted."""
-        from .plan import LOOKS_LIKE_OUTPUT
-
-        inputs = [item for item in items if item.error != LOOKS_LIKE_OUTPUT]
+        inputs = [item for item in items if not item.looks_like_output]
         self.output_like = len(items) - len(inputs)
         for position, item in enumerate(inputs):
             item.index = position

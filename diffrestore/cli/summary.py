@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from .cli_flags import PlainHelpCommand, sub_app
-from .errors import OutputError
+from ..errors import OutputError
+from .flags import PlainHelpCommand, sub_app
 
 summary_app = sub_app("summary", "Work with the JSON summaries that --summary and --json write.")
 
@@ -38,7 +38,7 @@ def merge_command(
 
     Example: diffrestore summary merge shard_*.json -o run.json
     """
-    from .summaries import merge_files, summary_exit_code, summary_line, write_summary
+    from ..split.summaries import merge_files, summary_exit_code, summary_line, write_summary
 
     merged = merge_files(files, partial=partial)
     if output is not None:

@@ -36,6 +36,13 @@ PRESET_STEPS: dict[str, dict[str, int]] = {
     "dwgf": {"fast": 100, "paper": 998},
     "g2d2": {"fast": 25, "paper": 100},
 }
+#: method -> preset -> classifier-free guidance scale on text-conditioned models, as the solvers' presets say
+#: (``default_guidance``; tests/test_cli_flags.py keeps them equal): here so that --help can show them
+PRESET_GUIDANCE: dict[str, dict[str, float]] = {
+    "latent-daps": {"fast": 1.0, "paper": 7.5},
+    "dwgf": {"fast": 1.0, "paper": 1.0},
+    "g2d2": {"fast": 1.0, "paper": 5.0},
+}
 #: the most --steps each method takes. DPS and MCG walk the respaced timesteps of a 1000-step DDPM schedule, so
 #: more steps than it has do not exist; DAPS's annealing grid could be finer, but 50 times the paper's 200 steps
 #: is already days of network calls on any device; MMSE is one denoiser call; DWGF takes one Adam step per
@@ -57,5 +64,5 @@ def methods_for_kind(kind: str) -> tuple[str, ...]:
 
 __all__ = [
     "CONDITIONED_METHODS", "DEFAULT_SAMPLES", "G2D2_PROCESSES", "KIND_VARIANTS", "MAX_STEPS", "METHOD_KINDS",
-    "PRESET_NAMES", "PRESET_STEPS", "methods_for_kind", "resolve_method",
+    "PRESET_GUIDANCE", "PRESET_NAMES", "PRESET_STEPS", "methods_for_kind", "resolve_method",
 ]

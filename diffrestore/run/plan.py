@@ -1,6 +1,5 @@
 """Planning a run without torch: inputs (files, folders, globs) -> items with output names, every collision and
-existing output checked, and the flag checks that need nothing but the flags. Also the per-item record and the
-run summary that the reporters and ``--json`` print.
+existing output checked. Also the per-item record and the run summary that the reporters and ``--json`` print.
 
 Nothing here loads an image or a model, so a bad flag or a colliding output fails before anything heavy starts.
 """
@@ -15,60 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import tasks
-from .errors import OutputError, UsageError
+from ..errors import OutputError, UsageError
+from ..tasks import task_spec
+from .options import RunOptions, samples_per_image
 
 if TYPE_CHECKING:
-    from .masks import MaskSource
-    from .shards import Shard
+    from ..tasks.masks import MaskSource
 
-PROGRESS_MODES = ("auto", "rich", "plain", "none")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 def image_extensions() -> tuple[str, ...]:
     """Extensions (lower case, with the dot) that folder and glob inputs pick up."""
-    from .imageio import IMAGE_EXTENSIONS
+    from ..imageio import IMAGE_EXTENSIONS
 
     return tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in IMAGE_EXTENSIONS)
-
-
-@dataclass
-class RunOptions:
-    """Everything a run needs besides the task options; the CLI's flags with the same names."""
-
-    task: str
-    method: str = "daps"
-    model: str = "builtin"
-    preset: str = "fast"
-    steps: int | None = None
-    seed: int = 0
-    num_samples: int | None = None  # None: the method's default (methods.DEFAULT_SAMPLES, else 1)
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 4
-    output: Path | None = None
-    suffix: str | None = None
-    overwrite: bool = False
-    skip_existing: bool = False
-    json_output: bool = False
-    quiet: bool = False
-    progress: str = "auto"
-    fail_fast: bool = False
-    simulate: bool = False
-    recursive: bool = False
-    offline: bool | None = None
-    include_outputs: bool = False  # also restore folder files named like this command's outputs
-    registry: Path | None = None  # a models.toml to use instead of the shipped one
-    prompt: str | None = None  # text-conditioned priors: None = the model's default prompt
-    negative_prompt: str | None = None
-    guidance: float | None = None  # classifier-free guidance scale; None = the method's preset
-    tile_overlap: int | None = None  # fixed-size priors: window overlap in pixels; None = a quarter of the window
-    g2d2_process: str | None = None  # --method g2d2: "star" or "markov"; None = the solver's (star)
-    solver_options: dict[str, Any] = field(default_factory=dict)  # --set KEY=VALUE: solver hyper-parameters
-    shard: str | None = None  # --shard I/N: restore the I-th of N parts of the inputs (shards.py)
-    summary_file: Path | None = None  # --summary FILE: the JSON summary written to a file (summaries.py)
-    sharding: Shard | None = None  # this process's part of a split run (set by distributed.run, not a flag)
 
 
 @dataclass
@@ -90,7 +50,6 @@ class Item:
     batch_images: int = 1  # images restored in the same solver call
     batch_seconds: float = 0.0  # that call's time
     noise_sigma: float | None = None  # the estimated Gaussian noise std on [0, 1] (--noise-sigma auto)
-    noise_note: str | None = None  # how it was estimated, for the run's notes
     tiles: int | None = None  # windows per network call when a fixed-size prior is tiled
     shard: str | None = None  # a split run: the outer shard ("2/8", --shard or Slurm) that restores it
     rank: int | None = None  # a split run: the torch.distributed rank that restores it
@@ -100,6 +59,11 @@ class Item:
         batch costs about what one image does and a share alone would understate what one image takes."""
         self.batch_images, self.batch_seconds = images, batch_seconds
         self.seconds = batch_seconds / images + save_seconds
+
+    @property
+    def looks_like_output(self) -> bool:
+        """Found in a folder and named like this command's outputs (skipped unless --include-outputs)."""
+        return self.error == LOOKS_LIKE_OUTPUT
 
     @property
     def outputs(self) -> list[Path]:
@@ -143,12 +107,12 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        from .summaries import summary_exit_code
+        from ..split.summaries import summary_exit_code
 
         return summary_exit_code(self.to_json())
 
     def line(self) -> str:
-        from .summaries import summary_line
+        from ..split.summaries import summary_line
 
         return summary_line(self.to_json())
 
@@ -241,7 +205,7 @@ def expand_inputs(
 
 
 def default_suffix(task: str) -> str:
-    return f"_{tasks.canonical_task(task)}"
+    return f"_{task_spec(task).name}"
 
 
 def _output_is_dir(output: Path, n_inputs: int, extensions: tuple[str, ...]) -> bool:
@@ -329,34 +293,6 @@ def check_existing(items: list[Item], opts: RunOptions) -> None:
     more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
     raise OutputError(f"output {first} already exists{more}",
                       hint="use --overwrite to replace or --skip-existing to keep it")
-
-
-def samples_per_image(opts: RunOptions) -> int:
-    """-n, or the method's default when it is not given (methods.DEFAULT_SAMPLES: dwgf 4, the others 1)."""
-    from .methods import DEFAULT_SAMPLES
-
-    return int(opts.num_samples) if opts.num_samples is not None else DEFAULT_SAMPLES.get(opts.method, 1)
-
-
-def check_run_options(opts: RunOptions) -> None:
-    """Flag checks that need nothing but the flags."""
-    if opts.overwrite and opts.skip_existing:
-        raise UsageError("--overwrite and --skip-existing cannot be combined")
-    opts.num_samples = samples_per_image(opts)
-    if opts.num_samples < 1:
-        raise UsageError(f"--num-samples must be at least 1, got {opts.num_samples}")
-    if opts.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {opts.batch_size}")
-    if opts.steps is not None and opts.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {opts.steps}")
-    from .methods import PRESET_NAMES
-
-    if opts.preset not in PRESET_NAMES:
-        raise UsageError(f"unknown preset '{opts.preset}'", hint=f"use {' or '.join(sorted(PRESET_NAMES))}")
-    if opts.progress not in PROGRESS_MODES:
-        raise UsageError(f"unknown --progress '{opts.progress}'", hint=f"use {', '.join(PROGRESS_MODES)}")
-    if opts.suffix is not None and ("/" in opts.suffix or os.sep in opts.suffix):
-        raise UsageError(f"--suffix '{opts.suffix}' must not contain a path separator")
 
 
 def check_output_folders(items: list[Item]) -> None:

@@ -14,10 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from . import registry as reg
-from .cli_flags import PlainHelpCommand, sub_app
-from .errors import ChecksumError, DownloadError
-from .methods import methods_for_kind
+from .. import registry as reg
+from ..errors import ChecksumError, DownloadError
+from ..solvers.methods import methods_for_kind
+from .flags import PlainHelpCommand, sub_app
 
 models_app = sub_app("models", "List, download and verify the diffusion priors of the model registry (models.toml).")
 

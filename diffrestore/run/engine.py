@@ -1,0 +1,261 @@
+"""The run, top to bottom: validate -> plan -> read the inputs -> load the prior -> fit -> batches -> solve ->
+save -> summary.
+
+Nothing here parses flags (the CLI and the Python API both fill a ``RunOptions`` and give the task's flag values)
+or knows a solver's insides or a task's: the checks before any image live in ``preflight`` (which resolves the
+run into a ``Job``), planning in ``plan``, what each input brings in ``inputs``, the restoration of one batch in
+``restore``, devices and random streams in ``runtime``, reporters in ``progress``, stop signals in ``interrupts``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import DiffrestoreError, UsageError
+from . import interrupts, plan, solver_settings
+from .inputs import Prepared, batches, check_memory, prepare_input
+from .options import RunOptions
+from .plan import Item, RunSummary
+from .preflight import Job, load_registry, short_error, validate
+from .progress import Reporter, make_reporter
+from .restore import Restored, check_fit, load_prior, ready_prior, restore_batch, std_map_image
+from .runtime import resolve_device, resolve_dtype
+
+__all__ = ["check_fit", "load_prior", "load_registry", "restore_batch", "run", "std_map_image", "validate"]
+
+
+def run(
+    inputs: list[str] | list[Path],
+    opts: RunOptions,
+    task_values: Mapping[str, Any] | None = None,
+    *,
+    reporter: Reporter | None = None,
+) -> RunSummary:
+    """Run a whole job: ``opts`` for the run, ``task_values`` the task's flags (name -> value, None = not given).
+    Raises DiffrestoreError for problems found before any model loads; per-image failures are recorded on the
+    items. A stop signal (KeyboardInterrupt, ``interrupts.Interrupted``) once the items are planned ends the run:
+    finished outputs stay, the rest is "not-run", and the summary says which signal.
+    """
+    t_start = time.perf_counter()
+    # 1. Validate everything that needs no image and no model: flags, task, method, prior kind, kernel, outputs.
+    job = validate(opts, task_values)
+    device = resolve_device(opts.device)
+    dtype = resolve_dtype(opts.dtype, device)
+    items = plan.plan_run(inputs, opts)
+
+    reporter = reporter or make_reporter(opts)
+    summary = RunSummary(task=job.task.name, items=items, info={
+        "task": job.task.name, "method": job.method, "model": opts.model, "preset": opts.preset,
+        "steps": opts.steps or getattr(getattr(job.solver, "config", None), "steps", None),
+        "seed": opts.seed, "num_samples": job.num_samples, "simulate": job.simulate, "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""), "operator": job.task.describe(),
+        **solver_settings.recorded(job.solver, opts.solver_options)})  # --set values as the solver took them
+    output_like = sum(1 for item in items if item.looks_like_output)
+    single = len(items) - output_like == 1 and opts.sharding is None  # a part of one image is no single run
+    try:
+        # 2. Decode every input and build its mask before any weights load; check the memory the sizes need.
+        prepared = _prepare(items, job, single=single)
+        check_memory(job, prepared, device)
+        with reporter:
+            reporter.start(len(items))
+            for item in items:
+                if item.status in ("failed", "skipped"):
+                    reporter.item_finished(item)
+            if output_like:
+                reporter.message(f"note: skipped {output_like} file(s) named like outputs of this command "
+                                 "(--include-outputs restores them too)")
+            if prepared:
+                # 3. Load the prior once, 4. check that every image fits it, 5. batches -> solve -> save.
+                t_load = time.perf_counter()
+                prior = load_prior(opts.model, device=device, dtype=dtype, offline=opts.offline,
+                                   echo=reporter.message, registry=job.registry)
+                summary.load_seconds = time.perf_counter() - t_load
+                prior = ready_prior(job, prior)
+                fitting = _fitting(prepared, prior, job, reporter, single=single)
+                _run_batches(fitting, prior, job, reporter, summary)
+    except KeyboardInterrupt as stop:
+        summary.interrupted, summary.signal = True, interrupts.signal_name(stop)
+        for item in items:
+            if item.status == "pending":
+                item.status = "not-run"
+    summary.seconds = time.perf_counter() - t_start
+    reporter.run_finished(summary)  # its last line (a world's rank 0: the whole world's)
+    return summary
+
+
+def _prepare(items: list[Item], job: Job, *, single: bool) -> list[Prepared]:
+    """Decode each pending input, find and check its mask, estimate its noise; a failure fails that item (or the
+    run when it is the only one, or --fail-fast)."""
+    from .. import imageio
+
+    extensions = plan.image_extensions()
+    prepared: list[Prepared] = []
+    for item in items:
+        if item.status == "skipped":
+            continue
+        try:
+            loaded = imageio.load_image(item.input)
+            p = prepare_input(job, loaded.tensor, path=item.input, loaded=loaded, extensions=extensions)
+            p.notes = _input_notes(p, loaded)
+            del loaded
+        except DiffrestoreError as error:
+            if single or job.options.fail_fast:
+                raise
+            item.status, item.error = "failed", str(error)
+            continue
+        except (OSError, ValueError) as error:
+            if single or job.options.fail_fast:
+                raise UsageError(f"{item.input}: {short_error(error)}") from error
+            item.status, item.error = "failed", short_error(error)
+            continue
+        p.item = item
+        item.size, item.channels, item.mask = p.size, p.channels, p.mask_source
+        item.noise_sigma = p.noise_sigma
+        prepared.append(p)
+    return prepared
+
+
+def _input_notes(prepared: Prepared, loaded: Any) -> list[str]:
+    """What reading the file changed or decided (CMYK converted, transparency used as the mask, the estimated
+    noise level), as imageio and the estimator say."""
+    notes = list(getattr(loaded, "notes", []) or [])
+    if prepared.mask_source.kind == "alpha":
+        notes += loaded.alpha_mask_notes()
+    if prepared.noise_note:
+        notes.append(prepared.noise_note)
+    return notes
+
+
+def _fitting(prepared: list[Prepared], prior: Any, job: Job, reporter: Reporter, *, single: bool) -> list[Prepared]:
+    """The prepared images the loaded prior can take (channels and native size are known only now)."""
+    fitting = []
+    for p in prepared:
+        try:
+            check_fit(prior, job.solver, job.task, p.size, p.channels, name=job.options.model)
+        except DiffrestoreError as error:
+            if single or job.options.fail_fast:
+                raise
+            p.item.status, p.item.error = "failed", str(error)
+            reporter.item_finished(p.item)
+            continue
+        fitting.append(p)
+    return fitting
+
+
+def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Reporter, summary: RunSummary) -> None:
+    from .. import imageio
+
+    opts = job.options
+    stop = False
+    notes_seen: set[str] = set()
+
+    def note_once(note: str) -> None:
+        if note not in notes_seen:
+            notes_seen.add(note)
+            reporter.message(f"note: {note}")
+
+    protected = [item.input for item in summary.items]
+    for batch in batches(prepared, opts.batch_size):
+        if stop:
+            for p in batch:
+                p.item.status = "not-run"
+            continue
+        t0 = time.perf_counter()
+        reporter.batch_started([p.item for p in batch])
+        loaded = []
+        try:
+            loaded = [imageio.load_image(p.item.input) for p in batch]
+            _note_tiling(batch, prior, job, note_once)
+            for p in batch:
+                for note in p.notes:
+                    note_once(f"{p.item.input.name}: {note}")
+            results = restore_batch(prior, job.solver, job.task.with_noise_sigma(batch[0].noise_sigma),
+                                    [x.tensor for x in loaded], mask=batch[0].mask, num_samples=job.num_samples,
+                                    seed=opts.seed, progress=reporter.step)
+        except (DiffrestoreError, RuntimeError, ValueError, OSError) as error:
+            message = short_error(error)
+            for p in batch:
+                p.item.status, p.item.error = "failed", message
+                p.item.record_time(len(batch), time.perf_counter() - t0)
+                reporter.item_finished(p.item)
+            stop = opts.fail_fast
+            continue
+        batch_seconds = time.perf_counter() - t0
+        for p, like, result in zip(batch, loaded, results, strict=True):
+            # A stop signal while this image's files are written takes effect once they all are, and the
+            # image is reported done: it is complete or absent, never a main output without its samples.
+            with interrupts.deferred():
+                if not _finish(p.item, like, result, opts, reporter, note_once, protected,
+                               (len(batch), batch_seconds)):
+                    stop = stop or opts.fail_fast
+
+
+def _finish(item: Item, like: Any, result: Restored, opts: RunOptions, reporter: Reporter, note_once: Any,
+            protected: list[Path], batch: tuple[int, float]) -> bool:
+    """Save one restored image and report it; False when it failed."""
+    t_save = time.perf_counter()
+    try:
+        for note in _save(item, like, result, overwrite=opts.overwrite, protected=protected):
+            note_once(f"{item.output.name}: {note}")
+    except (DiffrestoreError, OSError, ValueError) as error:
+        item.status, item.error = "failed", short_error(error)
+        reporter.item_finished(item)
+        return False
+    item.status = "done"
+    item.metrics = result.metrics
+    item.record_time(batch[0], batch[1], time.perf_counter() - t_save)
+    if not opts.json_output:
+        line = str(item.output)
+        if result.metrics:
+            line += f"\tPSNR {result.metrics['psnr']:.2f} dB\tSSIM {result.metrics['ssim']:.4f}"
+        reporter.result(line)
+        for extra in item.outputs[1:]:
+            reporter.result(str(extra))
+    reporter.item_finished(item)
+    return True
+
+
+def _note_tiling(batch: list[Prepared], prior: Any, job: Job, note_once: Any) -> None:
+    """Say once per image size that a fixed-size prior is tiled, and record the windows per call on the items."""
+    from ..priors.tiled import tiling_note
+
+    w, h = job.task.restored_size(batch[0].size)
+    found = tiling_note(prior, (int(prior.channels), h, w))
+    if found is None:
+        return
+    count, note = found
+    for p in batch:
+        p.item.tiles = count
+    note_once(note)
+
+
+def _save(item: Item, like: Any, result: Restored, *, overwrite: bool, protected: list[Path]) -> list[str]:
+    """Write the outputs of one finished image (each atomically), samples and std map first, the main one last.
+
+    Returns what the output formats could not keep (imageio's notes)."""
+    import dataclasses
+
+    from .. import imageio
+
+    if item.mask is not None and item.mask.kind == "alpha":
+        # The transparency was the hole to fill: the filled result is opaque.
+        like = dataclasses.replace(like, alpha=None)
+    new = [p for p in item.outputs if not p.exists()]
+    notes: list[str] = []
+    try:
+        for path, sample in zip(item.samples, result.samples if item.samples else [], strict=True):
+            notes += imageio.save_image(sample.unsqueeze(0), path, like=like, overwrite=overwrite,
+                                        protected=protected).notes
+        if item.std_map is not None and result.std is not None:
+            imageio.save_image(std_map_image(result.std), item.std_map, like=None, overwrite=overwrite,
+                               protected=protected)
+        notes += imageio.save_image(result.image, item.output, like=like, overwrite=overwrite,
+                                    protected=protected).notes
+    except KeyboardInterrupt:  # a second stop signal, mid-save: take back this image's new files (never old ones)
+        for path in new:
+            path.unlink(missing_ok=True)
+        raise
+    return notes

@@ -1,0 +1,101 @@
+"""The run's options (``RunOptions``, one field per flag of a restoration command besides the task's own) and the
+one table of their ranges: every check that needs nothing but these flags happens in ``check_run_options``, and
+the CLI's help states the same limits from the same table. No torch here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from ..solvers.methods import DEFAULT_SAMPLES, MAX_STEPS, PRESET_NAMES, PRESET_STEPS
+from ..tasks.flags import Flag
+
+if TYPE_CHECKING:
+    from ..split.shards import Shard
+
+PROGRESS_MODES = ("auto", "rich", "plain", "none")
+#: Every sample is a solver row and a file of its own, and the planner names all of them before anything runs.
+MAX_NUM_SAMPLES = 10000
+
+#: the ranges of the run's numeric flags (--steps also has a per-method limit: ``check_steps``)
+RANGES: dict[str, Flag] = {
+    flag.name: flag
+    for flag in (
+        Flag("num_samples", "--num-samples", int, "", low=1, high=MAX_NUM_SAMPLES,
+             hint="every sample is restored and written as its own file"),
+        Flag("batch_size", "--batch-size", int, "", low=1),
+        Flag("steps", "--steps", int, "", low=1),
+        Flag("tile_overlap", "--tile-overlap", int, "", low=0),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run needs besides the task's own flags; the CLI's flags with the same names. Read-only: what
+    a run derives from them (the task, the method that runs, the sample count) lives in ``preflight.Job``."""
+
+    task: str
+    method: str = "daps"
+    model: str = "builtin"
+    preset: str = "fast"
+    steps: int | None = None
+    seed: int = 0
+    num_samples: int | None = None  # None: the method's default (methods.DEFAULT_SAMPLES, else 1)
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 4
+    output: Path | None = None
+    suffix: str | None = None
+    overwrite: bool = False
+    skip_existing: bool = False
+    json_output: bool = False
+    quiet: bool = False
+    progress: str = "auto"
+    fail_fast: bool = False
+    simulate: bool = False
+    recursive: bool = False
+    offline: bool | None = None
+    include_outputs: bool = False  # also restore folder files named like this command's outputs
+    registry: Path | None = None  # a models.toml to use instead of the shipped one
+    prompt: str | None = None  # text-conditioned priors: None = the model's default prompt
+    negative_prompt: str | None = None
+    guidance: float | None = None  # classifier-free guidance scale; None = the method's preset
+    tile_overlap: int | None = None  # fixed-size priors: window overlap in pixels; None = a quarter of the window
+    g2d2_process: str | None = None  # --method g2d2: "star" or "markov"; None = the solver's (star)
+    solver_options: dict[str, Any] = field(default_factory=dict)  # --set KEY=VALUE: solver hyper-parameters
+    shard: str | None = None  # --shard I/N: restore the I-th of N parts of the inputs (shards.py)
+    summary_file: Path | None = None  # --summary FILE: the JSON summary written to a file (summaries.py)
+    sharding: Shard | None = None  # this process's part of a split run (split.distributed gives it, not a flag)
+
+
+def samples_per_image(opts: RunOptions) -> int:
+    """-n, or the method's default when it is not given (methods.DEFAULT_SAMPLES: dwgf 4, the others 1)."""
+    return int(opts.num_samples) if opts.num_samples is not None else DEFAULT_SAMPLES.get(opts.method, 1)
+
+
+def check_steps(method: str, steps: int | None) -> None:
+    """UsageError for more --steps than ``method`` takes (methods.MAX_STEPS)."""
+    limit = MAX_STEPS.get(method)
+    if steps is not None and limit is not None and steps > limit:
+        raise UsageError(f"--steps {steps} is more than method {method} takes: at most {limit}",
+                         hint=f"the paper preset uses {PRESET_STEPS[method]['paper']}")
+
+
+def check_run_options(opts: RunOptions) -> None:
+    """Every check that needs nothing but the run's flags (ranges from ``RANGES``, choices, combinations)."""
+    if opts.overwrite and opts.skip_existing:
+        raise UsageError("--overwrite and --skip-existing cannot be combined")
+    for name, flag in RANGES.items():
+        value = samples_per_image(opts) if name == "num_samples" else getattr(opts, name)
+        flag.check(value)
+    if opts.preset not in PRESET_NAMES:
+        raise UsageError(f"unknown preset '{opts.preset}'", hint=f"use {' or '.join(sorted(PRESET_NAMES))}")
+    if opts.progress not in PROGRESS_MODES:
+        raise UsageError(f"unknown --progress '{opts.progress}'", hint=f"use {', '.join(PROGRESS_MODES)}")
+    if opts.suffix is not None and ("/" in opts.suffix or os.sep in opts.suffix):
+        raise UsageError(f"--suffix '{opts.suffix}' must not contain a path separator")

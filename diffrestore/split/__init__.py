@@ -1,0 +1,1 @@
+"""Runs split over processes: shards, torch.distributed worlds, summaries and their merge."""

@@ -1,0 +1,274 @@
+"""The photo tasks: one ``TaskSpec`` each. What the user's file is, per task (outside ``--simulate``, where the file
+is always the clean image x):
+
+    inpaint          the picture with holes (pixels under the mask are ignored)
+    superres         the low-resolution picture; the result is ``scale`` times larger
+    deblur           the blurred picture
+    denoise          the noisy picture
+    colorize         a grayscale picture (an RGB file is first reduced to its luminance)
+    phase-retrieval  always simulated: a Fourier magnitude is not a picture, so the file is the clean object
+    hdr              the clipped (over-exposed) picture; the result recovers ``scale`` times the range
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError, UsageError
+from .flags import Flag
+from .masks import MAX_BLEND, MaskSource, find_mask_in_dir, mask_value, parse_box
+from .spec import TaskSpec
+
+if TYPE_CHECKING:
+    import torch
+
+SR_SCALES = (2, 3, 4, 8)
+#: the largest blur kernel: past a few thousand pixels it is wider than the photos it would blur (and 100001 alone
+#: would be a 40 GB kernel)
+MAX_KERNEL_SIZE = 4095
+
+
+class Inpaint(TaskSpec):
+    name = "inpaint"
+    summary = ("Fill missing regions. The mask comes from --mask, --mask-dir, --box, --random-fraction or the "
+               "input's transparent pixels.")
+    example = "diffrestore inpaint photo.png --mask holes.png"
+    keeps_known_pixels = True
+    flags = (
+        Flag("mask", "--mask", Path, "Mask image of the same size: white = missing (to fill), black = known.",
+             metavar="FILE", parse=mask_value),
+        Flag("mask_dir", "--mask-dir", Path, "Folder of masks matched by file stem: photo.jpg uses DIR/photo.png "
+             "(or photo_mask.png).", metavar="DIR"),
+        Flag("box", "--box", tuple, "Fill a rectangle: left, top, width, height in pixels.", metavar="X,Y,W,H",
+             parse=parse_box),
+        Flag("random_fraction", "--random-fraction", float, "Fill a random share F of the pixels (drawn from "
+             "--seed); mostly for --simulate.", metavar="F", low=0.0, high=1.0, low_open=True, high_open=True),
+        Flag("invert_mask", "--invert-mask", bool, "Swap the mask's meaning (black = missing).", default=False),
+        Flag("blend", "--blend", int, "Known pixels are kept exactly; PX > 0 feathers the seam over PX pixels inside "
+             "the hole (real inputs; with --simulate the posterior sample is written as is).", default=0,
+             metavar="PX", low=0, high=MAX_BLEND),
+    )
+
+    def check(self, params: dict[str, Any], given: frozenset[str], *, simulated: bool) -> None:
+        sources = [f"--{name.replace('_', '-')}" for name in ("mask", "mask_dir", "box", "random_fraction")
+                   if name in given]
+        if len(sources) > 1:
+            raise UsageError(f"{' and '.join(sources)} cannot be combined", hint="give one mask source")
+        if isinstance(params["mask"], Path) and not params["mask"].is_file():
+            raise UsageError(f"mask file not found: {params['mask']}")
+        if params["mask_dir"] is not None and not params["mask_dir"].is_dir():
+            raise UsageError(f"mask folder not found: {params['mask_dir']}")
+        if params["blend"] and simulated:
+            raise UsageError("--blend applies to real inputs: with --simulate the posterior sample is written as is")
+
+    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
+        if mask is None:
+            raise ValueError("inpaint needs a mask")
+        return "inpaint", {"mask": mask}
+
+    def measure_file(self, operator: Any, image: torch.Tensor, channels: int) -> torch.Tensor:
+        from ..imageio import to_channels
+
+        return operator(to_channels(image, channels))  # the pixels under the mask are dropped
+
+    def mask_source(self, params: Mapping[str, Any], input_path: Path, extensions: tuple[str, ...]) -> MaskSource:
+        if isinstance(params["mask"], Path):
+            return MaskSource("file", params["mask"])
+        if params["mask"] is not None:
+            return MaskSource("array")
+        if params["mask_dir"] is not None:
+            found = find_mask_in_dir(params["mask_dir"], input_path.stem, extensions)
+            if found is None:
+                raise UsageError(f"no mask for {input_path.name} in {params['mask_dir']}",
+                                 hint=f"expected {input_path.stem}.png (same stem as the image)")
+            return MaskSource("file", found)
+        if params["box"] is not None:
+            return MaskSource("box")
+        if params["random_fraction"] is not None:
+            return MaskSource("random")
+        return MaskSource("alpha")
+
+
+class Superres(TaskSpec):
+    name = "superres"
+    aliases = ("sr",)
+    command_aliases = ("sr",)
+    summary = "Upscale a low-resolution image (--scale 2, 3, 4 or 8); the output is --scale times larger."
+    example = "diffrestore superres small.png --scale 4"
+    flags = (
+        Flag("scale", "--scale", int, "Upscaling factor.", default=4, short="-s", choices=SR_SCALES,
+             metavar="|".join(str(s) for s in SR_SCALES)),
+        Flag("downsample", "--downsample", str, "How the low-resolution image was made: bicubic or box (average).",
+             default="bicubic", choices=("bicubic", "box"), metavar="bicubic|box"),
+    )
+
+    def restored_size(self, params: Mapping[str, Any], size: tuple[int, int], *, simulated: bool) -> tuple[int, int]:
+        if simulated:
+            return size
+        w, h = size
+        return w * params["scale"], h * params["scale"]
+
+    def describe(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"scale": params["scale"], "downsample": params["downsample"]}
+
+    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
+        return "sr", {"factor": params["scale"], "kernel": params["downsample"]}
+
+
+class Deblur(TaskSpec):
+    name = "deblur"
+    summary = "Remove a known blur: gaussian (--sigma), motion (--intensity), or a kernel file (--kernel)."
+    example = "diffrestore deblur blurry.png --blur gaussian --sigma 3"
+    #: the DPS / DAPS papers' blurs: 61x61 kernels, gaussian sigma 3.0, motion intensity 0.5
+    flags = (
+        Flag("blur", "--blur", str, "Blur kind: gaussian or motion (ignored with --kernel).", default="gaussian",
+             choices=("gaussian", "motion"), metavar="gaussian|motion"),
+        Flag("kernel", "--kernel", Path, "Blur kernel from a file (.png or .npy), normalised to sum 1.",
+             metavar="FILE"),
+        Flag("kernel_size", "--kernel-size", int, f"Kernel width in pixels, odd, at most {MAX_KERNEL_SIZE} (motion "
+             "kernels: at least 3).", default=61, low=1, high=MAX_KERNEL_SIZE, odd=True, metavar="PIXELS",
+             hint="the papers use 61"),
+        Flag("sigma", "--sigma", float, "Gaussian blur std in pixels.", default=3.0, low=0.0, low_open=True,
+             metavar="PIXELS"),
+        Flag("intensity", "--intensity", float, "Motion blur strength; the kernel is drawn once from --seed.",
+             default=0.5, low=0.0, high=1.0, low_open=True, metavar="I"),
+    )
+
+    def check(self, params: dict[str, Any], given: frozenset[str], *, simulated: bool) -> None:
+        if params["kernel"] is not None:
+            if not params["kernel"].is_file():
+                raise UsageError(f"kernel file not found: {params['kernel']}")
+            if given & {"kernel_size", "sigma", "intensity"}:
+                raise UsageError("--kernel FILE cannot be combined with --kernel-size, --sigma or --intensity",
+                                 hint="the file defines the kernel")
+            return
+        if "sigma" in given and params["blur"] != "gaussian":
+            raise UsageError("--sigma applies to --blur gaussian", hint="motion blur takes --intensity")
+        if "intensity" in given and params["blur"] != "motion":
+            raise UsageError("--intensity applies to --blur motion")
+        if params["blur"] == "motion" and params["kernel_size"] < 3:
+            raise UsageError(f"--kernel-size for --blur motion must be at least 3, got {params['kernel_size']}",
+                             hint="a motion path needs room to move: the papers use 61")
+
+    def load(self, params: dict[str, Any]) -> None:
+        """Read --kernel FILE once: a bad file is one error before any model loads, and no image reads it again."""
+        if params["kernel"] is None:
+            return
+        from .. import imageio
+        from ..errors import DiffrestoreError
+
+        try:
+            params["loaded_kernel"] = imageio.load_kernel(params["kernel"])
+        except DiffrestoreError:
+            raise
+        except (OSError, ValueError) as error:  # imageio names its own faults; this is the rest, in one line
+            text = " ".join(str(error).split())
+            raise InputError(f"kernel '{params['kernel']}' cannot be read: {type(error).__name__}: {text}") from error
+
+    def kernel_shape(self, params: Mapping[str, Any]) -> tuple[int, int] | None:
+        if params.get("loaded_kernel") is not None:
+            return int(params["loaded_kernel"].shape[0]), int(params["loaded_kernel"].shape[1])
+        if params["kernel"] is not None:
+            return None  # a file not read yet
+        return params["kernel_size"], params["kernel_size"]
+
+    def kernel_from_flag(self, params: Mapping[str, Any]) -> bool:
+        return params["kernel"] is None
+
+    def describe(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        if params["kernel"] is not None:
+            return {"kernel": str(params["kernel"])}
+        info: dict[str, Any] = {"blur": params["blur"], "kernel_size": params["kernel_size"]}
+        if params["blur"] == "gaussian":
+            info["sigma"] = params["sigma"]
+        else:
+            info["intensity"] = params["intensity"]
+        return info
+
+    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
+        if params.get("loaded_kernel") is not None:
+            return "kernel_blur", {"kernel": params["loaded_kernel"]}
+        if params["kernel"] is not None:
+            return "kernel_blur", {"kernel_path": str(params["kernel"])}
+        if params["blur"] == "motion":
+            return "motion_blur", {"kernel_size": params["kernel_size"], "intensity": params["intensity"]}
+        return "gaussian_blur", {"kernel_size": params["kernel_size"], "sigma": params["sigma"]}
+
+
+class Denoise(TaskSpec):
+    name = "denoise"
+    summary = "Remove Gaussian (--noise-sigma, [0, 1] scale) or Poisson (--noise poisson --poisson-rate) noise."
+    example = "diffrestore denoise noisy.png --noise-sigma 0.1"
+    simulated_noise_sigma = 0.1
+
+    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
+        return "identity", {}
+
+
+class Colorize(TaskSpec):
+    name = "colorize"
+    summary = "Add colour to a grayscale image (an RGB input is reduced to its luminance first)."
+    example = "diffrestore colorize old_photo.jpg"
+    min_channels = 3
+
+    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
+        return "colorize", {}
+
+    def measures_luminance_of_gray(self) -> bool:
+        return False  # the luminance is the operator itself
+
+    def measure_file(self, operator: Any, image: torch.Tensor, channels: int) -> torch.Tensor:
+        return image if image.shape[1] == 1 else operator(image)  # a gray file is the luminance already
+
+    def x_channels(self, input_channels: int, prior_channels: int) -> int:
+        return prior_channels
+
+    def check_channels(self, input_channels: int, prior_channels: int, name: str) -> None:
+        if prior_channels != 3:
+            raise UsageError(f"colorize needs an RGB model, but {name} has {prior_channels} channel(s)")
+        if input_channels not in (1, 3):
+            super().check_channels(input_channels, prior_channels, name)
+
+    def to_output(self, x: torch.Tensor, input_channels: int) -> torch.Tensor:
+        return x
+
+
+class PhaseRetrieval(TaskSpec):
+    name = "phase-retrieval"
+    aliases = ("phase", "phase_retrieval")
+    summary = ("Recover an image from the magnitude of its Fourier transform. Measurements are not pictures, so "
+               "this command always simulates: each input is the clean image, and PSNR / SSIM are printed.")
+    example = "diffrestore phase-retrieval object.png --oversampling 2"
+    always_simulated = True
+    flags = (
+        Flag("oversampling", "--oversampling", float, "Zero-padding factor of the Fourier transform.", default=2.0,
+             low=1.0, metavar="FACTOR"),
+    )
+
+    def describe(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"oversampling": params["oversampling"]}
+
+    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
+        return "phase_retrieval", {"oversampling": params["oversampling"]}
+
+
+class HighDynamicRange(TaskSpec):
+    name = "hdr"
+    summary = "Recover the range lost to clipping: the input is clip(scale * x)."
+    example = "diffrestore hdr overexposed.png --scale 2"
+    flags = (
+        Flag("scale", "--scale", float, "Exposure gain of the clipping: the file is clip(scale * x).", default=2.0,
+             short="-s", low=1.0, low_open=True, metavar="GAIN"),
+    )
+
+    def describe(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"scale": params["scale"]}
+
+    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
+        return "hdr", {"scale": float(params["scale"])}
+
+
+PHOTO_TASKS: tuple[TaskSpec, ...] = (Inpaint(), Superres(), Deblur(), Denoise(), Colorize(), PhaseRetrieval(),
+                                     HighDynamicRange())

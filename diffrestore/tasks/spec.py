@@ -1,0 +1,267 @@
+"""A task as a value. ``TaskSpec`` is one entry of the task table (``tasks.table``): the task's name and aliases,
+its flags, what its input file is, and the hooks that turn flags and an input into a problem (operator, noise,
+measurement), a restored size and an output. ``Task`` is a spec resolved once from the flags of one run: immutable,
+every default filled in, every range and combination checked; the engine, the Python API and the CLI all read it,
+and nothing downstream switches on a task's name.
+
+The flags, their types, defaults and ranges are declared once (``Flag``); the torch parts (operators, noise
+models, masks) are imported only when a problem is built, so resolving a task stays torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import UsageError
+from .flags import Flag
+
+if TYPE_CHECKING:
+    import torch
+
+    from .masks import MaskSource
+
+NOISE_KINDS = ("gaussian", "poisson", "none")
+#: Gaussian noise std on [0, 1] that --simulate adds when none is given: the papers' sigma_y = 0.05 on [-1, 1]
+SIMULATED_NOISE_SIGMA = 0.025
+DEFAULT_POISSON_RATE = 100.0
+
+
+def parse_noise_sigma(value: Any) -> float | str:
+    """``"auto"`` or a number (text from the command line, a number from the API)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            return float(text)
+        except ValueError:
+            raise UsageError(f"invalid --noise-sigma '{value}'",
+                             hint="give auto (estimate it from the image) or a number on the [0, 1] scale") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"invalid --noise-sigma {value!r}", hint="give auto or a number on the [0, 1] scale")
+    return float(value)
+
+
+#: the range of a numeric --noise-sigma (checked after "auto" is told apart)
+NOISE_SIGMA_RANGE = Flag("noise_sigma", "--noise-sigma", float, "", low=0.0, high=1.0,
+                         hint="the [0, 1] intensity scale of an image: a paper's 0.05 on the [-1, 1] scale is 0.025")
+
+
+def noise_flags(simulated_sigma: float) -> tuple[Flag, ...]:
+    """The measurement-noise flags of a photo task whose --simulate default is ``simulated_sigma``."""
+    return (
+        Flag("noise", "--noise", str, "Noise model of the measurement.", default="gaussian", choices=NOISE_KINDS,
+             metavar="|".join(NOISE_KINDS)),
+        Flag("noise_sigma", "--noise-sigma", str, show_default=False, metavar="auto|SIGMA",
+             help="Std of the Gaussian measurement noise on the [0, 1] intensity scale of the image (a paper's "
+             "0.05 on the [-1, 1] scale is 0.025 here), or auto: estimated from each input (wavelet MAD, floored "
+             "at the file's quantisation step; printed as a note). Default: auto for real inputs, "
+             f"{simulated_sigma:g} with --simulate."),
+        Flag("poisson_rate", "--poisson-rate", float, "Photons per unit intensity for --noise poisson (larger = "
+             "less noise).", default=DEFAULT_POISSON_RATE, low=0.0, low_open=True, metavar="RATE"),
+    )
+
+
+class TaskSpec:
+    """One task of the table. Subclasses set the class attributes and override the hooks they need; the
+    defaults describe a task whose file is the measurement y itself, in image space, with the image's size."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()  # other names the task answers to (the API, the table)
+    command_aliases: ClassVar[tuple[str, ...]] = ()  # of those, the ones that are commands of their own
+    #: one line for --help, and an example command
+    summary: ClassVar[str]
+    example: ClassVar[str]
+    #: what the input file is (for --help and docs)
+    input_kind: ClassVar[str] = "photo"
+    #: the task's own flags, then its noise flags
+    flags: ClassVar[tuple[Flag, ...]] = ()
+    simulated_noise_sigma: ClassVar[float] = SIMULATED_NOISE_SIGMA
+    #: the file is always the clean image (its measurement is not a picture)
+    always_simulated: ClassVar[bool] = False
+    #: a real input's known pixels are written back into the output (inpainting)
+    keeps_known_pixels: ClassVar[bool] = False
+    #: the least number of channels the restored image has (colorize: 3, whatever the input)
+    min_channels: ClassVar[int] = 1
+
+    @classmethod
+    def all_flags(cls) -> tuple[Flag, ...]:
+        return (*cls.flags, *noise_flags(cls.simulated_noise_sigma))
+
+    # ---------------------------------------------------------------- hooks on the flags (torch-free)
+
+    def check(self, params: dict[str, Any], given: frozenset[str], *, simulated: bool) -> None:
+        """Rules between flags (each flag's own range is checked already). UsageError."""
+
+    def load(self, params: dict[str, Any]) -> None:
+        """Read what the flags name (e.g. a kernel file) into ``params``, once, before any model loads."""
+
+    def restored_size(self, params: Mapping[str, Any], size: tuple[int, int], *, simulated: bool) -> tuple[int, int]:
+        """(width, height) of the restored image for an input of ``size``."""
+        return size
+
+    def kernel_shape(self, params: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(kh, kw) of a blur kernel the operator convolves with (the memory estimate counts its FFT grid)."""
+        return None
+
+    def kernel_from_flag(self, params: Mapping[str, Any]) -> bool:
+        """Whether that kernel's size is a flag (--kernel-size) a memory refusal can suggest lowering."""
+        return False
+
+    def describe(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The operator's settings for --json and logs (the noise is added by ``Task.describe``)."""
+        return {}
+
+    # ---------------------------------------------------------------------------------- torch hooks
+
+    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
+        """(name, parameters) for ``operators.build_operator``."""
+        raise NotImplementedError
+
+    def measures_luminance_of_gray(self) -> bool:
+        """A gray file on an RGB prior is measured through the luminance of x (``Compose(A, Colorize)``)."""
+        return True
+
+    def measure_file(self, operator: Any, image: torch.Tensor, channels: int) -> torch.Tensor:
+        """y for a real input: by default the file itself (a gray file on an RGB prior is measured through the
+        luminance: see ``Task.operator``)."""
+        return image
+
+    def x_channels(self, input_channels: int, prior_channels: int) -> int:
+        """How many channels the restored image has while the solver works on it."""
+        return prior_channels if input_channels in (1, prior_channels) else input_channels
+
+    def check_channels(self, input_channels: int, prior_channels: int, name: str) -> None:
+        """UsageError when the prior cannot represent this image."""
+        if input_channels != prior_channels and not (input_channels == 1 and prior_channels == 3):
+            raise UsageError(f"the image has {input_channels} channel(s) but model {name} has {prior_channels}",
+                             hint="use a model with matching channels")
+
+    def to_output(self, x: torch.Tensor, input_channels: int) -> torch.Tensor:
+        """Back to the input's channels: a gray input gets the BT.601 luminance of an RGB x (what its operator
+        measured)."""
+        if x.shape[1] == input_channels or input_channels != 1:
+            return x
+        from ..operators import Colorize
+
+        return Colorize(tuple(x.shape[1:])).to(x.device)(x)
+
+    def mask_source(self, params: Mapping[str, Any], input_path: Path, extensions: tuple[str, ...]) -> MaskSource:
+        from .masks import MaskSource
+
+        return MaskSource("none")
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A task resolved from one run's flags: read-only, defaults filled in, checked. Build it with
+    ``tasks.resolve_task``; ``with_noise_sigma`` gives the copy an input's estimated noise level makes."""
+
+    spec: TaskSpec
+    params: Mapping[str, Any]
+    given: frozenset[str] = frozenset()
+    simulate: bool = False  # the file is the clean image (--simulate, or a task that always simulates)
+    noise_sigma: float | None = None  # Gaussian std on [0, 1]; None: estimated from each input
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def noise(self) -> str:
+        return str(self.params["noise"])
+
+    @property
+    def estimates_noise(self) -> bool:
+        """Each input's Gaussian noise level is estimated from the image itself (real inputs by default)."""
+        return self.noise == "gaussian" and self.noise_sigma is None
+
+    def with_noise_sigma(self, sigma: float | None) -> Task:
+        """This task with an input's estimated noise level in place of "estimate" (None: unchanged)."""
+        return self if sigma is None else dataclasses.replace(self, noise_sigma=float(sigma))
+
+    def restored_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return self.spec.restored_size(self.params, size, simulated=self.simulate)
+
+    def kernel_shape(self) -> tuple[int, int] | None:
+        return self.spec.kernel_shape(self.params)
+
+    def kernel_from_flag(self) -> bool:
+        return self.spec.kernel_from_flag(self.params)
+
+    def x_channels(self, input_channels: int, prior_channels: int | None = None) -> int:
+        """Channels of x; with the prior not loaded yet, a floor (the input's, or the task's least)."""
+        if prior_channels is None:
+            return max(input_channels, self.spec.min_channels)
+        return self.spec.x_channels(input_channels, prior_channels)
+
+    def check_channels(self, input_channels: int, prior_channels: int, name: str) -> None:
+        self.spec.check_channels(input_channels, prior_channels, name)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly summary of the operator and noise this run uses."""
+        info: dict[str, Any] = {"task": self.name, **self.spec.describe(self.params), "noise": self.noise}
+        if self.noise == "gaussian":
+            info["noise_sigma"] = "auto" if self.estimates_noise else self.noise_sigma
+        elif self.noise == "poisson":
+            info["poisson_rate"] = self.params["poisson_rate"]
+        return info
+
+    # ----------------------------------------------------------------------------------- inputs (torch)
+
+    def mask_source(self, input_path: Path, extensions: tuple[str, ...]) -> MaskSource:
+        return self.spec.mask_source(self.params, input_path, extensions)
+
+    def build_mask(self, source: MaskSource, size: tuple[int, int], *, seed: int, loaded: Any = None) -> Any:
+        """The mask (bool (1, 1, H, W), True = missing) of ``source`` for a restored image of ``size``."""
+        from .masks import build_mask
+
+        return build_mask(source, self.params, size, seed=seed, loaded=loaded)
+
+    def noise_model(self) -> Any:
+        """The noise model in tensor units (see operators.GaussianNoise: sigma on the [0, 1] scale)."""
+        from .. import operators
+
+        sigma = float(self.noise_sigma or 0.0)
+        kind = "none" if self.noise == "gaussian" and sigma == 0.0 else self.noise
+        return operators.build_noise(kind, sigma=sigma, rate=float(self.params["poisson_rate"]))
+
+    def operator(self, x_shape: tuple[int, int, int], *, seed: int, mask: Any = None,
+                 input_channels: int | None = None) -> Any:
+        """The operator for a restored image of shape ``x_shape`` = (C, H, W) measured by a file of
+        ``input_channels`` channels (default: C).
+
+        A gray file restored with an RGB prior is one look at the luminance: the task's operator is built for one
+        channel and composed with the BT.601 luminance of the 3-channel x (``Compose(A, Colorize)``), so one noise
+        draw counts once in the likelihood. Random operator parts (a motion-blur kernel) come from a generator
+        seeded with ``seed`` alone, so every image of a run sees the same kernel and a rerun sees it again."""
+        from .. import operators
+        from ..run.runtime import make_generator
+
+        name, params = self.spec.operator_spec(self.params, mask)
+        channels, height, width = (int(v) for v in x_shape)
+        if self.spec.measures_luminance_of_gray() and input_channels == 1 and channels == 3:
+            measured = operators.build_operator(name, (1, height, width), generator=make_generator(seed), **params)
+            return operators.Compose(measured, operators.Colorize((3, height, width)))
+        return operators.build_operator(name, (channels, height, width), generator=make_generator(seed), **params)
+
+    def measurement(self, operator: Any, noise: Any, image: torch.Tensor, *, channels: int,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(y, reference) for one image (batch 1, tensor units): simulating, y = noise(A(file)) with the noise
+        drawn from ``generator`` and the file as the reference; else the task's own reading of the file."""
+        import torch
+
+        from .. import imageio
+
+        with torch.no_grad():
+            if self.simulate:
+                x = imageio.to_channels(image, channels)
+                return noise.sample(operator(x), generator).to(torch.float32), x
+            return self.spec.measure_file(operator, image, channels).to(torch.float32), None
+
+    def to_output(self, x: torch.Tensor, input_channels: int) -> torch.Tensor:
+        return self.spec.to_output(x, input_channels)
