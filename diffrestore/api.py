@@ -42,6 +42,9 @@ class Restoration:
     measurement: torch.Tensor  # y, as the solver saw it
     reference: torch.Tensor | None  # the clean input when simulating
     metrics: dict[str, float] = field(default_factory=dict)  # psnr (dB) and ssim when simulating
+    #: the method's settings as configured and what it derived for this image (the CLI's "solver" and "resolved")
+    settings: dict[str, Any] = field(default_factory=dict)
+    resolved: dict[str, Any] = field(default_factory=dict)
     noise_sigma: float | None = None  # the Gaussian noise std on [0, 1] assumed (estimated for real inputs)
     source: Any = None  # the LoadedImage the input came from, when it came from a file
 
@@ -197,7 +200,8 @@ def restore(
                                        num_samples=job.num_samples, seed=seed, progress=progress)
     assumed = task_now.noise_sigma if task_now.noise == "gaussian" else None
     return Restoration(image=result.image, samples=result.samples, std=result.std, measurement=result.measurement,
-                       reference=result.reference, metrics=result.metrics, source=loaded, noise_sigma=assumed)
+                       reference=result.reference, metrics=result.metrics, source=loaded, noise_sigma=assumed,
+                       settings=job.solver.settings(), resolved=result.resolved)
 
 
 def _extensions() -> tuple[str, ...]:

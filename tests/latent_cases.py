@@ -1,7 +1,7 @@
-"""Closed-form latent problems for the LatentDAPS tests (docs/solvers.md, the closed-form tests): a Gaussian latent prior with the
-exact eps network, an affine decoder and a dense linear operator, wrapped so that the real prior class
-(``DiffusersLatentPrior``: the VP -> VE conversion through the model's own alpha_bar table) and the real solver
-run on them.
+"""Closed-form latent problems for the LatentDAPS tests (docs/solvers.md, the closed-form tests): a Gaussian latent
+prior with the exact eps network, an affine decoder and a dense linear operator, wrapped so that the real prior class
+(``DiffusersLatentPrior``: the VP -> VE conversion through the model's own alpha_bar table) and the real solver run on
+them.
 
     z ~ N(0, s^2 I_d),   x = Dec(z) = W z + b (p pixels),   y = M x + N(0, sy^2 I_m),   G = M W
 """

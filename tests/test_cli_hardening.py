@@ -277,3 +277,30 @@ def test_plain_progress_times_batches_honestly(tmp_path, capsys, model) -> None:
     assert sum("batch" not in line for line in lines) == 1  # the image restored alone
     items = json.loads(result.out)["items"]
     assert sorted(item.get("batch_images", 1) for item in items) == [1, 2, 2]
+
+
+def test_each_input_is_decoded_once_and_read_again_only_past_the_budget(tmp_path, capsys, model, monkeypatch) -> None:
+    # The engine decoded every file twice: once to check it before the model loads, once for its batch.
+    from diffrestore import imageio
+    from diffrestore.run import engine
+
+    reads: list[str] = []
+    real = imageio.load_image
+
+    def counting(path, *args, **kwargs):
+        reads.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(imageio, "load_image", counting)
+    folder = tmp_path / "in"
+    for i in range(3):
+        write_image(folder / f"img{i}.png", seed=i)
+    result = run_main(["denoise", folder, "--batch-size", "2", *fast(model)], capsys)
+    assert result.code == 0, result.err
+    assert sorted(reads) == ["img0.png", "img1.png", "img2.png"]
+    # A folder over the budget is read again batch by batch instead of held in memory whole.
+    reads.clear()
+    monkeypatch.setattr(engine, "KEEP_DECODED_BYTES", 0)
+    result = run_main(["denoise", folder, "--batch-size", "2", "-o", tmp_path / "out", *fast(model)], capsys)
+    assert result.code == 0, result.err
+    assert sorted(reads) == sorted(["img0.png", "img1.png", "img2.png"] * 2)

@@ -1,5 +1,5 @@
-"""DWGF's closed forms (docs/solvers.md, the closed-form tests) on the real prior class and solver code: a Gaussian latent prior
-with the exact eps network, an affine decoder with its pseudo-inverse as encoder, a dense linear operator
+"""DWGF's closed forms (docs/solvers.md, the closed-form tests) on the real prior class and solver code: a Gaussian
+latent prior with the exact eps network, an affine decoder with its pseudo-inverse as encoder, a dense linear operator
 (tests/latent_cases.py).
 
     z ~ N(0, s^2 I_d),   x = W z + b,   y = M x + noise,   G = M W

@@ -1,5 +1,5 @@
-"""G2D2 (solvers/g2d2.py) against enumerable posteriors (docs/solvers.md, the closed-form tests), through the solver's own inner
-optimisation and sampling loop.
+"""G2D2 (solvers/g2d2.py) against enumerable posteriors (docs/solvers.md, the closed-form tests), through the solver's
+own inner optimisation and sampling loop.
 
 The prior here is a stand-in ``DiscretePrior`` whose decoder is token-local (token l's code vector is row l of the
 image) and whose "transformer" is an oracle for a factorised prior: log pi for masked tokens, a point mass on the

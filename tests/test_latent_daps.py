@@ -1,5 +1,5 @@
-"""LatentDAPS against closed forms (docs/solvers.md, the closed-form tests): Gaussian latent, affine decoder, linear operator, the
-exact eps network run through the real prior and solver code (tests/latent_cases.py)."""
+"""LatentDAPS against closed forms (docs/solvers.md, the closed-form tests): Gaussian latent, affine decoder, linear
+operator, the exact eps network run through the real prior and solver code (tests/latent_cases.py)."""
 
 from __future__ import annotations
 

@@ -233,8 +233,9 @@ def test_inpaint_zeroes_missing_pixels_only() -> None:
 
 def test_parameters_typed_as_text_are_accepted() -> None:
     assert build_operator("sr", (1, 8, 8), factor="2").factor == 2
+    # x, y, width, height, as --box X,Y,W,H: left 1, top 2, 3 wide, 4 high
     from_text = build_operator("inpaint", (1, 8, 8), box="1, 2, 3, 4").missing
-    assert torch.equal(from_text, box_mask((8, 8), 1, 2, 3, 4))
+    assert torch.equal(from_text, box_mask((8, 8), top=2, left=1, height=4, width=3))
     assert build_operator("gaussian_blur", (1, 8, 8), kernel_size=5.0, sigma="1.5").kernel.shape == (5, 5)
 
 
@@ -399,7 +400,7 @@ def test_kernel_path_errors_come_from_imageio_and_name_the_file(tmp_path) -> Non
         ("inpaint", (3, 8, 8), {"box": (0, 0, 2, 2), "fraction": 0.5}, r"give only one of mask, box, fraction"),
         ("inpaint", (3, 8, 8), {"box": (6, 0, 4, 2)}, r"does not fit inside the 8x8 image"),
         ("inpaint", (3, 8, 8), {"fraction": 1.0}, r"fraction must be below 1"),
-        ("inpaint", (3, 8, 8), {"box": (1, 2, 3)}, r"box must be four integers \(top, left, height, width\)"),
+        ("inpaint", (3, 8, 8), {"box": (1, 2, 3)}, r"box must be four integers \(x, y, width, height\)"),
         ("inpaint", (3, 8, 8), {"box": "1,2,x,4"}, r"box must be four integers .*got '1,2,x,4'"),
         ("phase_retrieval", (3, 8, 8), {"oversampling": 0.5}, r"oversampling must be a number >= 1"),
         ("hdr", (3, 8, 8), {"scale": "big"}, r"hdr: scale must be a number > 0, got 'big'"),

@@ -17,7 +17,7 @@ from test_cli_support import write_image
 from diffrestore.errors import UsageError
 from diffrestore.operators import GaussianNoise, PoissonNoise, Problem, build_operator
 from diffrestore.run.preflight import make_solver
-from diffrestore.run.solver_settings import FLAG_FIELDS, typed_settings
+from diffrestore.run.solver_settings import FLAG_FIELDS, recorded, typed_settings
 from diffrestore.solvers import METHOD_NAMES, get_solver, solver_class
 from diffrestore.solvers.methods import METHOD_KINDS
 
@@ -120,6 +120,8 @@ def test_settings_are_every_field_as_configured_and_json_friendly() -> None:
         assert json.loads(json.dumps(settings)) == settings, method
     dwgf = make_solver("dwgf", "fast", None, typed_settings("dwgf", {"betas": "0.8,0.99"}))
     assert dwgf.settings()["betas"] == [0.8, 0.99] and dwgf.settings()["steps"] == 100
+    assert recorded(dwgf, {"betas": "0.8,0.99"}) == {"settings": {"betas": [0.8, 0.99]}}  # the summary's --set
+    assert recorded(dwgf, {}) == {}
     daps = make_solver("daps", "paper", None, typed_settings("daps", {"inner_spread": "none"}))
     assert daps.settings()["inner_spread"] is None and daps.settings()["ode_steps"] == 5
 

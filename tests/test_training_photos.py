@@ -1,5 +1,6 @@
-"""benchmarks/training_photos.toml and `default_prior.py export-train-photos` (the stronger-prior training run): the photo list is
-well formed, keeps the evaluation images out, and the export checks its sources before writing anything."""
+"""benchmarks/training_photos.toml and `default_prior.py export-train-photos` (the stronger-prior training run): the
+photo list is well formed, keeps the evaluation images out, and the export checks its sources before writing
+anything."""
 
 from __future__ import annotations
 

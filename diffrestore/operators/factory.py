@@ -90,7 +90,7 @@ def build_operator(
 
     - ``identity``: none (denoising).
     - ``inpaint``: one of ``mask`` (bool tensor/array ``(H, W)`` or ``(1|N, 1, H, W)``, True = missing),
-      ``box = (top, left, height, width)``, ``fraction`` (share of pixels missing at random, drawn from
+      ``box = (x, y, width, height)`` in pixels (left, top, width, height: the CLI's ``--box X,Y,W,H``), ``fraction`` (share of pixels missing at random, drawn from
       ``generator``); none given: a centred box of half the height and width (128 x 128 on 256 x 256).
     - ``sr``: ``factor`` integer 2..16 (papers: 2, 3, 4, 8; default 4), ``kernel`` ``"bicubic"`` (default) or
       ``"box"``. Output ``ceil(H / factor) x ceil(W / factor)``.
@@ -130,13 +130,13 @@ def build_operator(
             return Inpaint(shape, torch.as_tensor(params["mask"]))
         if "box" in given:
             box = params["box"]
-            if isinstance(box, str):  # "top,left,height,width" as typed on a command line
+            if isinstance(box, str):  # "x,y,width,height" as typed on a command line
                 box = box.replace(" ", "").split(",")
             try:
-                top, left, box_h, box_w = (_int_param(name, "box", v, 0) for v in box)
+                left, top, box_w, box_h = (_int_param(name, "box", v, 0) for v in box)
             except (TypeError, ValueError, UsageError):
                 raise UsageError(
-                    f"inpaint: box must be four integers (top, left, height, width), got {params['box']!r}"
+                    f"inpaint: box must be four integers (x, y, width, height), got {params['box']!r}"
                 ) from None
             return Inpaint(shape, box_mask((height, width), top, left, box_h, box_w))
         if "fraction" in given:

@@ -9,9 +9,9 @@ model has them (ITHQ does), else the encoded empty prompt. Prompt embeddings are
 VQ-Diffusion was trained. A transformer without cross-attention (``cross_attention_dim`` None) is unconditional: it
 takes no prompt and no guidance (the test fixture tests/fixtures/discrete_digits16 is one).
 
-Traps handled here (found by running the diffusers VQ-Diffusion pipeline): the transformer refuses timesteps at or above its
-``num_embeds_ada_norm`` (checked at load against the scheduler, refused per call with a one-line error); the code
-count, the transformer's vector count and the scheduler's classes must agree (K + 1).
+Traps handled here (found by running the diffusers VQ-Diffusion pipeline): the transformer refuses timesteps at or
+above its ``num_embeds_ada_norm`` (checked at load against the scheduler, refused per call with a one-line error); the
+code count, the transformer's vector count and the scheduler's classes must agree (K + 1).
 The native size is fixed: the transformer's positional embeddings cover one token grid; smaller images are the
 top-left of that canvas (solvers crop the decode), larger ones are refused.
 """

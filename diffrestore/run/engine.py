@@ -24,6 +24,10 @@ from .progress import Reporter, make_reporter
 from .restore import Restored, check_fit, load_prior, ready_prior, restore_batch, std_map_image
 from .runtime import resolve_device, resolve_dtype
 
+#: Decoded inputs are kept from their first read (before the model loads) to their batch while they fit in this
+#: many bytes; a folder larger than that is read again batch by batch instead of held in memory whole.
+KEEP_DECODED_BYTES = 512 * 2**20
+
 __all__ = ["check_fit", "load_prior", "load_registry", "restore_batch", "run", "std_map_image", "validate"]
 
 
@@ -52,6 +56,7 @@ def run(
         "steps": opts.steps or getattr(getattr(job.solver, "config", None), "steps", None),
         "seed": opts.seed, "num_samples": job.num_samples, "simulate": job.simulate, "device": str(device),
         "dtype": str(dtype).replace("torch.", ""), "operator": job.task.describe(),
+        "solver": job.solver.settings(),  # every setting as configured; each item's "resolved" adds the rest
         **solver_settings.recorded(job.solver, opts.solver_options)})  # --set values as the solver took them
     output_like = sum(1 for item in items if item.looks_like_output)
     single = len(items) - output_like == 1 and opts.sharding is None  # a part of one image is no single run
@@ -93,6 +98,7 @@ def _prepare(items: list[Item], job: Job, *, single: bool) -> list[Prepared]:
 
     extensions = plan.image_extensions()
     prepared: list[Prepared] = []
+    kept = 0
     for item in items:
         if item.status == "skipped":
             continue
@@ -100,6 +106,9 @@ def _prepare(items: list[Item], job: Job, *, single: bool) -> list[Prepared]:
             loaded = imageio.load_image(item.input)
             p = prepare_input(job, loaded.tensor, path=item.input, loaded=loaded, extensions=extensions)
             p.notes = _input_notes(p, loaded)
+            size = loaded.tensor.numel() * loaded.tensor.element_size()
+            if kept + size <= KEEP_DECODED_BYTES:
+                p.loaded, kept = loaded, kept + size
             del loaded
         except DiffrestoreError as error:
             if single or job.options.fail_fast:
@@ -167,7 +176,9 @@ def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Repor
         reporter.batch_started([p.item for p in batch])
         loaded = []
         try:
-            loaded = [imageio.load_image(p.item.input) for p in batch]
+            loaded = [p.loaded if p.loaded is not None else imageio.load_image(p.item.input) for p in batch]
+            for p in batch:
+                p.loaded = None  # this batch holds them now
             _note_tiling(batch, prior, job, note_once)
             for p in batch:
                 for note in p.notes:
@@ -205,7 +216,7 @@ def _finish(item: Item, like: Any, result: Restored, opts: RunOptions, reporter:
         reporter.item_finished(item)
         return False
     item.status = "done"
-    item.metrics = result.metrics
+    item.metrics, item.resolved = result.metrics, result.resolved
     item.record_time(batch[0], batch[1], time.perf_counter() - t_save)
     if not opts.json_output:
         line = str(item.output)
@@ -222,7 +233,7 @@ def _note_tiling(batch: list[Prepared], prior: Any, job: Job, note_once: Any) ->
     """Say once per image size that a fixed-size prior is tiled, and record the windows per call on the items."""
     from ..priors.tiled import tiling_note
 
-    w, h = job.task.restored_size(batch[0].size)
+    w, h = batch[0].restored_size
     found = tiling_note(prior, (int(prior.channels), h, w))
     if found is None:
         return

@@ -23,6 +23,7 @@ class Prepared:
     """One input, read: what its restoration needs besides the pixels."""
 
     size: tuple[int, int]  # (width, height) of the input
+    restored_size: tuple[int, int]  # (width, height) of the output
     channels: int
     mask_source: MaskSource
     mask: Any = None  # bool tensor (1, 1, H, W), True = missing; None for tasks without a mask
@@ -30,6 +31,7 @@ class Prepared:
     noise_note: str | None = None  # how it was estimated
     item: Any = None  # the engine's plan.Item (None in the API)
     notes: list[str] = field(default_factory=list)
+    loaded: Any = None  # the decoded file, kept until its batch runs when the run's budget for that allows
 
     @property
     def key(self) -> tuple:
@@ -49,7 +51,8 @@ def prepare_input(job: Job, tensor: torch.Tensor, *, path: Path, loaded: Any = N
     mask = None
     if source.kind != "none":
         mask = task.build_mask(source, task.restored_size(size), seed=job.options.seed, loaded=loaded)
-    prepared = Prepared(size=size, channels=int(tensor.shape[1]), mask_source=source, mask=mask)
+    prepared = Prepared(size=size, restored_size=task.restored_size(size), channels=int(tensor.shape[1]),
+                        mask_source=source, mask=mask)
     if task.estimates_noise:
         from ..tasks.noise_estimate import estimate_noise
 
@@ -73,7 +76,7 @@ def batches(prepared: list[Prepared], batch_size: int) -> list[list[Prepared]]:
 def check_memory(job: Job, prepared: list[Prepared], device: Any) -> None:
     """The solver's memory for the largest batch against the device's free memory (budget.check_memory)."""
     task = job.task
-    sizes = [(len(batch), task.x_channels(batch[0].channels), task.restored_size(batch[0].size))
+    sizes = [(len(batch), task.x_channels(batch[0].channels), batch[0].restored_size)
              for batch in batches(prepared, job.options.batch_size)]
     budget.check_memory(sizes, num_samples=job.num_samples, device=device, kernel=task.kernel_shape(),
                         kernel_flag=task.kernel_from_flag())

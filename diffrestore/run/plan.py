@@ -51,6 +51,7 @@ class Item:
     batch_seconds: float = 0.0  # that call's time
     noise_sigma: float | None = None  # the estimated Gaussian noise std on [0, 1] (--noise-sigma auto)
     tiles: int | None = None  # windows per network call when a fixed-size prior is tiled
+    resolved: dict[str, Any] = field(default_factory=dict)  # what the solver derived for it (Solver.resolved)
     shard: str | None = None  # a split run: the outer shard ("2/8", --shard or Slurm) that restores it
     rank: int | None = None  # a split run: the torch.distributed rank that restores it
 
@@ -86,6 +87,8 @@ class Item:
             data["noise_sigma_estimated"] = round(self.noise_sigma, 6)
         if self.tiles is not None:
             data["tiles"] = self.tiles
+        if self.resolved:
+            data["resolved"] = self.resolved
         data["seconds"] = round(self.seconds, 3)
         if self.batch_images > 1:
             data.update(batch_images=self.batch_images, batch_seconds=round(self.batch_seconds, 3))

@@ -6,7 +6,7 @@ API (arrays, tensors) both call these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DiffrestoreError, ModelError
@@ -74,6 +74,7 @@ class Restored:
     measurement: torch.Tensor  # (1, ...) y
     reference: torch.Tensor | None  # the clean image when simulating
     metrics: dict[str, float]
+    resolved: dict[str, Any] = field(default_factory=dict)  # what the solver derived for this image (Solver.resolved)
 
 
 def restore_batch(
@@ -113,10 +114,11 @@ def restore_batch(
         refs.append(ref)
     generators = [g for identity in identities for g in sample_generators(seed, identity, num_samples)]
     device = getattr(prior, "device", torch.device("cpu"))
-    if torch.device(device).type == "cpu" and len(generators) > 1:
-        prior = PerItemCalls(prior)  # bitwise batch-independent results (see PerItemCalls)
     y_batch = torch.cat([y.expand(num_samples, *y.shape[1:]) for y in ys]).contiguous().to(device)
     problem = Problem(operator=operator.to(device), noise=noise, y=y_batch)
+    resolved = solver.resolved(prior, x_shape, problem)  # what it derives from the prior and the problem
+    if torch.device(device).type == "cpu" and len(generators) > 1:
+        prior = PerItemCalls(prior)  # bitwise batch-independent results (see PerItemCalls)
     particles = {"samples_per_image": num_samples} if getattr(solver, "particles_interact", False) else {}
     x = solver.run(prior, problem, generator=generators, progress=progress, **particles)  # (DWGF: one cloud each)
     x = task.to_output(x.detach().to("cpu", torch.float32).clamp(-1.0, 1.0), in_c)
@@ -138,7 +140,7 @@ def restore_batch(
         if ref is not None:
             scores = {"psnr": float(metrics.psnr(mean, ref)[0]), "ssim": float(metrics.ssim(mean, ref)[0])}
         results.append(Restored(image=mean, samples=samples, std=std, measurement=ys[i], reference=ref,
-                                metrics=scores))
+                                metrics=scores, resolved=resolved))
     return results
 
 

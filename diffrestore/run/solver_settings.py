@@ -130,8 +130,10 @@ def _example(options: tuple[Any, ...]) -> str:
 
 
 def recorded(solver: Any, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The summary's ``settings`` entry: each --set key with the value the solver took (typed); nothing when no
-    setting was given, so summaries without --set stay as they were (and parts of a run must agree on it)."""
+    """The summary's ``settings`` entry: each --set key with the value the solver took (typed, JSON-friendly as
+    ``Solver.settings`` gives it: a tuple as a list); nothing when no setting was given, so summaries without --set
+    stay as they were (and parts of a run must agree on it)."""
     if not settings:
         return {}
-    return {"settings": {key: getattr(solver.config, key) for key in settings}}
+    taken = solver.settings()
+    return {"settings": {key: taken[key] for key in settings}}

@@ -1,7 +1,7 @@
 """What all posterior solvers share: the Solver base (validation, no-grad loop, presets), sigma schedules, and
 the measurement terms (per-image residual norms, likelihood gradients).
 
-Conventions (DESIGN.md): images (N, C, H, W) float32 in [-1, 1]; the prior is a variance-exploding denoiser
+Conventions of every solver: images (N, C, H, W) float32 in [-1, 1]; the prior is a variance-exploding denoiser
 ``denoise(x, sigma) = E[x0 | x0 + sigma eps]``; every random number comes from the caller's ``torch.Generator``
 (drawn on the generator's device, then moved); the loop runs under ``torch.no_grad()`` and only the step that
 needs a gradient enables it; progress goes to ``progress(done, total, what)``, never to print.

@@ -1,7 +1,7 @@
 """Categorical sampling for solvers on discrete (VQ token) priors, the pieces G2D2 (arXiv 2410.14710) is built
 from: Gumbel-max draws, the Gumbel-softmax relaxation, nucleus truncation, and the star-shaped process's
-re-masking step (LATENT_DISCRETE.md 2.2). Every random number comes from the caller's generators, one per batch
-item (``base.rand``), so an item's tokens do not depend on the others.
+re-masking step. Every random number comes from the caller's generators, one per batch item (``base.rand``), so an
+item's tokens do not depend on the others.
 
 Shapes: log-probabilities (N, K, L) over K codes for L tokens (the prior's ``log_p0`` layout); token ids (N, L).
 """

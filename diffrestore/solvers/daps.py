@@ -90,7 +90,7 @@ Deviations:
   (``lr_reference_tau``), which keeps the data term's step lr / tau^2 as in the paper; without it the Langevin
   chain barely moves at tau = 0.05 (x2 super-resolution mean error 0.54 instead of 0.04). tau=0.01 reproduces the
   paper and the legacy official code (loss / (2 tau^2)); the current official main branch differentiates
-  ||y - A||^2 / tau^2, i.e. doubles the data term (its 0.01 is our 0.01 / sqrt(2), LATENT_DISCRETE.md 1.4).
+  ||y - A||^2 / tau^2, i.e. doubles the data term (its 0.01 is our 0.01 / sqrt(2)).
 - the Langevin step is capped at 1 / (1 / r_t^2 + L^2 / tau^2), L = max(1, the operator's norm or Jacobian bound)
   (beyond it the chain oscillates or diverges); at the official settings the cap is 0.99e-4 against lr 1e-4.
 - the annealing schedule is clipped to the prior's sigma range.

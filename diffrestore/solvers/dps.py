@@ -37,7 +37,11 @@ shipped default prior recommends 1.0 (super-resolution and random inpainting 2.0
 
 Deviations: the reverse-step variance is DDPM's "fixed small" posterior variance (the official ADM networks learn
 it; our denoiser interface does not expose a variance); the initial state is N(0, (1 + sigma_max^2) I), the VE
-image of DDPM's x_T ~ N(0, I). Fewer steps than 1000 respace the timesteps evenly (as ADM's respacing).
+image of DDPM's x_T ~ N(0, I). Fewer steps than 1000 respace the timesteps evenly (as ADM's respacing). A prior
+trained below the table's top sigma (157; the default prior: 80) gets the steps respaced over sigma <= its sigma_max
+(``base.ddpm_sigmas``), not clamped there (7 of the fast preset's 100 steps sat at 80): measured on the default prior,
+fast preset, astronaut / coffee at 64 px, 3 seeds, 100 calls either way: SR x2 21.29 -> 21.39 / 24.22 -> 24.31 dB,
+box inpainting 17.82 -> 17.79 / 19.12 -> 19.15 dB (within the seeds' spread).
 """
 
 from __future__ import annotations

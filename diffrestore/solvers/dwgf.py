@@ -1,6 +1,6 @@
 """DWGF: posterior sampling as a regularised Wasserstein gradient flow of KL in the latent space of a latent
 diffusion model ("Diffusion-regularised Wasserstein gradient flow", arXiv 2509.19276, and the official code's
-``DWGF.sample``, isomorphicdude/DWGF @d9724d8; LATENT_DISCRETE.md section 3).
+``DWGF.sample``, isomorphicdude/DWGF @d9724d8).
 
 N particles z^1..z^N of latents (one image's samples, ``-n``) start at N(0, I) and are moved by one Adam
 optimiser over a DDIM time grid t = T-1 > ... > 1, one step per timestep. At step t, with ab = alpha_bar_t and

@@ -1,6 +1,5 @@
 """G2D2: gradient-guided discrete diffusion for inverse problems (Murata, Saito, Lai, Takida, Uesaka, Mitsufuji,
-Ermon; arXiv 2410.14710, and the official code sony/g2d2 @c33250c, ``InvProbAncVQDiffusionPipeline.__call__``;
-LATENT_DISCRETE.md section 2).
+Ermon; arXiv 2410.14710, and the official code sony/g2d2 @c33250c, ``InvProbAncVQDiffusionPipeline.__call__``).
 
 A discrete (VQ-Diffusion) prior on token grids, tokens in 0..K-1 and [MASK]. From z = [MASK]^L, per timestep t of
 the grid T-1 > ... > 0:

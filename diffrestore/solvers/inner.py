@@ -14,7 +14,7 @@ cost of about two operator applications (plus the CG steps).
 ``langevin``: the paper's M steps x <- x - eta ((x - x0_hat) / r^2 + grad ||y - A x||^2 / (2 tau^2)) + sqrt(2 eta) z,
 for nonlinear operators and Poisson noise (weighted residuals), step capped for stability.
 
-``hmc``: the official latent code's momentum variant (LATENT_DISCRETE.md 1.1), v <- m v + sqrt(eta) s +
+``hmc``: the momentum variant of the official LatentDAPS code, v <- m v + sqrt(eta) s +
 sqrt(2 (1 - m)) z, x <- x + sqrt(eta) v with the score s = -drift and v ~ N(0, I) at the start of every call.
 
 ``tweedie_mean`` / ``tweedie_draw``: the same target with an anisotropic prior part N(x0_hat, C), C given by its

@@ -20,7 +20,7 @@ the model's size step), the padding is free pixels that only the prior shapes, a
 is resized.
 
 Presets: ``paper`` is the official code's per-task table (``configs/task``, groups ``ldm`` for VQ autoencoders and
-``sd`` for KL ones: M, lr, lr_min_ratio, momentum; LATENT_DISCRETE.md table 1.3), 50 annealing steps x 2 Euler
+``sd`` for KL ones: M, lr, lr_min_ratio, momentum; the official LatentDAPS code's configs), 50 annealing steps x 2 Euler
 steps (100 calls), sigma 10 -> 0.1, HMC, guidance 7.5 on text-conditioned models. ``fast`` is a CPU budget chosen
 by measurement (docs/benchmarks.md, "LatentDAPS"): 25 annealing steps x 1 call and a third of the table's HMC
 steps, conditional pass only.

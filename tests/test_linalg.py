@@ -1,0 +1,99 @@
+"""operators/linalg.py, the one conjugate-gradient solver and the one Lanczos iteration behind ``gram_solve``,
+``cg_pinv``, ``estimate_norm`` and DAPS's Tweedie step, against dense linear algebra; and no float64 on their
+run-time paths (some accelerators have none)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from diffrestore.operators import GaussianNoise, Problem, build_operator
+from diffrestore.operators.linalg import conjugate_gradient, lanczos
+from diffrestore.solvers import inner
+from diffrestore.solvers.dwgf import kde_score
+
+D = 12
+
+
+def _spd(seed: int, condition: float) -> torch.Tensor:
+    """A symmetric positive definite D x D matrix with eigenvalues from 1 to ``condition``."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(D, D, generator=g))
+    return q @ torch.diag(torch.logspace(0, torch.log10(torch.tensor(condition)), D)) @ q.T
+
+
+def _batched(matrices: list[torch.Tensor]):
+    stack = torch.stack(matrices)
+    return lambda v: torch.einsum("nij,nj->ni", stack, v)
+
+
+def test_cg_solves_each_item_and_an_items_result_does_not_depend_on_its_batch() -> None:
+    easy, hard = _spd(0, 3.0), _spd(1, 300.0)
+    b = torch.randn(2, D, generator=torch.Generator().manual_seed(2))
+    both = conjugate_gradient(_batched([easy, hard]), b, max_iter=50, tol=1e-5)
+    for i, m in enumerate((easy, hard)):
+        assert torch.allclose(both[i], torch.linalg.solve(m, b[i]), rtol=1e-3, atol=1e-4)
+    alone = conjugate_gradient(_batched([easy]), b[:1], max_iter=50, tol=1e-5)
+    assert torch.equal(both[0], alone[0])  # the easy item stopped where it stops alone
+
+
+def test_cg_carries_a_linear_image_of_the_solution_and_starts_anywhere() -> None:
+    """matvec giving (M p, L p): the result is L u without another product (the Tweedie step's C A^T u)."""
+    m, lift = _spd(3, 20.0), torch.randn(5, D, generator=torch.Generator().manual_seed(4))
+    b = torch.randn(1, D, generator=torch.Generator().manual_seed(5))
+    calls = []
+
+    def with_image(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        return p @ m.T, p @ lift.T
+
+    got = conjugate_gradient(with_image, b, max_iter=D + 4, start=torch.ones(1, D))
+    assert torch.allclose(got[0], lift @ torch.linalg.solve(m, b[0]), rtol=1e-3, atol=1e-4)
+    assert len(calls) <= D + 5  # the start's product and one per step
+
+
+def test_cg_stops_an_item_at_a_direction_of_negative_curvature() -> None:
+    indefinite = torch.diag(torch.tensor([1.0, -1.0] * (D // 2)))
+    out = conjugate_gradient(_batched([indefinite]), torch.ones(1, D), max_iter=10)
+    assert torch.isfinite(out).all()
+
+
+def test_lanczos_finds_the_top_eigenvalue_and_the_square_root() -> None:
+    m = _spd(6, 50.0)
+    b = torch.randn(2, D, generator=torch.Generator().manual_seed(7))
+    projection = lanczos(_batched([m, m]), b, D, reorthogonalise=True)
+    assert torch.allclose(projection.top_eigenvalue(), torch.full((2,), 50.0), rtol=1e-4)
+    values, vectors = torch.linalg.eigh(m)
+    root = vectors @ torch.diag(values.sqrt()) @ vectors.T
+    assert torch.allclose(projection.root_times_start(), b @ root, rtol=1e-3, atol=1e-4)
+    short = lanczos(_batched([m]), b[:1], 3)
+    assert short.alphas.shape == (1, 3) and short.basis is None
+
+
+class NoFloat64(TorchFunctionMode):
+    """Fails on any torch call that makes a float64 tensor."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float64:
+                raise AssertionError(f"{getattr(func, '__name__', func)} made a float64 tensor")
+        return out
+
+
+@pytest.mark.parametrize("name", ["gaussian_blur", "sr"])
+def test_the_run_time_linear_algebra_stays_in_float32(name: str) -> None:
+    """CG (gram_solve, cg_pinv, the Tweedie mean), Lanczos (the norm, the Tweedie root) and DWGF's kernel score
+    make no float64 tensor: MPS has none."""
+    op = build_operator(name, (1, 8, 8), **({"factor": 2} if name == "sr" else {"kernel_size": 5, "sigma": 1.0}))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 8, 8, generator=g)
+    y = op(x)
+    problem = Problem(op, GaussianNoise(0.025), y)
+    with NoFloat64(), torch.no_grad():
+        op.gram_solve(y, torch.tensor([0.1, 1.0]), 0.05**2)
+        op.cg_pinv(y)
+        op.estimate_norm()
+        inner.tweedie_draw(problem, y, x, lambda v: 0.25 * v, 0.5, 0.05, 2, 3, g)
+        kde_score(torch.randn(3, 2, 2, 2, generator=g), torch.randn(3, 2, 2, 2, generator=g), 0.9, 0.01)
