@@ -96,12 +96,6 @@ def env_command(
 # ==============================================================================================================
 # Restoration commands, built from the parameter lists of cli_flags (the shared flags are declared once).
 
-_RUN_OPTION_NAMES = (
-    "method", "model", "preset", "steps", "seed", "num_samples", "device", "dtype", "batch_size", "output",
-    "suffix", "overwrite", "skip_existing", "json_output", "quiet", "progress", "fail_fast", "simulate",
-    "recursive", "offline", "include_outputs", "registry", "prompt", "negative_prompt", "guidance",
-    "tile_overlap", "g2d2_process", "shard", "summary_file",
-)
 
 
 def _answers_signals(command: Any) -> Any:
@@ -123,14 +117,15 @@ def _run_task(task: str, values: dict[str, Any]) -> int:
     """Shared body of every task command: flags -> run options and task flag values -> the run -> exit code."""
     import json
 
+    from ..run.flags import RUN_FLAGS
     from ..run.options import RunOptions
     from ..run.solver_settings import parse_pairs
     from ..split import distributed, summaries
 
     inputs = values.pop("inputs")
-    run_values = {name: values.pop(name) for name in _RUN_OPTION_NAMES}
-    run_values["offline"] = True if run_values["offline"] else None
-    run_values["solver_options"] = parse_pairs(values.pop("solver_set") or [])
+    run_values = {flag.name: values.pop(flag.name) for flag in RUN_FLAGS}  # the rest are the task's flags
+    run_values["offline"] = True if run_values["offline"] else None  # not given: the environment may say
+    run_values["solver_options"] = parse_pairs(run_values.pop("solver_set") or [])
     opts = RunOptions(task=task, **run_values)
     doc, code = distributed.run(inputs, opts, values)  # a split run's rank 0 has the whole world's document
     if doc is not None and opts.summary_file is not None:
@@ -227,7 +222,7 @@ def train_command(
     """
     import time
 
-    from ..run.options import PROGRESS_MODES
+    from ..run.flags import PROGRESS_MODES
     from ..run.progress import progress_mode
 
     if progress not in PROGRESS_MODES:

@@ -90,8 +90,9 @@ def build_operator(
 
     - ``identity``: none (denoising).
     - ``inpaint``: one of ``mask`` (bool tensor/array ``(H, W)`` or ``(1|N, 1, H, W)``, True = missing),
-      ``box = (x, y, width, height)`` in pixels (left, top, width, height: the CLI's ``--box X,Y,W,H``), ``fraction`` (share of pixels missing at random, drawn from
-      ``generator``); none given: a centred box of half the height and width (128 x 128 on 256 x 256).
+      ``box = (x, y, width, height)`` in pixels (left, top, width, height: the CLI's ``--box X,Y,W,H``),
+      ``fraction`` (share of pixels missing at random, drawn from ``generator``); none given: a centred box of
+      half the height and width (128 x 128 on 256 x 256).
     - ``sr``: ``factor`` integer 2..16 (papers: 2, 3, 4, 8; default 4), ``kernel`` ``"bicubic"`` (default) or
       ``"box"``. Output ``ceil(H / factor) x ceil(W / factor)``.
     - ``gaussian_blur``: ``kernel_size`` odd (default 61), ``sigma`` in pixels (default 3.0), ``boundary``.

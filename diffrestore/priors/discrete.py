@@ -24,7 +24,7 @@ import torch
 
 from ..errors import ModelError, UsageError
 from .base import Conditioning, DiscretePrior, check_channels, freeze_network, guide
-from .files import encode_prompt
+from .files import text_conditioning
 
 
 class VQDiffusionPrior(DiscretePrior):
@@ -96,20 +96,9 @@ class VQDiffusionPrior(DiscretePrior):
 
     def condition(self, prompt: str | None = None, negative_prompt: str | None = None,
                   guidance: float = 1.0) -> Conditioning:
-        if not self.conditional:
-            if prompt or negative_prompt or guidance != 1.0:
-                raise UsageError(f"model '{self.name}' is unconditional: it takes no prompt or guidance")
-            return Conditioning()
-        embeddings = encode_prompt(self.name, self.text_encoder, self.tokenizer,
-                                   self.prompt if prompt is None else prompt, self.device, normalise=True)
-        negative = None
-        if guidance != 1.0:
-            if negative_prompt is None and self.cfg_embeddings is not None:
-                negative = self.cfg_embeddings[None]
-            else:
-                negative = encode_prompt(self.name, self.text_encoder, self.tokenizer, negative_prompt or "",
-                                         self.device, normalise=True)
-        return Conditioning(embeddings=embeddings, negative=negative, guidance=float(guidance))
+        # VQ-Diffusion was trained on unit-norm token vectors, with learned embeddings for the empty prompt
+        return text_conditioning(self, prompt, negative_prompt, guidance, normalise=True,
+                                 learned_negative=self.cfg_embeddings)
 
     # ------------------------------------------------------------------------------------------ decoder
     def codebook(self) -> torch.Tensor:

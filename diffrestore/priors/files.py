@@ -21,6 +21,8 @@ from ..errors import ModelError
 if TYPE_CHECKING:
     import torch
 
+    from .base import Conditioning
+
 CFG_EMBEDDINGS = "learned_classifier_free_sampling_embeddings"
 TEXT_EXTRA_HINT = "pip install 'diffrestore[text]' (the transformers package), or pass prompt embeddings directly"
 
@@ -237,6 +239,31 @@ def encode_prompt(name: str, text_encoder: Any, tokenizer: Any, prompt: str, dev
     with torch.no_grad():
         embeddings = text_encoder(tokens.input_ids.to(device))[0].float()
     return embeddings / embeddings.norm(dim=-1, keepdim=True) if normalise else embeddings
+
+
+def text_conditioning(prior: Any, prompt: str | None, negative_prompt: str | None, guidance: float, *,
+                      normalise: bool = False, learned_negative: torch.Tensor | None = None) -> Conditioning:
+    """A text-conditioned prior's ``Conditioning`` (its ``name``, ``conditional``, ``text_encoder``, ``tokenizer``,
+    default ``prompt`` and ``device``): the prompt's embeddings, and with guidance the negative prompt's (or,
+    when none is given, ``learned_negative``: VQ-Diffusion's learned classifier-free embeddings). An
+    unconditional prior takes none of them: UsageError."""
+    from ..errors import UsageError
+    from .base import Conditioning
+
+    if not prior.conditional:
+        if prompt or negative_prompt or guidance != 1.0:
+            raise UsageError(f"model '{prior.name}' is unconditional: it takes no prompt or guidance")
+        return Conditioning()
+
+    def encode(text: str) -> torch.Tensor:
+        return encode_prompt(prior.name, prior.text_encoder, prior.tokenizer, text, prior.device, normalise=normalise)
+
+    embeddings = encode(prior.prompt if prompt is None else prompt)
+    negative = None
+    if guidance != 1.0:
+        use_learned = negative_prompt is None and learned_negative is not None
+        negative = learned_negative[None] if use_learned else encode(negative_prompt or "")
+    return Conditioning(embeddings=embeddings, negative=negative, guidance=float(guidance))
 
 
 def pipeline_parts(folder: Path) -> set[str]:

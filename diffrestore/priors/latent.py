@@ -22,7 +22,7 @@ import torch
 
 from ..errors import UsageError
 from .base import Conditioning, LatentPrior, freeze_network
-from .files import encode_prompt
+from .files import text_conditioning
 from .vp import VPDenoiser
 
 
@@ -97,16 +97,7 @@ class DiffusersLatentPrior(LatentPrior):
 
     def condition(self, prompt: str | None = None, negative_prompt: str | None = None,
                   guidance: float = 1.0) -> Conditioning:
-        if not self.conditional:
-            if prompt or negative_prompt or guidance != 1.0:
-                raise UsageError(f"model '{self.name}' is unconditional: it takes no prompt or guidance")
-            return Conditioning()
-        embeddings = encode_prompt(self.name, self.text_encoder, self.tokenizer,
-                                   self.prompt if prompt is None else prompt, self.device)
-        negative = None
-        if guidance != 1.0:
-            negative = encode_prompt(self.name, self.text_encoder, self.tokenizer, negative_prompt or "", self.device)
-        return Conditioning(embeddings=embeddings, negative=negative, guidance=float(guidance))
+        return text_conditioning(self, prompt, negative_prompt, guidance)
 
     # ---------------------------------------------------------------------------------------- autoencoder
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
-"""The run's options (``RunOptions``, one field per flag of a restoration command besides the task's own) and the
-one table of their ranges: every check that needs nothing but these flags happens in ``check_run_options``, and
-the CLI's help states the same limits from the same table. No torch here.
+"""The run's options (``RunOptions``, one field per flag of a restoration command besides the task's own, as
+``run.flags`` declares them) and ``check_run_options``, every check that needs nothing but these flags: each
+value against its declaration (ranges, choices), then the combinations. No torch here.
 """
 
 from __future__ import annotations
@@ -11,28 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from ..solvers.methods import DEFAULT_SAMPLES, MAX_STEPS, PRESET_NAMES, PRESET_STEPS
-from ..tasks.flags import Flag
+from ..solvers.methods import DEFAULT_SAMPLES, MAX_STEPS, PRESET_STEPS
+from .flags import RUN_FLAGS
 
 if TYPE_CHECKING:
     from ..split.shards import Shard
-
-PROGRESS_MODES = ("auto", "rich", "plain", "none")
-#: Every sample is a solver row and a file of its own, and the planner names all of them before anything runs.
-MAX_NUM_SAMPLES = 10000
-
-#: the ranges of the run's numeric flags (--steps also has a per-method limit: ``check_steps``)
-RANGES: dict[str, Flag] = {
-    flag.name: flag
-    for flag in (
-        Flag("num_samples", "--num-samples", int, "", low=1, high=MAX_NUM_SAMPLES,
-             hint="every sample is restored and written as its own file"),
-        Flag("batch_size", "--batch-size", int, "", low=1),
-        Flag("steps", "--steps", int, "", low=1),
-        Flag("tile_overlap", "--tile-overlap", int, "", low=0),
-    )
-}
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -87,15 +70,13 @@ def check_steps(method: str, steps: int | None) -> None:
 
 
 def check_run_options(opts: RunOptions) -> None:
-    """Every check that needs nothing but the run's flags (ranges from ``RANGES``, choices, combinations)."""
+    """Every check that needs nothing but the run's flags: each value against its declaration in ``RUN_FLAGS``
+    (ranges, choices), then the combinations."""
     if opts.overwrite and opts.skip_existing:
         raise UsageError("--overwrite and --skip-existing cannot be combined")
-    for name, flag in RANGES.items():
-        value = samples_per_image(opts) if name == "num_samples" else getattr(opts, name)
-        flag.check(value)
-    if opts.preset not in PRESET_NAMES:
-        raise UsageError(f"unknown preset '{opts.preset}'", hint=f"use {' or '.join(sorted(PRESET_NAMES))}")
-    if opts.progress not in PROGRESS_MODES:
-        raise UsageError(f"unknown --progress '{opts.progress}'", hint=f"use {', '.join(PROGRESS_MODES)}")
+    for flag in RUN_FLAGS:
+        if flag.repeat:
+            continue  # --set pairs are the solver's to check (run.solver_settings)
+        flag.check(samples_per_image(opts) if flag.name == "num_samples" else getattr(opts, flag.name))
     if opts.suffix is not None and ("/" in opts.suffix or os.sep in opts.suffix):
         raise UsageError(f"--suffix '{opts.suffix}' must not contain a path separator")

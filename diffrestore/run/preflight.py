@@ -98,24 +98,20 @@ def validate(opts: RunOptions, task_values: Mapping[str, Any] | None = None, *, 
 
 
 def solver_overrides(opts: RunOptions, method: str) -> dict[str, Any]:
-    """--prompt, --negative-prompt, --guidance (and --g2d2-process) as solver overrides; a usage error for a
-    method whose priors take no text (pixel priors), a guidance scale that is not a positive number, or a
-    process for another method than g2d2."""
-    from ..solvers.methods import CONDITIONED_METHODS, G2D2_PROCESSES
+    """--prompt, --negative-prompt, --guidance (and --g2d2-process) as solver overrides (their values are checked
+    with the other run flags); a usage error for a method whose priors take no text (pixel priors), or a process
+    for another method than g2d2."""
+    from ..solvers.methods import CONDITIONED_METHODS
 
     given = {"prompt": opts.prompt, "negative_prompt": opts.negative_prompt, "guidance": opts.guidance}
     flags = [f"--{key.replace('_', '-')}" for key, value in given.items() if value is not None]
     if flags and method not in CONDITIONED_METHODS:
         raise UsageError(f"{' and '.join(flags)}: method {method} runs on a pixel prior, which takes no prompt",
                          hint="drop the flag, or use a text-conditioned model (e.g. --model sd15)")
-    if opts.guidance is not None and not (opts.guidance > 0 and opts.guidance < 1e4):
-        raise UsageError(f"--guidance {opts.guidance} is out of range", hint="use a scale > 0 (1 = no guidance)")
     overrides = {key: value for key, value in given.items() if value is not None}
     if opts.g2d2_process is not None:
         if method != "g2d2":
             raise UsageError(f"--g2d2-process: method {method} has no such setting", hint="use --method g2d2")
-        if opts.g2d2_process not in G2D2_PROCESSES:
-            raise UsageError(f"--g2d2-process {opts.g2d2_process!r} is not {' or '.join(G2D2_PROCESSES)}")
         overrides["process"] = opts.g2d2_process
     return overrides
 

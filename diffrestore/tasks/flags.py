@@ -46,6 +46,9 @@ class Flag:
     hint: str | None = None  # said with a range error (e.g. the unit a paper uses)
     show_default: bool = True  # "Default: X" at the end of the help
     parse: Callable[[Any], Any] | None = None  # turns a given value into the flag's (instead of ``kind``)
+    panel: str = "Task options"  # the --help section it is listed in
+    envvar: str | None = None  # an environment variable that gives it when the flag is not
+    repeat: bool = False  # may be given several times (a list)
 
     def help_text(self) -> str:
         if not self.show_default or self.default is None or self.kind is bool:

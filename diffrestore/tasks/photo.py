@@ -202,9 +202,7 @@ class Denoise(TaskSpec):
     summary = "Remove Gaussian (--noise-sigma, [0, 1] scale) or Poisson (--noise poisson --poisson-rate) noise."
     example = "diffrestore denoise noisy.png --noise-sigma 0.1"
     simulated_noise_sigma = 0.1
-
-    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
-        return "identity", {}
+    operator_name = "identity"
 
 
 class Colorize(TaskSpec):
@@ -212,9 +210,7 @@ class Colorize(TaskSpec):
     summary = "Add colour to a grayscale image (an RGB input is reduced to its luminance first)."
     example = "diffrestore colorize old_photo.jpg"
     min_channels = 3
-
-    def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
-        return "colorize", {}
+    operator_name = "colorize"
 
     def measures_luminance_of_gray(self) -> bool:
         return False  # the luminance is the operator itself

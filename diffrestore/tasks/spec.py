@@ -87,6 +87,8 @@ class TaskSpec:
     keeps_known_pixels: ClassVar[bool] = False
     #: the least number of channels the restored image has (colorize: 3, whatever the input)
     min_channels: ClassVar[int] = 1
+    #: the operator of a task whose operator takes no parameters (``operators.build_operator``'s name)
+    operator_name: ClassVar[str | None] = None
 
     @classmethod
     def all_flags(cls) -> tuple[Flag, ...]:
@@ -119,8 +121,10 @@ class TaskSpec:
     # ---------------------------------------------------------------------------------- torch hooks
 
     def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
-        """(name, parameters) for ``operators.build_operator``."""
-        raise NotImplementedError
+        """(name, parameters) for ``operators.build_operator``: by default ``operator_name`` without any."""
+        if self.operator_name is None:
+            raise NotImplementedError(f"task {self.name} names no operator")
+        return self.operator_name, {}
 
     def measures_luminance_of_gray(self) -> bool:
         """A gray file on an RGB prior is measured through the luminance of x (``Compose(A, Colorize)``)."""
