@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_support import H, W, make_tiny_model, write_image
 from PIL import Image
-from test_cli_support import H, W, make_tiny_model, write_image
 
 import diffrestore
 from diffrestore.errors import UsageError
@@ -37,7 +37,7 @@ def test_import_diffrestore_stays_light() -> None:
 
 
 def test_restore_a_path_with_a_mask_file_and_save(tmp_path, model) -> None:
-    from test_cli_support import write_mask
+    from cli_support import write_mask
 
     image = write_image(tmp_path / "a.png")
     mask = write_mask(tmp_path / "m.png")

@@ -1,6 +1,6 @@
 """The package's shape: dependencies point one way (no import cycle, imports inside functions included), no module
-grows past the size one reader can hold, the registry builds no networks, and every solver's declared prior kind
-matches the torch-free method table."""
+grows past the size one reader can hold, the registry builds no networks, every solver's declared prior kind
+matches the torch-free method table, and the tests mirror the package (tests/<package>/test_<module>.py)."""
 
 from __future__ import annotations
 
@@ -123,3 +123,69 @@ def test_solvers_declare_the_kind_the_method_table_says() -> None:
     assert set(METHOD_NAMES) == set(METHOD_KINDS)
     for method, kind in METHOD_KINDS.items():
         assert solver_class(method).prior_kind == kind, method
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _mirror_problems(tests: Path, package: Path) -> list[str]:
+    """How the tests folder strays from the package's layout: each subfolder of tests/ is a package of diffrestore
+    and holds only test_<name>.py files, <name> starting with one of that package's module names (or the package's
+    own name); a module's tests are found by its name. Basenames are unique across tests/ and there is no
+    __init__.py: with pytest's default import mode a test module is imported by its basename (and a
+    tests/imageio/__init__.py would shadow the real imageio package)."""
+    problems: list[str] = []
+    seen: dict[str, Path] = {}
+    for path in sorted(tests.rglob("*.py")):
+        relative = path.relative_to(tests)
+        if relative.parts[0] in ("fixtures", "__pycache__"):
+            continue
+        if path.name == "__init__.py":
+            problems.append(f"{relative}: no __init__.py in tests/ (test modules are imported by their basename)")
+        if path.name in seen:
+            problems.append(f"{relative}: basename also used by {seen[path.name]}")
+        seen.setdefault(path.name, relative)
+    folders = [p for p in tests.iterdir() if p.is_dir() and p.name not in ("fixtures", "__pycache__")]
+    for folder in sorted(f for f in folders if any(f.rglob("*.py"))):  # a folder left with bytecode only: ignored
+        source = package / folder.name
+        if not (source / "__init__.py").is_file():
+            problems.append(f"{folder.name}/: not a package of diffrestore (tests/<package>/ mirrors diffrestore/)")
+            continue
+        names = sorted({p.stem for p in source.glob("*.py") if p.stem not in ("__init__", "__main__")} | {folder.name})
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(tests)
+            if "__pycache__" in relative.parts:
+                continue
+            if path.is_dir():
+                problems.append(f"{relative}/: tests/<package>/ holds no subfolders")
+            elif path.suffix == ".py" and path.name != "__init__.py":
+                stem = path.stem.removeprefix("test_")
+                if not path.name.startswith("test_") or not any(stem == n or stem.startswith(n + "_") for n in names):
+                    problems.append(f"{relative}: name it test_<module>[_topic].py after a module of "
+                                    f"diffrestore/{folder.name}/ ({', '.join(names)}), or move it")
+    return problems
+
+
+def test_the_tests_mirror_the_package() -> None:
+    problems = _mirror_problems(TESTS, PACKAGE)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_mirror_check_finds_misplaced_tests(tmp_path) -> None:
+    package, tests = tmp_path / "diffrestore", tmp_path / "tests"
+    for module in ("run/__init__.py", "run/plan.py", "run/progress.py", "solvers/__init__.py", "solvers/base.py"):
+        (package / module).parent.mkdir(parents=True, exist_ok=True)
+        (package / module).write_text("")
+    files = ("test_api.py", "cli_support.py", "fixtures/model/make_fixture.py", "fixtures/model/test_plan.py",
+             "run/test_plan.py", "run/test_progress_reporter.py", "run/test_run.py", "solvers/test_base_solver.py",
+             # misplaced:
+             "run/test_planner.py", "run/test_budget.py", "run/helpers.py", "run/deeper/test_plan_deep.py",
+             "engine/test_engine.py", "solvers/test_api.py", "solvers/__init__.py")
+    for name in files:
+        (tests / name).parent.mkdir(parents=True, exist_ok=True)
+        (tests / name).write_text("")
+    problems = _mirror_problems(tests, package)
+    assert sorted(problem.split(": ")[0] for problem in problems) == [
+        "engine/", "run/deeper/", "run/helpers.py", "run/test_budget.py", "run/test_planner.py",
+        "solvers/__init__.py", "solvers/test_api.py", "test_api.py"], problems
+    assert "test_api.py: basename also used by solvers/test_api.py" in problems, problems

@@ -4,7 +4,7 @@ the BT.601 luminance, one noise draw per pixel (copying the gray file into three
 from __future__ import annotations
 
 import torch
-from test_cli_support import run_main, write_image
+from cli_support import run_main, write_image
 
 from diffrestore import tasks
 from diffrestore.operators import BT601_WEIGHTS
@@ -32,6 +32,9 @@ class ExactPosteriorMean:
 
     def check_channels(self, image_channels: int, prior_channels: int) -> None:
         return None
+
+    def resolved(self, prior, x_shape, problem=None) -> dict:
+        return {}  # nothing derived at run time (as Solver.resolved)
 
     def run(self, prior, problem, *, generator, progress=None) -> torch.Tensor:
         mean, _ = gaussian_posterior(prior, problem.operator, problem.y, float(problem.noise.std))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cli_support import run_main, write_image
 from diffusers import DDPMScheduler, UNet2DModel
-from test_cli_support import run_main, write_image
 
 from diffrestore import tasks
 from diffrestore.operators import PoissonNoise, Problem, build_operator

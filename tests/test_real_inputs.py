@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cli_support import run_main
 from PIL import Image
-from test_cli_support import run_main
 
 import diffrestore
 from diffrestore.tasks.known_pixels import keep_known

@@ -31,7 +31,7 @@ def sample_tokens(log_probs: torch.Tensor, generator: Generators) -> torch.Tenso
 def gumbel_softmax(logits: torch.Tensor, temperature: float, generator: Generators) -> torch.Tensor:
     """The Gumbel-softmax relaxation softmax((logits + G) / temperature) over dim 1 (no straight-through): soft
     one-hot weights that are differentiable in ``logits``. Biased: its weights' mean is not softmax(logits)
-    (at temperature 1 it is much flatter; tests/test_categorical.py measures it)."""
+    (at temperature 1 it is much flatter; tests/solvers/test_categorical.py measures it)."""
     noise = gumbel(logits.shape, generator, logits.device)
     return torch.softmax((logits + noise) / float(temperature), dim=1)
 

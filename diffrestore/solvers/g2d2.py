@@ -179,7 +179,7 @@ class G2D2(PromptConditioned, Solver):
                   generator: Generators, y_size: tuple[int, int]) -> torch.Tensor:
         """Per image (N,): the likelihood term at one Gumbel-softmax relaxed draw of z0 ~ Cat(logits), decoded as
         a soft mix of code vectors. (A single-sample estimate of E_q[loss]: biased at temperature 1, see
-        tests/test_g2d2_closed_form.py, but it needs one decoder pass, and the decoder is the cost.)"""
+        tests/solvers/test_g2d2_closed_form.py, but it needs one decoder pass, and the decoder is the cost.)"""
         weights = gumbel_softmax(logits, float(self.config.temperature), generator)
         x = prior.decode_soft(weights.transpose(1, 2))[..., : y_size[0], : y_size[1]]
         return self.likelihood(problem, y, problem.operator(x))

@@ -25,7 +25,7 @@ G2D2_PROCESSES: tuple[str, ...] = ("star", "markov")
 DEFAULT_SAMPLES: dict[str, int] = {"dwgf": 4}
 #: the --preset names every method accepts (each solver's ``presets`` table has exactly these keys)
 PRESET_NAMES: tuple[str, ...] = ("paper", "fast")
-#: method -> preset -> solver steps, as the solvers' presets say (tests/test_methods.py keeps them equal): here
+#: method -> preset -> solver steps, as the solvers' presets say (tests/solvers/test_methods.py keeps them equal): here
 #: so that --help can show each default without importing torch
 PRESET_STEPS: dict[str, dict[str, int]] = {
     "daps": {"fast": 100, "paper": 200},
@@ -37,7 +37,7 @@ PRESET_STEPS: dict[str, dict[str, int]] = {
     "g2d2": {"fast": 25, "paper": 100},
 }
 #: method -> preset -> classifier-free guidance scale on text-conditioned models, as the solvers' presets say
-#: (``default_guidance``; tests/test_cli_flags.py keeps them equal): here so that --help can show them
+#: (``default_guidance``; tests/cli/test_flags.py keeps them equal): here so that --help can show them
 PRESET_GUIDANCE: dict[str, dict[str, float]] = {
     "latent-daps": {"fast": 1.0, "paper": 7.5},
     "dwgf": {"fast": 1.0, "paper": 1.0},
