@@ -187,7 +187,7 @@ def restore(
 
     tensor, loaded = _as_loaded(image)
     path = Path(getattr(loaded, "path", None) or "image")
-    prepared = inputs.prepare_input(job, tensor, path=path, loaded=loaded, extensions=_extensions())
+    prepared = inputs.prepare_input(job, tensor, path=path, loaded=loaded, extensions=job.task.input_extensions())
     run_device = prior.device if prior is not None else None
     if run_device is None:
         from .run.runtime import resolve_device
@@ -202,9 +202,3 @@ def restore(
     return Restoration(image=result.image, samples=result.samples, std=result.std, measurement=result.measurement,
                        reference=result.reference, metrics=result.metrics, source=loaded, noise_sigma=assumed,
                        settings=job.solver.settings(), resolved=result.resolved)
-
-
-def _extensions() -> tuple[str, ...]:
-    from .run.plan import image_extensions
-
-    return image_extensions()

@@ -180,21 +180,26 @@ class LinearOperator(Operator):
         """The diagonal of ``A A^T`` (broadcastable to a measurement) when ``A A^T`` is diagonal, else None."""
         return None
 
-    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
+    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float, *,
+                   tol: float | None = None) -> torch.Tensor:
         """``u = (scale A A^T + shift I)^-1 v`` for measurements ``v`` (``scale`` a number or one per item).
 
         The measurement-space solve behind exact draws from Gaussian posteriors (perturb-and-solve, used by DAPS):
         elementwise where ``A A^T`` is diagonal (``gram_diag``), otherwise conjugate gradients on the symmetric
-        positive definite system, whose condition number is at most ``1 + scale ||A||^2 / shift``.
+        positive definite system, whose condition number is at most ``1 + scale ||A||^2 / shift``; subclasses solve
+        exactly where they can (circular blur by FFT, separable operators by Kronecker eigen-solves).
+        ``tol``: where the solve iterates, the residual ``||v - (scale A A^T + shift I) u||`` each item must reach,
+        relative to its ``||v||`` (None: ``gram_cg_tol``), so a caller asks for the accuracy it needs; exact solves
+        ignore it. Every item stops on its own: its result does not depend on its batch-mates.
         """
         diagonal = self.gram_diag()
         scale = per_item(scale, v)
         if diagonal is not None:
             return v / (scale * diagonal + shift)
-        return self._cg_gram_solve(v, scale, shift)
+        return self._cg_gram_solve(v, scale, shift, tol=tol)
 
-    #: CG budget of ``gram_solve`` (fixed, so results are reproducible and time is bounded) and its tolerance on
-    #: the residual relative to ``||v||``
+    #: CG budget of ``gram_solve`` (fixed, so results are reproducible and time is bounded) and its default
+    #: tolerance on the residual relative to ``||v||``
     gram_cg_max_iter: int = 50
     gram_cg_tol: float = 1e-4
 
@@ -203,13 +208,15 @@ class LinearOperator(Operator):
         ``gram_solve``'s conjugate gradients converge in a few steps, or None. Blurs give their circulant version."""
         return None
 
-    def _cg_gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
+    def _cg_gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float, *,
+                       tol: float | None = None) -> torch.Tensor:
         """Preconditioned conjugate gradients (``linalg.conjugate_gradient``), per item, from u = 0."""
 
         def apply(u: torch.Tensor) -> torch.Tensor:
             return scale * self.forward(self.adjoint(u)) + shift * u
 
-        return conjugate_gradient(apply, v, max_iter=self.gram_cg_max_iter, tol=self.gram_cg_tol,
+        return conjugate_gradient(apply, v, max_iter=self.gram_cg_max_iter,
+                                  tol=self.gram_cg_tol if tol is None else float(tol),
                                   precondition=self.gram_preconditioner(scale, shift))
 
     def cg_pinv(self, y: torch.Tensor, *, max_iter: int | None = None, tol: float | None = None) -> torch.Tensor:

@@ -13,6 +13,8 @@ the smaller the image, the larger the border's share. Only ``"circular"`` has ``
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -20,6 +22,7 @@ from ..errors import UsageError
 from .base import LinearOperator, OperatorKind, per_item
 from .extension import extend, extend_adjoint, extension_matrices
 from .kernels import normalise_kernel
+from .kronecker import SeparableGram
 
 BLUR_BOUNDARIES: tuple[str, ...] = ("reflect", "replicate", "circular")
 
@@ -54,7 +57,30 @@ def _wrap_kernel(kernel: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return wrapped
 
 
-class BlurOperator(LinearOperator):
+def rank_one_factors(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The best rank-1 approximation ``k_rows k_cols^T`` of a kernel (its top singular pair, split evenly and signed
+    to sum >= 0) and the ratio ``s_2 / s_1`` of its two largest singular values (0: exactly separable). Float64,
+    CPU: set-up work."""
+    u, s, vh = torch.linalg.svd(kernel.detach().to("cpu", torch.float64))
+    sign = 1.0 if float(u[:, 0].sum()) >= 0 else -1.0
+    root = math.sqrt(float(s[0]))
+    ratio = float(s[1] / s[0]) if s.numel() > 1 and float(s[0]) > 0 else 0.0
+    return sign * root * u[:, 0], sign * root * vh[0], ratio
+
+
+def convolution_matrix(taps: torch.Tensor, e_before: torch.Tensor, e_after: torch.Tensor) -> torch.Tensor:
+    """One axis of the reflect / replicate blur as a dense (n, n) float64 matrix: ``forward``'s steps on the
+    identity (extend by the operator's extension matrices, convolve with ``taps`` (centre ``k // 2``), keep the n
+    outputs that line up with the image)."""
+    n = e_before.shape[1]
+    extended = extend(torch.eye(n, dtype=torch.float64), e_before.to("cpu", torch.float64),
+                      e_after.to("cpu", torch.float64), -2)  # (n + k - 1, n): column j is pixel j extended
+    # True convolution, valid part: out[i] = sum_t taps[t] extended[i + k - 1 - t] (conv1d correlates: flip).
+    flipped = taps.to("cpu", torch.float64).flip(0).view(1, 1, -1)
+    return F.conv1d(extended.T[:, None, :], flipped)[:, 0, :].T
+
+
+class BlurOperator(SeparableGram, LinearOperator):
     """Convolution of every channel with one normalised kernel (true convolution, kernel centre at
     ``(kh // 2, kw // 2)``); ``y`` has the shape of ``x``. Computed with FFTs, so big kernels stay cheap.
 
@@ -62,11 +88,18 @@ class BlurOperator(LinearOperator):
     by ``kernel_size - 1`` pixels, convolve linearly and crop (pinv by CGLS); ``"circular"`` convolves periodically
     (pinv in closed form: ``conj(K) / |K|^2`` where ``|K| > rcond * max |K|``, 0 elsewhere; ``||A|| = max |K|``).
     ``kind`` says which blur this is (Gaussian, motion, a user's kernel).
+
+    With reflect / replicate and a separable kernel (rank 1 up to ``separable_rtol``: the Gaussian) the operator
+    is ``A_rows (x) A_cols`` per channel, and ``gram_solve`` and ``pinv`` are exact Kronecker eigen-solves
+    (``kronecker.SeparableGram``). Other kernels (motion, a user's file) solve by preconditioned CG.
     """
 
     name = "blur"
     #: relative threshold on the kernel spectrum below which the circular pinv treats a frequency as lost
     rcond: float = 1e-3
+    #: a kernel counts as separable when its second singular value is below this fraction of its first; the
+    #: Gaussian built in float32 sits at 1e-8 (rounding), a motion kernel at 0.7, a random 15 x 15 one at 0.26
+    separable_rtol: float = 1e-6
 
     def __init__(
         self,
@@ -137,7 +170,12 @@ class BlurOperator(LinearOperator):
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         if self.boundary != "circular":
-            return self.cg_pinv(y)
+            gram = self.kronecker_gram(y)
+            if gram is None:
+                return self.cg_pinv(y)
+            # A^+ = A^T (A A^T)^+, with the singular values below rcond times the largest dropped (as circular)
+            self._check_output(y)
+            return self.adjoint(gram.pseudo_solve(y, self.rcond))
         self._check_output(y)
         _, height, width = self.image_shape
         spectrum = self._spectrum((height, width))
@@ -146,11 +184,31 @@ class BlurOperator(LinearOperator):
         inverse = torch.where(keep, spectrum.conj() / power.clamp_min(torch.finfo(power.dtype).tiny), 0)
         return torch.fft.irfft2(torch.fft.rfft2(y) * inverse, s=(height, width))
 
-    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
-        if self.boundary != "circular":
-            return super().gram_solve(v, scale, shift)
-        # A A^T of a circular convolution is diagonal in Fourier: |K(omega)|^2, so the solve is exact.
-        return self._circulant_gram_inverse(scale, shift)(v)
+    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float, *,
+                   tol: float | None = None) -> torch.Tensor:
+        """Exact for circular blur (FFT) and a separable kernel (Kronecker); otherwise CG to ``tol``."""
+        if self.boundary == "circular":
+            # A A^T of a circular convolution is diagonal in Fourier: |K(omega)|^2, so the solve is exact.
+            return self._circulant_gram_inverse(scale, shift)(v)
+        gram = self.kronecker_gram(v)
+        if gram is not None:
+            return gram.solve(v, scale, shift)
+        return self._cg_gram_solve(v, per_item(scale, v), shift, tol=tol)
+
+    def separable(self) -> bool:
+        """Whether the kernel is rank 1 up to ``separable_rtol`` (decided once, in float64 on the CPU)."""
+        cache = self.__dict__.setdefault("_rank_one", {})
+        if "factors" not in cache:
+            cache["factors"] = rank_one_factors(self.kernel)
+        return cache["factors"][2] < self.separable_rtol
+
+    def axis_matrices(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per channel ``A = A_rows (x) A_cols`` when the border is reflect / replicate and the kernel separable."""
+        if self.boundary == "circular" or not self.separable():
+            return None
+        k_rows, k_cols, _ = self.__dict__["_rank_one"]["factors"]
+        return (convolution_matrix(k_rows, self.rows_before, self.rows_after),
+                convolution_matrix(k_cols, self.cols_before, self.cols_after))
 
     def gram_preconditioner(self, scale: torch.Tensor | float, shift: float):
         # Reflect / replicate blur differs from the circular one only near the border: the circular solve is

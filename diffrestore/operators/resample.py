@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .base import LinearOperator, OperatorKind
 from .extension import extend, extend_adjoint, extension_matrices
+from .kronecker import SeparableGram
 
 SR_KERNELS: tuple[str, ...] = ("bicubic", "box")
 
@@ -26,6 +27,16 @@ def _resample_axis(n: int, taps: int, stride: int, before: int, mode: str) -> tu
     after = max(0, stride * (out - 1) + taps - before - n)
     e_before, e_after = extension_matrices(n, before, after, mode)
     return out, e_before, e_after
+
+
+def _downsample(z: torch.Tensor, e_before: torch.Tensor, e_after: torch.Tensor, weights: torch.Tensor, factor: int,
+                axis: int) -> torch.Tensor:
+    """One axis of the resampling on ``z`` (B, 1, H, W): extend along ``axis`` (-2 rows, -1 columns), then
+    ``out[i] = sum_t w[t] ext(z)[factor * i + t]``."""
+    z = extend(z, e_before, e_after, axis)
+    if axis == -2:
+        return F.conv2d(z, weights.view(1, 1, -1, 1), stride=(factor, 1))
+    return F.conv2d(z, weights.view(1, 1, 1, -1), stride=(1, factor))
 
 
 def _partial_block_scale(n: int, factor: int) -> torch.Tensor:
@@ -58,14 +69,15 @@ def _bicubic_taps(factor: int) -> tuple[torch.Tensor, int]:
     return weights / weights.sum(), -first
 
 
-class SuperResolution(LinearOperator):
+class SuperResolution(SeparableGram, LinearOperator):
     """Downsampling by an integer ``factor``: antialiased ``"bicubic"`` (the resize kernel of PIL / torch
     ``antialias=True``, a = -0.5) or ``"box"`` (average pooling over ``f x f`` blocks).
 
     Output ``(N, C, ceil(H / f), ceil(W / f))``. Bicubic reads past the border by mirror reflection (also to fill
     the last window when the size is not divisible by ``f``). Box: a partial last block averages the pixels that
-    exist. Box has a closed-form pinv and norm (``A A^T`` is diagonal); bicubic uses the CGLS and power-iteration
-    fallbacks.
+    exist. Box has a closed-form pinv and norm (``A A^T`` is diagonal). Both are separable, ``A = A_rows (x) A_cols``
+    per channel, so bicubic's ``gram_solve`` and pinv are exact Kronecker eigen-solves (``kronecker.SeparableGram``);
+    its norm is the Lanczos estimate.
     """
 
     name = "sr"
@@ -78,11 +90,10 @@ class SuperResolution(LinearOperator):
         if kernel == "bicubic":
             weights, before = _bicubic_taps(self.factor)
             mode = "reflect"
-            row_scale, col_scale = torch.ones(-(-height // self.factor)), torch.ones(-(-width // self.factor))
         else:
             # Zero-extend, then rescale the partial last block so it is a mean over the pixels it has.
             weights, before, mode = torch.full((self.factor,), 1.0 / self.factor), 0, "zero"
-            row_scale, col_scale = _partial_block_scale(height, self.factor), _partial_block_scale(width, self.factor)
+        row_scale, col_scale = self._axis_scale(height), self._axis_scale(width)
         out_h, rows_before, rows_after = _resample_axis(height, weights.numel(), self.factor, before, mode)
         out_w, cols_before, cols_after = _resample_axis(width, weights.numel(), self.factor, before, mode)
         self.register_buffer("weights", weights)
@@ -99,13 +110,15 @@ class SuperResolution(LinearOperator):
             # Whole blocks only: every row then holds f^2 entries 1 / f^2, so A A^T = I / f^2.
             self.rows_orthonormal_up_to_scale = height % self.factor == 0 and width % self.factor == 0
 
+    def _axis_scale(self, n: int) -> torch.Tensor:
+        """Per-output factor of one axis (1 for bicubic; box: a partial last block is a mean over what exists)."""
+        return _partial_block_scale(n, self.factor) if self.kernel == "box" else torch.ones(-(-n // self.factor))
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         z = x.reshape(n * c, 1, h, w)
-        z = extend(z, self.rows_before, self.rows_after, -2)
-        z = F.conv2d(z, self.weights.view(1, 1, -1, 1), stride=(self.factor, 1))
-        z = extend(z, self.cols_before, self.cols_after, -1)
-        z = F.conv2d(z, self.weights.view(1, 1, 1, -1), stride=(1, self.factor)) * self.scale
+        z = _downsample(z, self.rows_before, self.rows_after, self.weights, self.factor, -2)
+        z = _downsample(z, self.cols_before, self.cols_after, self.weights, self.factor, -1) * self.scale
         return z.reshape(n, c, z.shape[-2], z.shape[-1])
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
@@ -126,13 +139,35 @@ class SuperResolution(LinearOperator):
         return self._adjoint(y)
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        self._check_output(y)
         if self.kernel == "box":
-            self._check_output(y)
             return self._adjoint(y / self.gram_diagonal)
-        return self.cg_pinv(y)
+        # A^+ = A^T (A A^T)^+, exact up to the rcond threshold (bicubic's singular values stay above 1 % of the top)
+        return self._adjoint(self.kronecker_gram(y).pseudo_solve(y, self.rcond))
 
     def gram_diag(self) -> torch.Tensor | None:
         return self.gram_diagonal if self.kernel == "box" else None
+
+    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float, *,
+                   tol: float | None = None) -> torch.Tensor:
+        """Box: elementwise (``A A^T`` is diagonal); bicubic: the exact Kronecker eigen-solve. ``tol`` is unused."""
+        if self.kernel == "box":
+            return super().gram_solve(v, scale, shift, tol=tol)
+        return self.kronecker_gram(v).solve(v, scale, shift)
+
+    def axis_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per channel ``A = A_rows (x) A_cols``: ``_forward``'s own 1-D passes applied to the identity, times the
+        per-output scale, in float64 on the CPU."""
+        _, height, width = self.image_shape
+        weights = self.weights.detach().to("cpu", torch.float64)
+        axes = ((height, self.rows_before, self.rows_after), (width, self.cols_before, self.cols_after))
+        matrices = []
+        for n, before, after in axes:
+            eye = torch.eye(n, dtype=torch.float64)[None, None]  # column j: pixel j alone, resampled along rows
+            before, after = (e.detach().to("cpu", torch.float64) for e in (before, after))
+            rows = _downsample(eye, before, after, weights, self.factor, -2)[0, 0]
+            matrices.append(rows * self._axis_scale(n).to(torch.float64)[:, None])
+        return matrices[0], matrices[1]
 
     def _spectral_norm(self) -> float:
         if self.kernel == "box":

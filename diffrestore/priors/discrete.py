@@ -4,10 +4,11 @@ learned classifier-free embeddings), seen through the ``DiscretePrior`` contract
 An image is a grid of codebook ids in 0..K-1; id K is [MASK]. The transformer maps tokens z_t at step t to
 log p(z0 | z_t) over the K codes (the "x0-parameterisation" of VQ-Diffusion). Classifier-free guidance mixes the
 conditional and unconditional log-probabilities, log p_g = log p_u + g (log p_c - log p_u), renormalised over the
-codes, as diffusers' pipeline does. The unconditional pass uses the learned "empty prompt" embeddings when the
-model has them (ITHQ does), else the encoded empty prompt. Prompt embeddings are normalised per token, as
-VQ-Diffusion was trained. A transformer without cross-attention (``cross_attention_dim`` None) is unconditional: it
-takes no prompt and no guidance (the test fixture tests/fixtures/discrete_digits16 is one).
+codes, as diffusers' pipeline does; both passes run as one batch of 2N (one transformer call). The unconditional
+pass uses the learned "empty prompt" embeddings when the model has them (ITHQ does), else the encoded empty prompt.
+Prompt embeddings are normalised per token, as VQ-Diffusion was trained. A transformer without cross-attention
+(``cross_attention_dim`` None) is unconditional: it takes no prompt and no guidance (the test fixture
+tests/fixtures/discrete_digits16 is one).
 
 Traps handled here (found by running the diffusers VQ-Diffusion pipeline): the transformer refuses timesteps at or
 above its ``num_embeds_ada_norm`` (checked at load against the scheduler, refused per call with a one-line error); the
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError, UsageError
-from .base import Conditioning, DiscretePrior, check_channels, freeze_network, guide
+from .base import Conditioning, DiscretePrior, check_channels, freeze_network
 from .files import text_conditioning
 
 
@@ -72,19 +73,26 @@ class VQDiffusionPrior(DiscretePrior):
         tokens = tokens.to(self.device).long()
         n = tokens.shape[0]
         timestep = torch.tensor(t, device=self.device)  # one t per call: the ada-norm takes a scalar step
+        if not self.conditional:  # no prompt, so nothing to guide: the negative pass would be this same pass
+            return self.transformer(tokens, timestep=timestep, return_dict=False)[0].float()
 
-        def network(embeddings: torch.Tensor | None) -> torch.Tensor:
-            if not self.conditional:
-                return self.transformer(tokens, timestep=timestep, return_dict=False)[0].float()
+        def embed(embeddings: torch.Tensor | None) -> torch.Tensor:
             if embeddings is None:
                 raise UsageError(f"model '{self.name}' is text-conditioned: give prompt embeddings")
             e = embeddings.to(self.device, self.dtype)
-            e = (e if e.dim() == 3 else e[None]).expand(n, -1, -1)
-            out = self.transformer(tokens, encoder_hidden_states=e, timestep=timestep, return_dict=False)[0]
-            return out.float()
+            return (e if e.dim() == 3 else e[None]).expand(n, -1, -1)
 
-        out = guide(network, cond)
-        return out - torch.logsumexp(out, dim=1, keepdim=True) if cond.guided else out
+        if not cond.guided:
+            out = self.transformer(tokens, encoder_hidden_states=embed(cond.embeddings), timestep=timestep,
+                                   return_dict=False)[0]
+            return out.float()
+        # classifier-free guidance: the negative and the conditional pass as one batch of 2N (one transformer call,
+        # as the latent prior does); the rows are independent, so this equals two passes to float rounding
+        both = self.transformer(torch.cat([tokens, tokens]), timestep=timestep, return_dict=False,
+                                encoder_hidden_states=torch.cat([embed(cond.negative), embed(cond.embeddings)]))[0]
+        negative, conditional = both.float().chunk(2)
+        out = negative + cond.guidance * (conditional - negative)  # as base.guide
+        return out - torch.logsumexp(out, dim=1, keepdim=True)
 
     def schedule(self) -> dict[str, torch.Tensor]:
         s, steps = self.scheduler, self.num_steps

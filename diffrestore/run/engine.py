@@ -94,16 +94,15 @@ def run(
 def _prepare(items: list[Item], job: Job, *, single: bool) -> list[Prepared]:
     """Decode each pending input, find and check its mask, estimate its noise; a failure fails that item (or the
     run when it is the only one, or --fail-fast)."""
-    from .. import imageio
 
-    extensions = plan.image_extensions()
+    extensions = job.task.input_extensions()
     prepared: list[Prepared] = []
     kept = 0
     for item in items:
         if item.status == "skipped":
             continue
         try:
-            loaded = imageio.load_image(item.input)
+            loaded = job.task.read_input(item.input)
             p = prepare_input(job, loaded.tensor, path=item.input, loaded=loaded, extensions=extensions)
             p.notes = _input_notes(p, loaded)
             size = loaded.tensor.numel() * loaded.tensor.element_size()
@@ -155,7 +154,6 @@ def _fitting(prepared: list[Prepared], prior: Any, job: Job, reporter: Reporter,
 
 
 def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Reporter, summary: RunSummary) -> None:
-    from .. import imageio
 
     opts = job.options
     stop = False
@@ -176,7 +174,7 @@ def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Repor
         reporter.batch_started([p.item for p in batch])
         loaded = []
         try:
-            loaded = [p.loaded if p.loaded is not None else imageio.load_image(p.item.input) for p in batch]
+            loaded = [p.loaded if p.loaded is not None else job.task.read_input(p.item.input) for p in batch]
             for p in batch:
                 p.loaded = None  # this batch holds them now
             _note_tiling(batch, prior, job, note_once)

@@ -24,13 +24,6 @@ if TYPE_CHECKING:
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-def image_extensions() -> tuple[str, ...]:
-    """Extensions (lower case, with the dot) that folder and glob inputs pick up."""
-    from ..imageio import IMAGE_EXTENSIONS
-
-    return tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in IMAGE_EXTENSIONS)
-
-
 @dataclass
 class Item:
     """One input image and what became of it."""
@@ -329,7 +322,7 @@ def check_output_folders(items: list[Item]) -> None:
 
 def plan_run(inputs: list[str] | list[Path], opts: RunOptions) -> list[Item]:
     """Inputs -> items with their outputs named, collisions refused and existing outputs handled."""
-    extensions = image_extensions()
+    extensions = task_spec(opts.task).input_extensions()  # what the task reads
     suffix = default_suffix(opts.task) if opts.suffix is None else opts.suffix
     skip_suffix = None if opts.include_outputs else suffix or None
     files = expand_inputs(inputs, recursive=opts.recursive, extensions=extensions, skip_suffix=skip_suffix)

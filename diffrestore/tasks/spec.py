@@ -94,6 +94,21 @@ class TaskSpec:
     def all_flags(cls) -> tuple[Flag, ...]:
         return (*cls.flags, *noise_flags(cls.simulated_noise_sigma))
 
+    # ---------------------------------------------------------------------------- the input file
+
+    def input_extensions(self) -> tuple[str, ...]:
+        """Extensions (lower case, with the dot) that folder and glob inputs pick up: the image formats."""
+        from ..imageio import IMAGE_EXTENSIONS
+
+        return tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in IMAGE_EXTENSIONS)
+
+    def read_input(self, path: Path) -> Any:
+        """The input file decoded (an ``imageio.LoadedImage``: ``tensor`` (1, C, H, W) in tensor units, plus what
+        saving an output like it needs). A task whose inputs are not pictures reads them here."""
+        from .. import imageio
+
+        return imageio.load_image(path)
+
     # ---------------------------------------------------------------- hooks on the flags (torch-free)
 
     def check(self, params: dict[str, Any], given: frozenset[str], *, simulated: bool) -> None:
@@ -216,6 +231,12 @@ class Task:
         return info
 
     # ----------------------------------------------------------------------------------- inputs (torch)
+
+    def input_extensions(self) -> tuple[str, ...]:
+        return self.spec.input_extensions()
+
+    def read_input(self, path: Path) -> Any:
+        return self.spec.read_input(path)
 
     def mask_source(self, input_path: Path, extensions: tuple[str, ...]) -> MaskSource:
         return self.spec.mask_source(self.params, input_path, extensions)

@@ -163,3 +163,12 @@ def test_network_calls_count_the_tweedie_products() -> None:
     drawn = typed_settings("daps", {"r_t": "tweedie", "inner_spread": "1", "tweedie_root_steps": "6"})
     assert make_solver("daps", "fast", None, drawn).network_calls() == 100 * (1 + 1 + 2 + 6)
     assert make_solver("daps", "fast", None).network_calls() == 100
+
+
+def test_latent_daps_lists_only_the_settings_it_uses() -> None:
+    # LatentDAPS inherited DAPS's config and took (and listed) inner_spread and tweedie_* without ever reading them.
+    for unused in ("inner_spread", "tweedie_steps", "tweedie_root_steps"):
+        with pytest.raises(UsageError, match=f"method latent-daps has no setting '{unused}'") as error:
+            typed_settings("latent-daps", {unused: "1"})
+        assert "inner_spread" not in str(error.value.hint) and "tweedie" not in str(error.value.hint)
+    assert typed_settings("latent-daps", {"langevin_steps": "3"}) == {"langevin_steps": 3}
