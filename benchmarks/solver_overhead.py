@@ -24,6 +24,7 @@ import time
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from network_cost import call_cost
 
 from diffrestore.operators import GaussianNoise, Problem, build_operator
 from diffrestore.priors.diffusers_pixel import DiffusersPixelPrior
@@ -59,19 +60,8 @@ def make_prior() -> DiffusersPixelPrior:
 
 
 def unit_cost(prior: DiffusersPixelPrior, backward: bool, repeats: int) -> float:
-    x = torch.randn(1, *SHAPE, generator=make_generator(0))
-    times = []
-    for _ in range(repeats + 1):
-        start = time.process_time()
-        if backward:
-            with torch.enable_grad():
-                xg = x.clone().requires_grad_(True)
-                torch.autograd.grad(prior.denoise(xg, 1.0).square().sum(), xg)
-        else:
-            with torch.no_grad():
-                prior.denoise(x, 1.0)
-        times.append(time.process_time() - start)
-    return min(times[1:])  # the first call warms caches
+    return call_cost(prior.denoise, torch.randn(1, *SHAPE, generator=make_generator(0)), backward=backward,
+                     repeats=repeats)
 
 
 def timed_run(solver, prior, problem, max_steps: int | None) -> tuple[float, int]:

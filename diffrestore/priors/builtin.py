@@ -234,6 +234,10 @@ class BuiltinPrior(Prior):
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
         self.net = net.to(device=self.device, dtype=self.dtype).eval()
+        if self.device.type == "cpu":
+            # channels-last convolutions: 15-25 % less CPU time per call for the default network at 256 and 512 px
+            # (forward and forward + backward, one and two threads); other devices keep their own default
+            self.net.to(memory_format=torch.channels_last)
         for p in self.net.parameters():
             p.requires_grad_(False)  # solvers differentiate w.r.t. x only
         cfg = net.config

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from diffrestore.priors.base import Prior
-from diffrestore.priors.builtin import DEFAULT_WEIGHTS_DIR, default_prior, edm_precondition, load_model_dir
+from diffrestore.priors.builtin import (
+    DEFAULT_WEIGHTS_DIR,
+    apply_denoiser,
+    default_prior,
+    edm_precondition,
+    load_model_dir,
+    load_network,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +94,22 @@ def test_default_prior_in_bfloat16_returns_float32():
     out = prior.denoise(x, 1.0)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     assert prior.dtype == torch.bfloat16
+
+
+def test_channels_last_on_the_cpu_changes_only_the_speed(prior):
+    """The CPU prior runs its convolutions channels-last (faster there); its output and its gradient to the input
+    equal those of the network in the default memory format to float rounding."""
+    assert prior.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = load_network(DEFAULT_WEIGHTS_DIR)
+    assert not plain.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 3, 40, 56, generator=gen) * 2 - 1
+    sigma = torch.tensor([0.05, 2.0])
+    outputs, grads = [], []
+    for denoise in (prior.denoise, lambda x, s: apply_denoiser(plain, x, s)):
+        xg = x.clone().requires_grad_(True)
+        out = denoise(xg, sigma)
+        outputs.append(out.detach())
+        grads.append(torch.autograd.grad(out.square().sum(), xg)[0])
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)
