@@ -7,14 +7,17 @@ Conventions (docs/architecture.md):
 - ``op.kind`` (an ``OperatorKind``) says which task an operator stands for; solvers pick per-task settings by it.
 - Linear operators have an exact ``adjoint`` (tested: ``<A x, y> = <x, A^T y>``), a ``pinv`` (the Moore-Penrose
   pseudo-inverse: closed form for identity, inpainting, box super-resolution, colorization and circular blur;
-  otherwise a batched conjugate-gradient solve of the normal equations, CGLS) and ``norm()``, the spectral norm
-  (closed form where cheap, else power iteration). Every operator has ``lipschitz()``, a bound or None.
+  Kronecker eigen-solves for bicubic super-resolution and separable reflect / replicate blur; otherwise a batched
+  conjugate-gradient solve of the normal equations, CGLS), ``gram_solve`` ((s A A^T + t I)^-1, exact wherever pinv
+  has a closed form or a Kronecker solve) and ``norm()``, the spectral norm (closed form where cheap, else power
+  iteration). Every operator has ``lipschitz()``, a bound or None.
 - ``Compose(outer, inner)`` chains two operators, e.g. a grey task on an RGB prior's images.
 - Random things (motion kernels, random masks, noise) come only from a passed ``torch.Generator``; a motion
   kernel is drawn once, at construction, and never redrawn per call.
 
 Modules: ``base`` (contracts, kinds), ``compose``, ``identity``, ``inpaint``, ``resample`` (super-resolution),
-``blur`` and ``kernels``, ``colour``, ``nonlinear`` (phase retrieval, HDR), ``factory`` (by name), ``noise``.
+``blur`` and ``kernels``, ``kronecker`` (exact solves for separable operators), ``colour``, ``nonlinear`` (phase
+retrieval, HDR), ``factory`` (by name), ``noise``.
 """
 
 from .base import DEFAULT_SEED, LinearOperator, Operator, OperatorKind

@@ -93,11 +93,15 @@ class LinearCompose(Compose, LinearOperator):
         outer = self.outer.gram_diag()
         return None if outer is None else outer * self.inner.norm() ** 2
 
-    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
+    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float, *,
+                   tol: float | None = None) -> torch.Tensor:
         if self.inner.rows_orthonormal_up_to_scale:
-            # (B A)(B A)^T = c B B^T with c = ||A||^2: the outer operator's own solve (closed form if it has one).
-            return self.outer.gram_solve(v, scale * self.inner.norm() ** 2, shift)
-        return super().gram_solve(v, scale, shift)
+            # (B A)(B A)^T = c B B^T with c = ||A||^2: the outer operator's own solve (closed form if it has one:
+            # elementwise, FFT or Kronecker). ``tol`` only when given: an outer operator from outside this package
+            # may predate it.
+            options = {} if tol is None else {"tol": tol}
+            return self.outer.gram_solve(v, scale * self.inner.norm() ** 2, shift, **options)
+        return super().gram_solve(v, scale, shift, tol=tol)
 
     def _spectral_norm(self) -> float:
         if self.inner.rows_orthonormal_up_to_scale:

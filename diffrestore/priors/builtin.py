@@ -22,10 +22,8 @@ A model directory holds ``config.json`` (architecture, preconditioning, training
 ``model.safetensors`` (the EMA weights); :func:`load_model_dir` reads one, :func:`default_prior` reads the one
 shipped in ``diffrestore/weights/default``.
 
-Channels. A prior has ``channels`` (1 or 3) and ``denoise`` accepts exactly that many. The default prior is
-RGB and was trained with grey photos replicated to RGB, so grey images are in its training distribution: a
-caller with a 1-channel image replicates it to 3 channels for the whole problem (operator and measurement) and
-averages the restored channels back to one.
+Channels. A prior has ``channels`` (1 or 3) and ``denoise`` accepts exactly that many. The default prior is RGB
+(grey photos were replicated to RGB in training); a grey file is restored through the luminance of an RGB x.
 """
 
 from __future__ import annotations
@@ -235,8 +233,7 @@ class BuiltinPrior(Prior):
         self.dtype = dtype or torch.float32
         self.net = net.to(device=self.device, dtype=self.dtype).eval()
         if self.device.type == "cpu":
-            # channels-last convolutions: 15-25 % less CPU time per call for the default network at 256 and 512 px
-            # (forward and forward + backward, one and two threads); other devices keep their own default
+            # channels-last: 15-25 % less CPU time per call at 256 and 512 px (measured); other devices as they are
             self.net.to(memory_format=torch.channels_last)
         for p in self.net.parameters():
             p.requires_grad_(False)  # solvers differentiate w.r.t. x only
