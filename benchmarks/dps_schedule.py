@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--noise", type=float, default=0.025, help="Gaussian noise std on [0, 1]")
+    parser.add_argument("--steps", type=int, default=None, help="DPS steps (default: the fast preset's 100)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     prior = load_prior("builtin")
@@ -79,7 +80,8 @@ def main() -> None:
             for label, solver_class in (("clamped", ClampedDPS), ("respaced", DPS)):
                 counted = CountedPrior(prior)
                 t0 = time.perf_counter()
-                out = solver_class.from_preset("fast").run(
+                overrides = {"steps": args.steps} if args.steps else {}
+                out = solver_class.from_preset("fast", **overrides).run(
                     counted, problem, generator=[torch.Generator().manual_seed(s) for s in seeds])
                 scores = psnr(out, x.expand_as(out)).tolist()
                 print(f"| {name} | {task} | {label} | {' '.join(f'{v:.2f}' for v in scores)} | "
