@@ -78,3 +78,12 @@ def assert_one_line(error: BaseException, *needles: str) -> None:
     assert "\n" not in text
     for needle in needles:
         assert needle in text, f"{needle!r} not in {text!r}"
+
+
+def one_line(error: BaseException, *needles: str) -> str:
+    """The error's message, checked to be one line without a traceback and to contain each of ``needles``."""
+    text = str(error)
+    assert "\n" not in text and "Traceback" not in text
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in {text!r}"
+    return text

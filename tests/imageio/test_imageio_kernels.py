@@ -11,21 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from image_files import assert_one_line
+from image_files import assert_one_line, one_line
 from PIL import Image
 
 from diffrestore.errors import EXIT_USAGE, ImageReadError, InputError
 from diffrestore.imageio import load_kernel
 
 RNG = np.random.default_rng(7)
-
-
-def _one_line(error: BaseException, *needles: str) -> str:
-    text = str(error)
-    assert "\n" not in text and "Traceback" not in text
-    for needle in needles:
-        assert needle in text, f"{needle!r} not in {text!r}"
-    return text
 
 
 def _with_hint(error: InputError) -> None:
@@ -128,7 +120,7 @@ def test_invalid_kernel_file_is_one_clear_line(tmp_path: Path, case: str) -> Non
         warnings.simplefilter("error")  # no numpy/torch warning leaks out either
         with pytest.raises(InputError) as info:
             load_kernel(path)
-    _one_line(info.value, "kernel", "kernel.npy", *needles)
+    one_line(info.value, "kernel", "kernel.npy", *needles)
     _with_hint(info.value)
 
 
@@ -137,7 +129,7 @@ def test_kernel_random_bytes_never_suggests_allow_pickle(tmp_path: Path) -> None
     (tmp_path / "k.npy").write_bytes(b"definitely not numpy" * 10)
     with pytest.raises(ImageReadError) as info:
         load_kernel(tmp_path / "k.npy")
-    text = _one_line(info.value, "k.npy", "not a NumPy .npy file", "numpy.save")
+    text = one_line(info.value, "k.npy", "not a NumPy .npy file", "numpy.save")
     assert "pickle" not in text.replace(str(tmp_path), "")
 
 
@@ -145,11 +137,11 @@ def test_kernel_header_claiming_a_huge_shape_is_refused_before_reading(tmp_path:
     path = _npy_with_shape_in_header(tmp_path, (99999, 99999))
     with pytest.raises(ImageReadError) as info:
         load_kernel(path, max_pixels=10_000)
-    _one_line(info.value, "forged.npy", "99999 x 99999", "above the limit of 10,000", "DIFFRESTORE_MAX_PIXELS")
+    one_line(info.value, "forged.npy", "99999 x 99999", "above the limit of 10,000", "DIFFRESTORE_MAX_PIXELS")
     path = _npy_with_shape_in_header(tmp_path, (30, 30))  # within the limit, but the data is not there
     with pytest.raises(ImageReadError) as info:
         load_kernel(path, max_pixels=10_000)
-    _one_line(info.value, "forged.npy", "truncated or corrupt", "7200")
+    one_line(info.value, "forged.npy", "truncated or corrupt", "7200")
 
 
 def test_kernel_header_numpy_cannot_parse_is_a_corrupt_file(tmp_path: Path) -> None:
@@ -161,7 +153,7 @@ def test_kernel_header_numpy_cannot_parse_is_a_corrupt_file(tmp_path: Path) -> N
     (tmp_path / "k.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + bytes(16))
     with pytest.raises(ImageReadError) as info:
         load_kernel(tmp_path / "k.npy")
-    _one_line(info.value, "k.npy", "truncated or corrupt")
+    one_line(info.value, "k.npy", "truncated or corrupt")
 
 
 def test_kernel_values_float32_cannot_hold_are_normalised_not_overflowed(tmp_path: Path) -> None:
@@ -183,5 +175,5 @@ def test_kernel_images_get_the_same_checks(tmp_path: Path) -> None:
     for name, needle in (("black.png", "sums to 0"), ("neg.tif", "1 negative weight(s)")):
         with pytest.raises(InputError) as info:
             load_kernel(tmp_path / name)
-        _one_line(info.value, name, needle)
+        one_line(info.value, name, needle)
         _with_hint(info.value)

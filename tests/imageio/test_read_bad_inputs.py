@@ -11,20 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from image_files import one_line
 from PIL import Image
 
 from diffrestore.errors import ImageReadError
 from diffrestore.imageio import load_image, load_kernel, load_mask, mask_from_alpha, probe_image
 
 RNG = np.random.default_rng(7)
-
-
-def _one_line(error: BaseException, *needles: str) -> str:
-    text = str(error)
-    assert "\n" not in text and "Traceback" not in text
-    for needle in needles:
-        assert needle in text, f"{needle!r} not in {text!r}"
-    return text
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -55,7 +48,7 @@ def test_multi_picture_files_are_refused_not_read_in_part(tmp_path: Path, name: 
     for what, reader in readers.items():
         with pytest.raises(ImageReadError) as info:
             reader(tmp_path / name)
-        _one_line(info.value, name, *needles)
+        one_line(info.value, name, *needles)
         assert str(info.value).startswith("kernel" if what == "kernel" else "mask" if what == "mask" else "image")
 
 
@@ -71,7 +64,7 @@ def test_animated_gif_names_gif_and_its_frame_count(tmp_path: Path) -> None:
     first.save(tmp_path / "anim.gif", save_all=True, append_images=rest)
     with pytest.raises(ImageReadError) as info:
         load_image(tmp_path / "anim.gif")
-    text = _one_line(info.value, "anim.gif", "animated GIF of 4 frames", "GIF is not a supported input format",
+    text = one_line(info.value, "anim.gif", "animated GIF of 4 frames", "GIF is not a supported input format",
                      "PNG, JPEG", "magick", "anim.gif[0]")
     assert "really a picture" not in text
 
@@ -91,7 +84,7 @@ def test_other_known_formats_are_refused_by_name(tmp_path: Path, magic: bytes, n
     (tmp_path / "photo.png").write_bytes(magic + bytes(64))
     with pytest.raises(ImageReadError) as info:
         load_image(tmp_path / "photo.png")
-    _one_line(info.value, "photo.png", f"is a {name}", "not a supported input format", "magick")
+    one_line(info.value, "photo.png", f"is a {name}", "not a supported input format", "magick")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -115,9 +108,9 @@ def test_alpha_used_as_the_mask_is_explained(tmp_path: Path) -> None:
     loaded = load_image(tmp_path / "holes.png")
     notes = loaded.alpha_mask_notes()
     assert len(notes) == 2
-    _one_line(ImageReadError(notes[0]), "transparency is the inpainting mask", "5 pixels", "below 50 %",
+    one_line(ImageReadError(notes[0]), "transparency is the inpainting mask", "5 pixels", "below 50 %",
               "saved opaque")
-    _one_line(ImageReadError(notes[1]), "2 pixels are semi-transparent", "below 50 % count as missing",
+    one_line(ImageReadError(notes[1]), "2 pixels are semi-transparent", "below 50 % count as missing",
               "others as known")
     mask = mask_from_alpha(loaded)
     assert mask is not None and int(mask.sum()) == 5  # the notes count what the mask holds
