@@ -83,3 +83,10 @@ class DownloadError(ModelError):
 
 class ChecksumError(DownloadError):
     """Downloaded bytes whose sha256 does not match the pinned one."""
+
+
+def short_error(error: BaseException) -> str:
+    """One line for any error: ours as they are, others with their type name."""
+    if isinstance(error, DiffrestoreError):
+        return str(error)
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"

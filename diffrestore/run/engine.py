@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import DiffrestoreError, UsageError
+from ..errors import DiffrestoreError, UsageError, short_error
 from . import interrupts, plan, solver_settings
 from .inputs import Prepared, batches, check_memory, prepare_input
 from .options import RunOptions
 from .plan import Item, RunSummary
-from .preflight import Job, load_registry, short_error, validate
+from .preflight import Job, load_registry, validate
 from .progress import Reporter, make_reporter
 from .restore import Restored, check_fit, load_prior, ready_prior, restore_batch, std_map_image
 from .runtime import resolve_device, resolve_dtype

@@ -18,13 +18,6 @@ from ..tasks import Task, resolve_task
 from .options import RunOptions, check_run_options, check_steps, samples_per_image
 
 
-def short_error(error: BaseException) -> str:
-    """One line for any error: ours as they are, others with their type name."""
-    if isinstance(error, DiffrestoreError):
-        return str(error)
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
-
-
 def make_solver(method: str, preset: str, steps: int | None, settings: Mapping[str, Any] | None = None,
                 **conditioning: Any) -> Any:
     """The solver for ``--method`` with its preset (and prompt, negative_prompt, guidance for the methods that

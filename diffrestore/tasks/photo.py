@@ -157,15 +157,14 @@ class Deblur(TaskSpec):
         if params["kernel"] is None:
             return
         from .. import imageio
-        from ..errors import DiffrestoreError
+        from ..errors import DiffrestoreError, short_error
 
         try:
             params["loaded_kernel"] = imageio.load_kernel(params["kernel"])
         except DiffrestoreError:
             raise
         except (OSError, ValueError) as error:  # imageio names its own faults; this is the rest, in one line
-            text = " ".join(str(error).split())
-            raise InputError(f"kernel '{params['kernel']}' cannot be read: {type(error).__name__}: {text}") from error
+            raise InputError(f"kernel '{params['kernel']}' cannot be read: {short_error(error)}") from error
 
     def kernel_shape(self, params: Mapping[str, Any]) -> tuple[int, int] | None:
         if params.get("loaded_kernel") is not None:
