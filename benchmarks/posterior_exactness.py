@@ -31,6 +31,7 @@ import time
 import torch
 
 from diffrestore.operators import GaussianNoise, LinearOperator, Problem, build_operator
+from diffrestore.operators.linalg import EnergyTolerance
 from diffrestore.priors.analytic import GaussianPrior, gaussian_posterior, operator_matrix
 from diffrestore.run.runtime import make_generator
 from diffrestore.solvers import SOLVER_NAMES, get_solver
@@ -72,8 +73,9 @@ class DenseLinearOperator(LinearOperator):
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         return (y.flatten(1) @ self.matrix_pinv.T).reshape(y.shape[0], *self.image_shape)
 
-    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float) -> torch.Tensor:
-        return self.wrapped.gram_solve(v, scale, shift)
+    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float, *,
+                   tol: torch.Tensor | float | EnergyTolerance | None = None) -> torch.Tensor:
+        return self.wrapped.gram_solve(v, scale, shift, tol=tol)
 
     def lipschitz(self) -> float:
         return self.wrapped.lipschitz()

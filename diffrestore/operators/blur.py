@@ -96,8 +96,8 @@ class BlurOperator(SeparableGram, LinearOperator):
     (``kronecker.SeparableGram``; the pinv drops the eigenvalues of ``A A^T`` below ``gram_rcond`` times the
     largest). Other kernels (motion, a user's file) have the CGLS pinv, and ``gram_solve`` runs preconditioned CG:
     with the Kronecker solve of the kernel's best rank-1 approximation (exact at the border) where the kernel is
-    close to separable (``kronecker_precondition_rtol``), else with the circular blur's solve (exact in the
-    interior).
+    close to separable (``kronecker_precondition_rtol``), else with the circular blur's solve on a zero-padded
+    torus (exact in the interior, ``_padded_gram_inverse``).
     """
 
     name = "blur"
@@ -111,6 +111,9 @@ class BlurOperator(SeparableGram, LinearOperator):
     #: 0.05-0.36 need 1.2-23x fewer steps with it; motion kernels (0.66-0.79), a diagonal streak (1.0) and an
     #: elongated rotated Gaussian (0.58) up to 2.3x more at sigma <= 0.01 (at 0.05 it is a draw). No separable
     #: preconditioner suits a slanted streak: its |K(omega)|^2 is no product of a row and a column function.
+    #: (Those counts are against the image-sized torus; the zero-padded one now used narrows the gap, but at 128 px,
+    #: r = 0.3, sigma 1/255 Kronecker still wins: 12 against 36 steps to 1e-2 on a random kernel, 26 against 28 on
+    #: a disk.)
     kronecker_precondition_rtol: float = 0.5
 
     def __init__(
@@ -229,10 +232,41 @@ class BlurOperator(SeparableGram, LinearOperator):
 
     def gram_preconditioner(self, scale: torch.Tensor | float, shift: float):
         """For the reflect / replicate CG: the exact solve of the nearest separable blur, which gets the border
-        right, where the kernel is close to separable; else the circular one, which gets the interior right."""
-        if self.boundary != "circular" and self._rank_one()[2] < self.kronecker_precondition_rtol:
+        right, where the kernel is close to separable; else the blur's solve on a zero-padded torus
+        (``_padded_gram_inverse``), which gets the interior right and does not couple opposite borders."""
+        if self.boundary == "circular":
+            return self._circulant_gram_inverse(scale, shift)
+        if self._rank_one()[2] < self.kronecker_precondition_rtol:
             return lambda r: self.kronecker_gram(r).solve(r, scale, shift)
-        return self._circulant_gram_inverse(scale, shift)
+        return self._padded_gram_inverse(scale, shift)
+
+    def _padded_gram_inverse(self, scale: torch.Tensor | float, shift: float):
+        """v -> S (scale C C^T + shift I)^-1 S^T v: v zero-padded onto a torus at least ``kernel_size - 1`` larger
+        than the image in each axis, the circular blur's exact solve there (C: the kernel on that torus), cropped
+        back. Symmetric positive definite (a compression of one), so CG can use it. The image-sized torus's solve
+        lets C C^T wrap the top border onto the bottom one, which the reflect border never does: measured at 64
+        and 128 px (15-px random, disk and rotated-Gaussian kernels, 61-px motion; sigma 1/255), CG steps to a
+        1e-2 relative error in the system's norm fell 1.3-2.2x with the padding (S C C^T S^T is the Gram of the
+        valid convolution from the reflect-extended image, A A^T but for the folded border)."""
+        _, height, width = self.image_shape
+        kh, kw = self.kernel.shape
+        size = _fast_fft_size(height + kh - 1, width + kw - 1)
+        power = self._padded_power(size)
+
+        def solve(v: torch.Tensor) -> torch.Tensor:
+            z = torch.fft.irfft2(torch.fft.rfft2(v, s=size) / (per_item(scale, v) * power + shift), s=size)
+            return z[..., :height, :width]
+
+        return solve
+
+    def _padded_power(self, size: tuple[int, int]) -> torch.Tensor:
+        """|K|^2 of the kernel wrapped onto a torus of ``size`` (cached like the spectra)."""
+        cache = self.__dict__.setdefault("_padded", {})
+        key = (size, self.kernel.device, self.kernel.dtype)
+        if key not in cache:
+            cache.clear()
+            cache[key] = torch.fft.rfft2(_wrap_kernel(self.kernel, *size)).abs().square()
+        return cache[key]
 
     def _circulant_gram_inverse(self, scale: torch.Tensor | float, shift: float):
         _, height, width = self.image_shape

@@ -47,17 +47,40 @@ def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor, where: torch
                        torch.zeros_like(numerator))
 
 
-def conjugate_gradient(matvec: Matvec | MatvecWithImage, rhs: torch.Tensor, *, max_iter: int, tol: float = 0.0,
-                       start: torch.Tensor | None = None,
+@dataclasses.dataclass(frozen=True)
+class EnergyTolerance:
+    """A stopping rule for ``conjugate_gradient`` in the norm CG minimises: each item stops once the M-norm of its
+    error, ||e_k||_M = ||u_k - M^-1 rhs||_M, is at most ``bound`` (absolute; a number or one per item, shape (N,)),
+    by either of two estimates CG has at hand (no extra product):
+
+    - sqrt(r_k^T P^-1 r_k) (r_k the residual, P the preconditioner): exact where P = M, a bound from above where
+      P <= M (e.g. P = shift I for M = scale A A^T + shift I), low where P exceeds M in directions the error still
+      holds; it stops the easy solves at once;
+    - the Hestenes-Stiefel sum over the last ``delay`` steps, ||e_k||_M^2 - ||e_{k+d}||_M^2 = sum_{j=k}^{k+d-1}
+      alpha_j r_j^T P^-1 r_j (exact in exact arithmetic; Strakos & Tichy, ETNA 13, 2002): a bound from below on
+      ||e_k||_M^2, whose iterate k + d is returned (CG's M-norm error only falls). It stops the solves where P is
+      far from M in directions that matter little (the first estimate is then far too high), and errs low only
+      where CG stagnates over ``delay`` steps.
+
+    Callers whose accuracy is a bound on a linear image of u use it: DAPS's inner step moves x0 by r^2 A^T e for an
+    error e in u, and ||r^2 A^T e|| <= r ||e||_M (``solvers.inner.solve_tolerance``)."""
+
+    bound: torch.Tensor | float
+    delay: int = 10
+
+
+def conjugate_gradient(matvec: Matvec | MatvecWithImage, rhs: torch.Tensor, *, max_iter: int,
+                       tol: torch.Tensor | float | EnergyTolerance = 0.0, start: torch.Tensor | None = None,
                        precondition: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """The solution u of M u = rhs per batch item, by (preconditioned) conjugate gradients from ``start`` (None: 0).
 
-    An item stops once its residual is at most ``tol`` times ||rhs|| (``tol`` 0: it runs ``max_iter`` steps), or
-    when it meets a direction of non-positive curvature (a learned Jacobian need not be positive definite): its
-    step is 0 from then on. It also stops at rounding level (``ROUNDING_FLOOR`` eps ||rhs||): beyond it the updated
-    residual is rounding noise, and for normal equations (``cg_pinv``) steps along it run into A's null space,
-    where the curvature is noise too and the solution blows up. The loop ends when no item moves, so ``max_iter``
-    bounds the products.
+    An item stops once its residual is at most ``tol`` times ||rhs|| (``tol`` a number or one per item, shape
+    (N,); 0: it runs ``max_iter`` steps), or, for an ``EnergyTolerance``, once its estimated error in M's norm is
+    at most that bound; or when it meets a direction of non-positive curvature (a learned Jacobian need not be
+    positive definite): its step is 0 from then on. It also stops at rounding level (``ROUNDING_FLOOR`` eps
+    ||rhs||): beyond it the updated residual is rounding noise, and for normal equations (``cg_pinv``) steps along
+    it run into A's null space, where the curvature is noise too and the solution blows up. The loop ends when no
+    item moves, so ``max_iter`` bounds the products.
     ``precondition``: an approximate inverse of M (symmetric positive definite) applied to residuals.
 
     When ``matvec`` returns a pair (M p, L p) for a linear map L that the product computes on the way (e.g. the
@@ -72,16 +95,30 @@ def conjugate_gradient(matvec: Matvec | MatvecWithImage, rhs: torch.Tensor, *, m
         residual = rhs - product
     z = precondition(residual)
     direction, rz = z, batch_dot(residual, z)
-    threshold = max(float(tol), ROUNDING_FLOOR * torch.finfo(rhs.dtype).eps) ** 2 * batch_dot(rhs, rhs)
+    floor = ROUNDING_FLOOR * torch.finfo(rhs.dtype).eps
+    energy, delay = None, 0  # the squared bound on the error's M-norm per item; the Hestenes-Stiefel delay
+    recent: list[torch.Tensor] = []  # alpha_j r_j^T z_j of the last ``delay`` steps: their sum estimates ||e||_M^2
+    if isinstance(tol, EnergyTolerance):
+        energy, relative = _per_item(tol.bound, rhs) ** 2, torch.tensor(floor, dtype=rhs.dtype, device=rhs.device)
+        delay = int(tol.delay)
+    else:
+        relative = _per_item(tol, rhs).clamp_min(floor)
+    threshold = relative**2 * batch_dot(rhs, rhs)
     active = torch.ones_like(rz, dtype=torch.bool)
     for _ in range(int(max_iter)):
         active = active & (batch_dot(residual, residual) > threshold)
+        if energy is not None:
+            active = active & (rz > energy)
+            if delay and len(recent) == delay:
+                active = active & (torch.stack(recent).sum(dim=0) > energy)
         if not bool(active.any()):
             break
         product, image = _split(matvec(direction), direction)
         curvature = batch_dot(direction, product)
         active = active & (curvature > 0) & (rz > 0)
         alpha = _safe_ratio(rz, curvature, active)
+        if delay:
+            recent = [*recent[1 - delay:], alpha * rz] if delay > 1 else [alpha * rz]
         solution = solution + _scaled(alpha, image) * image
         residual = residual - _scaled(alpha, product) * product
         z = precondition(residual)
@@ -89,6 +126,11 @@ def conjugate_gradient(matvec: Matvec | MatvecWithImage, rhs: torch.Tensor, *, m
         beta = _safe_ratio(rz_next, rz, active)
         direction, rz = z + _scaled(beta, direction) * direction, rz_next
     return solution
+
+
+def _per_item(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """A number or one value per item as a (N,) or (1,) tensor in ``like``'s dtype and device."""
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1)
 
 
 def _split(out: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
@@ -185,4 +227,7 @@ def lanczos(matvec: Matvec, start: torch.Tensor, max_steps: int, *, reorthogonal
     return projection()
 
 
-__all__ = ["Matvec", "MatvecWithImage", "Tridiagonal", "batch_dot", "conjugate_gradient", "lanczos", "per_item"]
+__all__ = [
+    "EnergyTolerance", "Matvec", "MatvecWithImage", "Tridiagonal", "batch_dot", "conjugate_gradient", "lanczos",
+    "per_item",
+]

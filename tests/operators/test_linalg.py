@@ -9,7 +9,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from diffrestore.operators import GaussianNoise, Problem, build_operator
-from diffrestore.operators.linalg import conjugate_gradient, lanczos
+from diffrestore.operators.linalg import EnergyTolerance, conjugate_gradient, lanczos
 from diffrestore.solvers import inner
 from diffrestore.solvers.dwgf import kde_score
 
@@ -36,6 +36,59 @@ def test_cg_solves_each_item_and_an_items_result_does_not_depend_on_its_batch() 
         assert torch.allclose(both[i], torch.linalg.solve(m, b[i]), rtol=1e-3, atol=1e-4)
     alone = conjugate_gradient(_batched([easy]), b[:1], max_iter=50, tol=1e-5)
     assert torch.equal(both[0], alone[0])  # the easy item stopped where it stops alone
+
+
+def _counted(matvec):
+    calls = [0]
+
+    def counted(v: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return matvec(v)
+
+    return counted, calls
+
+
+def test_cg_takes_a_tolerance_per_item_and_each_item_stops_where_it_stops_alone() -> None:
+    m = _spd(8, 300.0)
+    b = torch.randn(2, D, generator=torch.Generator().manual_seed(9))
+    tols = torch.tensor([1e-1, 1e-5])
+    both = conjugate_gradient(_batched([m, m]), b, max_iter=50, tol=tols)
+    residuals = (b - both @ m.T).norm(dim=1)
+    assert (residuals <= tols * b.norm(dim=1) * 1.01).all()
+    loose, loose_calls = _counted(_batched([m]))
+    alone = conjugate_gradient(loose, b[:1], max_iter=50, tol=1e-1)
+    assert torch.equal(both[0], alone[0])
+    tight, tight_calls = _counted(_batched([m]))
+    conjugate_gradient(tight, b[1:], max_iter=50, tol=1e-5)
+    assert loose_calls[0] < tight_calls[0]
+
+
+@pytest.mark.parametrize("delay", [10, 0])
+def test_cg_energy_tolerance_bounds_the_error_in_the_systems_norm(delay: int) -> None:
+    """EnergyTolerance: ||u - M^-1 b||_M at most the bound, per item. With P = lambda_min I (P <= M) the estimate
+    sqrt(r^T P^-1 r) bounds the error from above; the Hestenes-Stiefel sum (delay 10) stops no later and, on a
+    system CG does not stall on, within the bound too."""
+    d = 60
+    g = torch.Generator().manual_seed(10)
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=g))
+    m = q @ torch.diag(torch.logspace(-2, 1, d)) @ q.T
+    b = torch.randn(3, d, generator=g)
+    exact = torch.linalg.solve(m, b.T).T
+    initial = torch.einsum("ni,ij,nj->n", exact, m, exact).sqrt()  # ||M^-1 b||_M: the error of u = 0
+    bounds = initial * torch.tensor([0.3, 0.03, 0.003])
+    def product(v: torch.Tensor) -> torch.Tensor:  # row by row: an item's product does not depend on the batch
+        return torch.stack([m @ row for row in v])
+
+    counted, calls = _counted(product)
+    u = conjugate_gradient(counted, b, max_iter=500, tol=EnergyTolerance(bounds, delay),
+                           precondition=lambda r: r / 1e-2)
+    error = u - exact
+    assert (torch.einsum("ni,ij,nj->n", error, m, error).sqrt() <= bounds).all()
+    for i in range(3):  # each item alone, with its own bound: the same result
+        alone = conjugate_gradient(product, b[i : i + 1], max_iter=500,
+                                   tol=EnergyTolerance(bounds[i : i + 1], delay), precondition=lambda r: r / 1e-2)
+        assert torch.equal(alone[0], u[i])
+    assert calls[0] < 500
 
 
 def test_cg_carries_a_linear_image_of_the_solution_and_starts_anywhere() -> None:
@@ -107,8 +160,11 @@ def test_the_run_time_linear_algebra_stays_in_float32(name: str) -> None:
     with NoFloat64(), torch.no_grad():
         op.gram_solve(y, scale, 0.05**2)
         op.gram_solve(y, scale, 0.05**2, tol=1e-2)
+        op.gram_solve(y, scale, 0.05**2, tol=torch.tensor([1e-2, 1e-3]))
+        inner.exact_draw(problem, y, x, scale.sqrt(), 0.05, g, 0.0, inner.solve_accuracy(scale.sqrt(), 0.1))
         op.pinv(y)
         op.cg_pinv(y)
         op.estimate_norm()
         inner.tweedie_draw(problem, y, x, lambda v: 0.25 * v, 0.5, 0.05, 2, 3, g)
+        inner.tweedie_draw(problem, y, x, lambda v: 0.25 * v, 0.5, 0.05, 2, 3, g, accuracy=0.01)
         kde_score(torch.randn(3, 2, 2, 2, generator=g), torch.randn(3, 2, 2, 2, generator=g), 0.9, 0.01)
