@@ -291,6 +291,7 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
     from diffrestore.priors.builtin import default_prior, load_model_dir
     from diffrestore.run.runtime import image_identity, make_generator, sample_generators
     from diffrestore.solvers import get_solver
+    from diffrestore.solvers.methods import sample_settings
 
     prior = load_model_dir(model) if model else default_prior()
     rows = []
@@ -322,7 +323,8 @@ def bench(images: list[str], tasks: list[str], solvers: list[str], presets: list
                 print(json.dumps(rows[-1]), flush=True)
             for solver in solvers:
                 for preset in presets:
-                    extra = overrides.get(solver, {})
+                    # the sample count's settings as the CLI's -n passes them (DAPS draws its inner step for N > 1)
+                    extra = {**sample_settings(solver, num_samples), **overrides.get(solver, {})}
                     tag = preset + ("" if not extra else " " + ",".join(f"{k}={v}" for k, v in extra.items()))
                     # N posterior samples in one batch, as `diffrestore ... -n N` runs them: the first sample is
                     # scored on its own, and the mean of all N (what the CLI writes with -n N) as another row.

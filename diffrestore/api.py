@@ -6,22 +6,39 @@
     result.image                                  # (1, C, H, W) float32 tensor in [-1, 1]
     result.to_numpy()                             # (H, W, C) float32 in [0, 1]
 
-Options have the CLI's names with underscores (``num_samples``, ``noise_sigma``, ``random_fraction``...). Images
-can be a path, a ``LoadedImage``, a PIL image, a numpy array ((H, W) or (H, W, C); uint8, uint16, or float in
-[0, 1]) or a torch tensor ((C, H, W) or (1, C, H, W) in [-1, 1], the package's tensor units). ``mask`` can be a
-path or an array / tensor of shape (H, W) that is True (or 1) where pixels are missing. Pass ``prior=`` to reuse a
-loaded prior across calls; otherwise the prior for ``model`` is loaded once and kept for later calls with the
-same model, device and dtype.
+Options have the CLI's names with underscores (``num_samples``, ``noise_sigma``, ``random_fraction``...).
+
+Images can be a path, a ``LoadedImage``, a PIL image, a numpy array or a torch tensor, read as the CLI reads files:
+
+- numpy arrays, (H, W) or (H, W, C) with C = 1 or 3 (2 or 4: the last channel is alpha): uint8 on 0..255, uint16
+  on 0..65535, floats on [0, 1];
+- PIL images in any mode the CLI reads: I;16 and I (within 0..65535) on the 16-bit range, as the CLI reads a
+  16-bit PNG; F as floats on [0, 1], palette images with transparency as RGBA, CMYK and other colour modes as RGB;
+- torch tensors, (H, W), (C, H, W) or (1, C, H, W) with C = 1 or 3: floats in [-1, 1] (the package's tensor
+  units), uint8 and uint16 on their type's range like arrays.
+
+NaN or infinite values are refused, and so are floats outside their range by more than rounding (half an 8-bit
+step; closer ones are clipped): ``InputError``. A wrong type, dtype or shape is a ``UsageError``. An image's
+transparency (a PIL image or array with alpha, or a file) is, as in the CLI, the inpainting mask when ``inpaint``
+gets no other mask source (alpha below 50 % = missing; the result is saved opaque); for other tasks, or with
+another mask, it is put back by ``save``. ``save`` keeps the input's bit depth: 16 bits for 16-bit inputs, 8 for
+8-bit ones and for floats (``save(path, bit_depth=16)`` to keep more).
+
+``mask`` can be a path or an array / tensor of shape (H, W) that is True (or 1, or above 0.5) where pixels are
+missing; a mask with NaN, or with no missing pixel, is refused. Pass ``prior=`` to reuse a loaded prior across
+calls; otherwise the prior for ``model`` is loaded once and kept for later calls with the same model, device and
+dtype.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from .errors import InputError, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,6 +64,9 @@ class Restoration:
     resolved: dict[str, Any] = field(default_factory=dict)
     noise_sigma: float | None = None  # the Gaussian noise std on [0, 1] assumed (estimated for real inputs)
     source: Any = None  # the LoadedImage the input came from, when it came from a file
+    #: what reading the input changed or decided, as the CLI's "note:" lines (transparency used as the mask...)
+    notes: list[str] = field(default_factory=list)
+    _like: Any = field(default=None, repr=False)  # what save() keeps: bit depth, alpha (unless it was the mask)
 
     def to_numpy(self) -> np.ndarray:
         """(H, W, C) float32 in [0, 1] ((H, W) for grayscale)."""
@@ -60,11 +80,16 @@ class Restoration:
 
         return Image.fromarray(np.round(self.to_numpy() * 255).astype(np.uint8))
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the image atomically (keeping the source file's bit depth, alpha, ICC and EXIF when known)."""
+    def save(self, path: str | Path, *, overwrite: bool = False, bit_depth: int | None = None) -> Path:
+        """Write the image atomically, keeping the input's bit depth (16 for 16-bit files, PIL modes I;16 / I and
+        uint16 arrays or tensors; 8 for 8-bit ones and for floats), alpha (unless it was the inpainting mask),
+        ICC profile and EXIF where known; ``bit_depth`` (8 or 16) overrides the depth."""
         from . import imageio
 
-        return imageio.save_image(self.image, path, like=self.source, overwrite=overwrite).path
+        if bit_depth not in (None, 8, 16):
+            raise UsageError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+        like = self._like if self._like is not None else self.source
+        return imageio.save_image(self.image, path, like=like, overwrite=overwrite, bit_depth=bit_depth).path
 
     def save_std_map(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the uncertainty map (white = std of 0.25 or more on the [0, 1] scale); needs num_samples > 1."""
@@ -76,50 +101,152 @@ class Restoration:
         return imageio.save_image(std_map_image(self.std), path, overwrite=overwrite).path
 
 
-def _as_loaded(image: Any) -> tuple[torch.Tensor, Any]:
-    """(tensor (1, C, H, W) in [-1, 1], LoadedImage or None)."""
-    import numpy as np
+#: A float image may stray outside its range by rounding (a float32 resize or colour conversion leaves 1.0000001):
+#: up to half an 8-bit step (0.5 / 255 on the [0, 1] scale) is clipped; anything further out is refused, since no
+#: white level can be guessed for it.
+FLOAT_TOLERANCE = 0.5 / 255
+
+#: PIL modes converted to another before reading, as the CLI's file reader converts them (imageio/read.py);
+#: palette images and colour modes other than L, LA, RGB, RGBA are handled in _from_pil.
+_PIL_CONVERT = {"1": "L", "La": "LA", "RGBa": "RGBA"}
+
+
+def _as_loaded(image: Any) -> tuple[Any, bool]:
+    """(LoadedImage, whether it came from a file). Images given as objects become a LoadedImage too, so that
+    their alpha can be the inpainting mask and ``save`` keeps their bit depth, as for a file."""
     import torch
 
     from . import imageio
 
     if isinstance(image, (str, Path)):
-        loaded = imageio.load_image(image)
-        return loaded.tensor, loaded
+        return imageio.load_image(image), True
     if isinstance(image, imageio.LoadedImage):
-        return image.tensor, image
+        return image, True
     if isinstance(image, torch.Tensor):
-        t = image.detach().to("cpu", torch.float32)
-        if t.dim() == 2:
-            t = t[None, None]
-        elif t.dim() == 3:
-            t = t[None]
-        if t.dim() != 4 or t.shape[0] != 1 or t.shape[1] not in (1, 3):
-            raise UsageError(
-                f"a tensor image must be (C, H, W) or (1, C, H, W) with C = 1 or 3, got {tuple(image.shape)}"
-            )
-        return t, None
+        tensor, depth = _tensor_units(image)
+        return _in_memory(tensor, None, depth, mode=f"tensor {str(image.dtype).removeprefix('torch.')}"), False
     if hasattr(image, "mode") and hasattr(image, "convert"):  # a PIL image
-        mode = "L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-        image = np.asarray(image.convert(mode))
+        return _from_pil(image), False
+    import numpy as np
+
     if isinstance(image, np.ndarray):
-        array = image
-        if array.dtype == np.uint8:
-            values = array.astype(np.float32) / np.float32(255)
-        elif array.dtype == np.uint16:
-            values = array.astype(np.float32) / np.float32(65535)
-        elif np.issubdtype(array.dtype, np.floating):
-            values = array.astype(np.float32)
-        else:
-            raise UsageError(f"unsupported array dtype {array.dtype}: use uint8, uint16 or float in [0, 1]")
-        if values.ndim == 2:
-            values = values[:, :, None]
-        if values.ndim != 3 or values.shape[2] not in (1, 3):
-            raise UsageError(f"an array image must be (H, W) or (H, W, 1|3), got {array.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None] * 2.0 - 1.0
-        return t.to(torch.float32), None
+        tensor, alpha, depth = _array_units(image, "the image array")
+        return _in_memory(tensor, alpha, depth, mode=f"array {image.dtype}"), False
     raise UsageError(f"cannot restore an object of type {type(image).__name__}",
                      hint="pass a path, PIL image, numpy array or torch tensor")
+
+
+def _in_memory(tensor: torch.Tensor, alpha: Any, depth: int, *, mode: str, icc: bytes | None = None) -> Any:
+    from . import imageio
+
+    size = (int(tensor.shape[-1]), int(tensor.shape[-2]))
+    return imageio.LoadedImage(tensor=tensor, path=Path("image"), format="PNG", mode=mode, bit_depth=depth,
+                               size=size, alpha=alpha, icc_profile=icc)
+
+
+def _from_pil(image: Any) -> Any:
+    """A PIL image read with the file reader's conventions: 16-bit gray (I;16*, and I within 0..65535) on the
+    16-bit range, F as floats in [0, 1], palette with transparency as RGBA, other colour modes as RGB."""
+    import numpy as np
+
+    mode = image.mode
+    what = f"the PIL image (mode {mode})"
+    if mode.startswith("I"):  # I;16, I;16B, I;16L and I (32-bit integers)
+        values = np.asarray(image)
+        if values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
+            raise InputError(f"{what} holds integer pixels outside 0..65535, which this tool cannot use",
+                             hint="convert it to 16-bit (values 0..65535)")
+        array = values.astype(np.uint16)
+    elif mode == "F":
+        array = np.asarray(image, dtype=np.float32)
+    else:
+        if mode in ("P", "PA"):
+            target = "RGBA" if mode == "PA" or "transparency" in image.info else "RGB"
+        else:
+            target = _PIL_CONVERT.get(mode, mode if mode in ("L", "LA", "RGB", "RGBA") else "RGB")
+        if target != mode:
+            try:
+                image = image.convert(target)  # CMYK, YCbCr, RGBX, HSV, LAB... -> RGB
+            except (ValueError, OSError):
+                raise InputError(f"{what} uses a colour mode this tool cannot convert",
+                                 hint="convert it to RGB first: image.convert('RGB')") from None
+        array = np.asarray(image)
+    tensor, alpha, depth = _array_units(array, what)
+    return _in_memory(tensor, alpha, depth, mode=mode, icc=image.info.get("icc_profile") or None)
+
+
+def _array_units(array: Any, what: str) -> tuple[torch.Tensor, Any, int]:
+    """(tensor (1, C, H, W) in tensor units, alpha (H, W) in [0, 1] or None, bit depth) of an (H, W) or (H, W, C)
+    array, C = 1 or 3 (2 or 4 with alpha): uint8 on 0..255, uint16 on 0..65535, floats on [0, 1]."""
+    import numpy as np
+    import torch
+
+    if array.dtype.kind == "u" and array.dtype.itemsize <= 2:  # uint8, uint16 (either byte order)
+        top, depth = float(np.iinfo(array.dtype).max), 8 * array.dtype.itemsize
+    elif array.dtype.kind == "f":
+        top, depth = 1.0, 8  # no bit depth of its own: saved at 8 bits unless save(bit_depth=16) asks for more
+    else:
+        raise UsageError(f"{what} has dtype {array.dtype}, which has no defined white level",
+                         hint="use uint8 (0..255), uint16 (0..65535) or float in [0, 1]")
+    values = array[:, :, None] if array.ndim == 2 else array
+    if values.ndim != 3 or values.shape[2] not in (1, 2, 3, 4) or 0 in values.shape:
+        raise UsageError(f"{what} must be (H, W) or (H, W, C) with C = 1 or 3 (2 or 4 with alpha), "
+                         f"got shape {array.shape}")
+    values = values.astype(np.float32) * np.float32(1.0 / top)
+    if array.dtype.kind == "f":
+        values = _check_floats(values, what, low=0.0, units="[0, 1]", tolerance=FLOAT_TOLERANCE, hint=(
+            "floats are read as 0 = black, 1 = white: scale them into [0, 1], or pass uint8 (0..255) or "
+            "uint16 (0..65535) values as such"))
+    alpha = None
+    if values.shape[2] in (2, 4):
+        alpha, values = np.ascontiguousarray(values[:, :, -1]), values[:, :, :-1]
+    tensor = torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None] * 2.0 - 1.0
+    return tensor.to(torch.float32), alpha, depth
+
+
+def _tensor_units(image: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(tensor (1, C, H, W) in tensor units, bit depth) of a (H, W), (C, H, W) or (1, C, H, W) tensor: floats in
+    tensor units [-1, 1]; integers, like arrays, on their type's range (uint8 0..255, uint16 0..65535)."""
+    import torch
+
+    what = "the image tensor"
+    t = image.detach().to("cpu")
+    if t.dim() in (2, 3):
+        t = t[(None,) * (4 - t.dim())]
+    if t.dim() != 4 or t.shape[0] != 1 or t.shape[1] not in (1, 3) or 0 in t.shape:
+        raise UsageError(
+            f"a tensor image must be (H, W), (C, H, W) or (1, C, H, W) with C = 1 or 3, got {tuple(image.shape)}"
+        )
+    if t.dtype in (torch.uint8, torch.uint16):
+        top = 255.0 if t.dtype == torch.uint8 else 65535.0
+        depth = 8 if t.dtype == torch.uint8 else 16
+        t = t.to(torch.float32) * (2.0 / top) - 1.0
+    elif t.is_floating_point():
+        depth = 8
+        t = _check_floats(t.to(torch.float32), what, low=-1.0, units="[-1, 1] (the package's tensor units)",
+                          tolerance=2 * FLOAT_TOLERANCE, hint=(
+                              "pass x * 2 - 1 for values in [0, 1], a uint8 tensor for 0..255, or "
+                              "x.clamp(-1, 1) if the excess is noise"))
+    else:
+        raise UsageError(f"{what} has dtype {str(image.dtype).removeprefix('torch.')}, which has no defined "
+                         "white level", hint="use float in [-1, 1], uint8 (0..255) or uint16 (0..65535)")
+    return t.contiguous(), depth
+
+
+def _check_floats(values: Any, what: str, *, low: float, units: str, tolerance: float, hint: str) -> Any:
+    """``values`` (numpy or torch) clipped to [low, 1] when they are finite and outside it by rounding only;
+    InputError naming the values found otherwise."""
+    import numpy as np
+
+    finite = values.isfinite() if hasattr(values, "isfinite") else np.isfinite(values)
+    if not bool(finite.all()):
+        bad, count = int((~finite).sum()), int(np.prod(values.shape))
+        raise InputError(f"{what} contains NaN or infinite values ({bad:,} of {count:,})",
+                         hint="replace them before restoring: a single one spreads to the whole result")
+    smallest, largest = float(values.min()), float(values.max())
+    if smallest < low - tolerance or largest > 1.0 + tolerance:
+        raise InputError(f"{what} has values from {smallest:.4g} to {largest:.4g}, outside {units}", hint=hint)
+    return values.clip(low, 1.0)
 
 
 def _get_prior(job: Any) -> Any:
@@ -185,9 +312,10 @@ def restore(
                           solver_options=dict(solver_options or {}))
     job = validate(run_opts, task_options, prior=prior)  # the CLI's checks and messages
 
-    tensor, loaded = _as_loaded(image)
-    path = Path(getattr(loaded, "path", None) or "image")
-    prepared = inputs.prepare_input(job, tensor, path=path, loaded=loaded, extensions=job.task.input_extensions())
+    loaded, from_file = _as_loaded(image)
+    tensor = loaded.tensor
+    prepared = inputs.prepare_input(job, tensor, path=loaded.path, loaded=loaded,
+                                    extensions=job.task.input_extensions())
     run_device = prior.device if prior is not None else None
     if run_device is None:
         from .run.runtime import resolve_device
@@ -199,6 +327,16 @@ def restore(
     [result] = restoring.restore_batch(prior, job.solver, task_now, [tensor], mask=prepared.mask,
                                        num_samples=job.num_samples, seed=seed, progress=progress)
     assumed = task_now.noise_sigma if task_now.noise == "gaussian" else None
+    # As the CLI: the notes it would print for this input, and an image whose transparency was the hole to fill
+    # is saved opaque; any other alpha is put back by save().
+    notes = list(loaded.notes)
+    like = loaded
+    if prepared.mask_source.kind == "alpha":
+        notes += loaded.alpha_mask_notes()
+        like = dataclasses.replace(loaded, alpha=None)
+    if prepared.noise_note:
+        notes.append(prepared.noise_note)
     return Restoration(image=result.image, samples=result.samples, std=result.std, measurement=result.measurement,
-                       reference=result.reference, metrics=result.metrics, source=loaded, noise_sigma=assumed,
-                       settings=job.solver.settings(), resolved=result.resolved)
+                       reference=result.reference, metrics=result.metrics, source=loaded if from_file else None,
+                       noise_sigma=assumed, settings=job.solver.settings(), resolved=result.resolved,
+                       notes=notes, _like=like)

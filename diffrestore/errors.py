@@ -8,7 +8,9 @@ Exit codes (documented in ``diffrestore --help``):
     1  some items failed (the others were written)
     2  usage error: bad flags, unreadable or invalid input, impossible combination
     3  model or download error: unknown model, checksum mismatch, offline with an empty cache
-  130  interrupted (Ctrl-C; 143 after SIGTERM); finished outputs are kept, unfinished ones are not written
+  130  interrupted (Ctrl-C; 143 after SIGTERM, 129 after SIGHUP); finished outputs are kept, unfinished ones are
+       not written
+  141  the reader of stdout went away (``| head``): the run finished its files and stopped printing (run/streams.py)
 """
 
 from __future__ import annotations

@@ -18,103 +18,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ImageReadError, InputError, UsageError
+from .errors import InputError, OutputError, UsageError
+from .imageio.training import check_data_dir, load_training_images
 
 if TYPE_CHECKING:
     import torch
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pgm", ".ppm")
 CHECKPOINT_NAME = "checkpoint.pt"
+#: what a checkpoint of ours holds (``train``'s ``checkpoint()``)
+CHECKPOINT_KEYS = frozenset({"model", "ema", "optimizer", "rng", "step", "elapsed_s", "losses", "recipe"})
+#: config.json's model_type in a model folder ``train`` writes (priors/builtin.MODEL_TYPE, kept torch-free here)
+BUILTIN_MODEL_TYPE = "diffrestore-edm-unet"
 
 #: progress(done, total, what): called after every step; ``what`` carries the running loss.
 TrainProgress = Callable[[int, int, str], None]
-
-
-def find_images(data_dir: Path) -> list[Path]:
-    """Image files directly in ``data_dir`` or below it, sorted (so the order, and thus training, is stable)."""
-    return sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _read_image(path: Path, channels: int | None):
-    """(C, H, W) float32 numpy array in [0, 1]; alpha dropped, grey replicated or colour converted as asked."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float32) / 65535.0
-                arr = np.clip(arr, 0.0, 1.0)[None]
-            elif mode == "F":
-                arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)[None]
-            elif mode in ("L", "LA", "1"):
-                arr = np.asarray(img.convert("L"), dtype=np.float32)[None] / 255.0
-            else:
-                arr = np.asarray(img.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageReadError(f"cannot read training image '{path}': {exc}", hint="remove or fix the file") from None
-    if channels == 3 and arr.shape[0] == 1:
-        arr = np.repeat(arr, 3, axis=0)
-    elif channels == 1 and arr.shape[0] == 3:
-        arr = (0.299 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2])[None].astype(np.float32)
-    return np.ascontiguousarray(arr)
-
-
-def _is_colour(path: Path) -> bool:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return img.mode not in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "F")
-    except OSError:
-        return False
-
-
-def load_training_images(data_dir: str | Path, size: int, channels: int | None = None) -> tuple[list, int, list[str]]:
-    """Read every image of ``data_dir`` at least ``size`` x ``size``; returns (tensors in [-1, 1], channels, skipped).
-
-    ``channels=None`` picks 3 if any image is colour, else 1. Raises InputError with the reason when nothing is
-    usable (missing folder, no images, all images smaller than the crop size).
-    """
-    import torch
-
-    data_dir = Path(data_dir)
-    if not data_dir.exists():
-        raise InputError(f"training data folder '{data_dir}' does not exist")
-    if not data_dir.is_dir():
-        raise InputError(f"training data path '{data_dir}' is not a folder", hint="pass a folder of images")
-    paths = find_images(data_dir)
-    if not paths:
-        raise InputError(
-            f"no images found in '{data_dir}'",
-            hint=f"put image files ({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES[:5])}, ...) in the folder",
-        )
-    if channels is None:
-        channels = 3 if any(_is_colour(p) for p in paths) else 1
-    images, skipped, largest = [], [], (0, 0)
-    for path in paths:
-        arr = _read_image(path, channels)
-        h, w = arr.shape[1:]
-        largest = max(largest, (h, w), key=lambda hw: min(hw))
-        if h < size or w < size:
-            skipped.append(path.name)
-            continue
-        images.append(torch.from_numpy(arr) * 2 - 1)
-    if not images:
-        raise InputError(
-            f"all {len(paths)} images in '{data_dir}' are smaller than the crop size {size}x{size} "
-            f"(the largest is {largest[1]}x{largest[0]})",
-            hint=f"use --size {min(largest)} or smaller, or add larger images",
-        )
-    return images, channels, skipped
 
 
 def _sample_batch(images: list, size: int, batch_size: int, max_downscale: float, gen: torch.Generator,
@@ -152,12 +76,125 @@ def _sample_batch(images: list, size: int, batch_size: int, max_downscale: float
     return torch.stack(crops).clamp(-1, 1)
 
 
+def check_recipe(*, size: int, steps: int, batch_size: int, checkpoint_every: int, base_channels: int,
+                 ema_decay: float, max_downscale: float, channels: int | None, channel_mults: tuple[int, ...],
+                 lr_drops: tuple[int, ...], pixel_unshuffle: int, lr: float, device: str) -> tuple[int, ...]:
+    """UsageError for a training setting no run can use, without torch; returns ``lr_drops`` as whole numbers."""
+    from .run.runtime import check_device_name
+
+    for name, value, low in (("size", size, 8), ("steps", steps, 1), ("batch_size", batch_size, 1),
+                             ("checkpoint_every", checkpoint_every, 1), ("base_channels", base_channels, 1)):
+        if int(value) < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    # A NaN passes every comparison, so finiteness is asked first; torch's optimiser would only say "Invalid
+    # learning rate" after the data is read, and an infinite one trains to NaN weights.
+    if not (math.isfinite(lr) and lr > 0):
+        raise UsageError(f"--lr must be a finite number above 0, got {lr}", hint="for example --lr 1e-3")
+    if not 0.0 <= ema_decay < 1.0:
+        raise UsageError(f"ema_decay must be in [0, 1), got {ema_decay}")
+    if not (math.isfinite(max_downscale) and max_downscale >= 1.0):
+        raise UsageError(f"--max-downscale must be a finite number of at least 1, got {max_downscale}",
+                         hint="1 takes plain crops")
+    if channels not in (None, 1, 3):
+        raise UsageError(f"--channels must be 1 or 3, got {channels}")
+    if not channel_mults or min(channel_mults) < 1:
+        raise UsageError(f"--channel-mults needs one positive number per level, got {channel_mults}",
+                         hint="for example --channel-mults 1,2,4,6")
+    lr_drops = tuple(int(s) for s in lr_drops)
+    if any(s < 1 for s in lr_drops) or list(lr_drops) != sorted(set(lr_drops)):
+        raise UsageError(f"--lr-drop-at needs increasing positive step numbers, got {','.join(map(str, lr_drops))}",
+                         hint="for example --lr-drop-at 30000")
+    if pixel_unshuffle not in (1, 2, 4):
+        raise UsageError(f"--pixel-unshuffle must be 1, 2 or 4, got {pixel_unshuffle}")
+    if size % (multiple := pixel_unshuffle * 2 ** (len(channel_mults) - 1)):
+        raise UsageError(f"--size {size} is not a multiple of {multiple} (the network works on blocks of {multiple} "
+                         "pixels)", hint=f"use --size {max(multiple, size - size % multiple)}")
+    check_device_name(device)
+    return lr_drops
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """OutputError for an ``--out`` that cannot become the model folder: a file, a path under a file, a folder
+    that cannot be written or created (probed by creating and removing a temporary file or folder: unlike
+    ``os.access`` this holds for root, read-only mounts and ACLs), or one whose config.json is not ours."""
+    import tempfile
+
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == out_dir else f"cannot be created: '{existing}' is a file"
+        raise OutputError(f"--out '{out_dir}' {where}, not a folder", hint="name a new or existing folder")
+    config = out_dir / "config.json"
+    if config.exists() and _json_object(config).get("model_type") != BUILTIN_MODEL_TYPE:
+        raise OutputError(f"--out folder '{out_dir}' holds a config.json that diffrestore train did not write; "
+                          "training would replace it", hint="choose a new or empty folder for --out")
+    try:
+        if existing == out_dir:
+            fd, probe = tempfile.mkstemp(prefix=".diffrestore-probe-", dir=existing)
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".diffrestore-probe-", dir=existing))
+    except OSError as error:
+        where = "" if existing == out_dir else f" (its parent '{existing}' refuses a new folder)"
+        raise OutputError(f"--out '{out_dir}' is not writable{where}: {error.strerror or error}",
+                          hint="choose another --out, or fix the folder's permissions") from None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON file's object, or {} when it is unreadable or holds something else."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_checkpoint(path: Path, device: Any, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint to resume, read with tensors only (never unpickling code); InputError naming the file and
+    what to do when it cannot be (pickled objects, damage, another program's file), UsageError for another
+    recipe's."""
+    import pickle
+
+    import torch
+
+    start_over = "delete it, or use --no-resume or another --out to start over"
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        # torch's message advises weights_only=False, which would run whatever code the file holds: never give
+        # it; a refused global (a class, a function) is pickled code, any other failure a damaged file.
+        detail = " ".join(str(error).split())
+        if "unsupported global" in detail.lower() or "unsupported class" in detail.lower():
+            raise InputError(f"'{path}' holds pickled Python objects besides tensors, which are never loaded (they "
+                             "could run code), so training cannot resume from it", hint=start_over) from None
+        detail = "" if "weights_only" in detail or not detail else f" ({detail[:120]})"
+        raise InputError(f"'{path}' cannot be read as a training checkpoint: it is truncated or corrupt{detail}",
+                         hint=start_over) from None
+    try:
+        written = json.loads(ckpt["recipe"]) if isinstance(ckpt, dict) and set(ckpt) >= CHECKPOINT_KEYS else None
+    except (TypeError, ValueError):
+        written = None
+    if written is None:
+        raise InputError(f"'{path}' is not a diffrestore training checkpoint", hint=start_over)
+    if written != recipe:
+        raise UsageError(f"'{path}' was written by a different training recipe (data, size, batch size, seed or "
+                         "architecture differ), so it cannot be resumed",
+                         hint="use another --out folder, or --no-resume to start over")
+    return ckpt
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written temporary is no checkpoint
+        raise
 
 
 def train(
@@ -196,39 +233,21 @@ def train(
     ``lr_drops``: step counts after which the learning rate is divided by 10 (each); they are absolute step
     numbers, not fractions of ``steps``, so a run resumed with a larger ``steps`` follows the same schedule.
     """
+    # Every check that needs no torch first, so that a mistyped flag or folder fails at once.
+    lr_drops = check_recipe(size=size, steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every,
+                            base_channels=base_channels, ema_decay=ema_decay, max_downscale=max_downscale,
+                            channels=channels, channel_mults=channel_mults, lr_drops=lr_drops,
+                            pixel_unshuffle=pixel_unshuffle, lr=lr, device=device)
+    check_data_dir(Path(data_dir))
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
     import torch
 
     from .priors.builtin import BuiltinPrior, DenoiserUNet, UNetConfig, apply_denoiser, count_parameters, save_model_dir
     from .priors.posterior_rms import training_table
     from .run.runtime import resolve_device
 
-    for name, value, low in (("size", size, 8), ("steps", steps, 1), ("batch_size", batch_size, 1),
-                             ("checkpoint_every", checkpoint_every, 1), ("base_channels", base_channels, 1)):
-        if int(value) < low:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
-    if not 0.0 <= ema_decay < 1.0:
-        raise UsageError(f"ema_decay must be in [0, 1), got {ema_decay}")
-    if max_downscale < 1.0:
-        raise UsageError(f"max_downscale must be at least 1, got {max_downscale}")
-    if channels not in (None, 1, 3):
-        raise UsageError(f"channels must be 1 or 3, got {channels}")
-    if not channel_mults or min(channel_mults) < 1:
-        raise UsageError(f"--channel-mults needs one positive number per level, got {channel_mults}",
-                         hint="for example --channel-mults 1,2,4,6")
-    lr_drops = tuple(int(s) for s in lr_drops)
-    if any(s < 1 for s in lr_drops) or list(lr_drops) != sorted(set(lr_drops)):
-        raise UsageError(f"--lr-drop-at needs increasing positive step numbers, got {','.join(map(str, lr_drops))}",
-                         hint="for example --lr-drop-at 30000")
-    if pixel_unshuffle not in (1, 2, 4):
-        raise UsageError(f"pixel_unshuffle must be 1, 2 or 4, got {pixel_unshuffle}")
-    multiple = pixel_unshuffle * 2 ** (len(channel_mults) - 1)
-    if size % multiple:
-        raise UsageError(
-            f"--size {size} is not a multiple of {multiple} (the network works on blocks of {multiple} pixels)",
-            hint=f"use --size {max(multiple, size - size % multiple)}",
-        )
     dev = resolve_device(device)
-    out_dir = Path(out_dir)
     images, channels, skipped = load_training_images(data_dir, size, channels)
 
     config = UNetConfig(channels=channels, base_channels=base_channels, channel_mults=tuple(channel_mults),
@@ -254,21 +273,23 @@ def train(
 
     ckpt_path = out_dir / CHECKPOINT_NAME
     if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        if json.loads(ckpt["recipe"]) != recipe:
-            raise UsageError(
-                f"'{ckpt_path}' was written by a different training recipe (data, size, batch size, seed or "
-                "architecture differ), so it cannot be resumed",
-                hint="use another --out folder, or --no-resume to start over",
-            )
-        net.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["rng"])
-        step = int(ckpt["step"])
-        elapsed_before = float(ckpt["elapsed_s"])
-        losses = list(ckpt["losses"].tolist())
-    out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = _read_checkpoint(ckpt_path, dev, recipe)
+        try:
+            net.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+            opt.load_state_dict(ckpt["optimizer"])
+            gen.set_state(ckpt["rng"])
+            step = int(ckpt["step"])
+            elapsed_before = float(ckpt["elapsed_s"])
+            losses = list(ckpt["losses"].tolist())
+        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as error:
+            raise InputError(f"'{ckpt_path}' matches this recipe but its contents are damaged ("
+                             f"{' '.join(str(error).split())[:120]})",
+                             hint="delete it, or use --no-resume to start over") from None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # the probe passed, but the file system changed since (or a race)
+        raise OutputError(f"cannot create --out '{out_dir}': {error.strerror or error}") from None
 
     def metadata() -> dict[str, Any]:
         return {
@@ -284,13 +305,19 @@ def train(
         }
 
     def checkpoint() -> None:
-        _atomic_torch_save(
-            {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-             "rng": gen.get_state(), "step": step, "elapsed_s": elapsed_before + time.time() - t0,
-             "losses": torch.tensor(losses, dtype=torch.float32), "recipe": json.dumps(recipe)},
-            ckpt_path,
-        )
-        save_model_dir(ema, out_dir, metadata=metadata())
+        try:
+            _atomic_torch_save(
+                {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                 "rng": gen.get_state(), "step": step, "elapsed_s": elapsed_before + time.time() - t0,
+                 "losses": torch.tensor(losses, dtype=torch.float32), "recipe": json.dumps(recipe)},
+                ckpt_path,
+            )
+            save_model_dir(ema, out_dir, metadata=metadata())
+        except OSError as error:  # a full disk, a mount gone read-only: the last complete checkpoint stays
+            raise OutputError(f"cannot write the checkpoint in --out '{out_dir}' at step {step}: "
+                              f"{error.strerror or error}",
+                              hint="free space or fix the folder, then run the same command again to resume "
+                              "from the last checkpoint") from None
 
     t0 = time.time()
     loss_avg: float | None = losses[-1] if losses else None

@@ -268,6 +268,23 @@ def test_the_seeds_load_and_a_forged_size_meets_the_guard(workdir: Path) -> None
         assert isinstance(error, DiffrestoreError) and "above the limit of 4,096" in str(error), (suffix, error)
 
 
+@pytest.mark.parametrize("name", [name for name in SEEDS if not name.endswith(".npy")])
+def test_every_cut_of_a_seed_is_called_truncated(workdir: Path, name: str) -> None:
+    # Cut at every byte from the shortest file that still shows its format (a BMP's 14-byte file header): never
+    # accepted (Pillow read a PNG cut before IEND), never "not an image" (it said so of a PNG cut after IHDR).
+    data = SEEDS[name]
+    wrong = {}
+    # Every byte of the headers and of the tail, every 11th in between: the pixel data is all alike.
+    ends = sorted({*range(14, 160), *range(160, len(data), 11), *range(max(14, len(data) - 24), len(data))})
+    for end in ends:
+        (workdir / name).write_bytes(data[:end])
+        for reader in (probe_image, load_image):
+            error = _only_our_errors(lambda reader=reader: reader(workdir / name))
+            if not isinstance(error, DiffrestoreError) or "truncated or corrupt" not in str(error):
+                wrong[end] = f"{reader.__name__}: {error if isinstance(error, DiffrestoreError) else 'accepted'}"
+    assert not wrong, f"{len(wrong)} of {len(ends)} cuts: {dict(list(wrong.items())[:3])}"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # models.toml
 

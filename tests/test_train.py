@@ -172,3 +172,21 @@ def test_lr_drops_divide_the_rate_after_their_step_and_change_nothing_before(tmp
         train(data, tmp_path / "bad", steps=8, lr_drops=(5, 3), **TINY)
     with pytest.raises(UsageError, match="--channel-mults"):
         train(data, tmp_path / "bad", steps=8, **{**TINY, "channel_mults": ()})
+
+
+def test_the_torch_free_model_type_is_the_builtin_one():
+    """train.check_out_dir recognises its own config.json without importing torch: the names must agree."""
+    from diffrestore.priors import builtin
+    from diffrestore.train import BUILTIN_MODEL_TYPE
+
+    assert BUILTIN_MODEL_TYPE == builtin.MODEL_TYPE
+
+
+def test_training_again_into_its_own_model_folder_resumes(tmp_path):
+    """The config.json check lets train's own folder through (resume, and --no-resume over it)."""
+    data = _write_images(tmp_path / "data")
+    out = train(data, tmp_path / "m", steps=1, checkpoint_every=1, **TINY)
+    train(data, out, steps=2, checkpoint_every=1, **TINY)
+    assert len(training_losses(out)) == 2
+    train(data, out, steps=1, checkpoint_every=1, resume=False, **TINY)
+    assert len(training_losses(out)) == 1

@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import typer
 
 from .. import __version__
-from ..errors import EXIT_USAGE, DiffrestoreError, UsageError
+from ..errors import EXIT_SOME_FAILED, EXIT_USAGE, DiffrestoreError, UsageError, short_error
+from ..run import streams
 from ..run.interrupts import signal_name, signal_of, stop_on_signals
 from ..tasks.spec import TaskSpec
 from ..tasks.table import TASKS
@@ -25,8 +26,9 @@ from .flags import INPUTS, SHARED_PARAMS, PlainHelpCommand, PlainHelpGroup, task
 
 EXIT_CODE_TABLE = (
     "Exit codes: 0 all done; 1 some items failed; 2 usage error (bad flag, unreadable input); "
-    "3 model or download error; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Set DIFFRESTORE_DEBUG=1 to "
-    "see full tracebacks."
+    "3 model or download error; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP); 141 "
+    "stdout closed by its reader (| head), the run's files all written. Set DIFFRESTORE_DEBUG=1 to see full "
+    "tracebacks."
 )
 
 app = typer.Typer(
@@ -86,11 +88,11 @@ def env_command(
         "cache_dir": str(cache_dir()),
     }
     if json_output:
-        typer.echo(json.dumps(info, indent=2))
+        streams.write_out(json.dumps(info, indent=2))
         return
     devices = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in info["devices"].items())
     for key, value in info.items():
-        typer.echo(f"{key:12} {devices if key == 'devices' else value}")
+        streams.write_out(f"{key:12} {streams.shown(devices if key == 'devices' else value)}")
 
 
 # ==============================================================================================================
@@ -128,10 +130,16 @@ def _run_task(task: str, values: dict[str, Any]) -> int:
     run_values["solver_options"] = parse_pairs(run_values.pop("solver_set") or [])
     opts = RunOptions(task=task, **run_values)
     doc, code = distributed.run(inputs, opts, values)  # a split run's rank 0 has the whole world's document
-    if doc is not None and opts.summary_file is not None:
-        summaries.write_summary(Path(opts.summary_file), doc)
+    # --json first: a summary file that cannot be written (a full disk) must not cost the printed one.
     if doc is not None and opts.json_output:
-        typer.echo(json.dumps(doc, indent=2))
+        streams.write_out(json.dumps(doc, indent=2))
+    if doc is not None and opts.summary_file is not None:
+        try:
+            summaries.write_summary(Path(opts.summary_file), doc)
+        except (DiffrestoreError, OSError) as error:
+            # The images are written; the summary is one output that failed: 1, unless the run's code says more.
+            _fail(f"the summary was not written: {short_error(error)}", 0)
+            code = code or EXIT_SOME_FAILED
     return code
 
 
@@ -252,12 +260,12 @@ def train_command(
 
         def report(done: int, total: int, what: str) -> None:
             if mode == "plain" and (done % every == 0 or done == total):
-                typer.echo(f"[{done}/{total}] {what}", err=True)
+                streams.write_err(f"[{done}/{total}] {what}")
 
         result = train(data_dir, out, progress=report, **recipe)
     if not quiet:
-        typer.echo(f"trained in {time.perf_counter() - t0:.1f} s", err=True)
-        typer.echo(str(result))
+        streams.write_err(f"trained in {time.perf_counter() - t0:.1f} s")
+        streams.write_out(streams.shown(result))  # the model folder: never fails on an odd name or a closed pipe
     return 0
 
 
@@ -284,7 +292,7 @@ def _debug() -> bool:
 
 
 def _fail(message: str, code: int) -> int:
-    typer.echo(f"error: {message}", err=True)
+    streams.write_err(f"error: {message}")  # never fails, never on stdout, a name's control characters escaped
     return code
 
 
@@ -323,8 +331,10 @@ def _interrupted(stop: BaseException | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app and turn every failure into one line and an exit code."""
     click_error, click_exit, click_abort = _click_exception_types()
+    streams.ensure_standard_streams()  # 2>&- : notes must not fall back to stdout
+    streams.reset()
     try:
-        with stop_on_signals():  # SIGTERM as Ctrl-C, for the whole command
+        with stop_on_signals():  # SIGTERM and SIGHUP as Ctrl-C, for the whole command
             result = app(args=argv, prog_name="diffrestore", standalone_mode=False)
     except DiffrestoreError as error:
         if _debug():
@@ -344,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         code = _interrupted(_interrupt_behind(abort))
     except KeyboardInterrupt as stop:
         code = _interrupted(stop)
+    except SystemExit as done:  # typer's answer to a broken pipe on stdout outside a run: exit 1, no word
+        code = _stdout_lost(done)
     except Exception as error:  # a bug: still one line unless debugging
         if _debug():
             traceback.print_exc()
@@ -354,9 +366,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         code = result if isinstance(result, int) else 0
+    code = streams.exit_code(code)  # a run whose stdout reader went away: 141 when nothing else went wrong
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _stdout_lost(done: SystemExit) -> int:
+    """A SystemExit that typer raised for a broken stdout pipe (``diffrestore models list | head -1``): stdout
+    is silenced and the exit code is the one of a process SIGPIPE stopped; any other SystemExit keeps its code."""
+    import errno
+
+    cause = done.__context__
+    if isinstance(cause, OSError) and cause.errno == errno.EPIPE:
+        streams.stdout_failed(cause)  # silenced: Python's flush at exit must not complain again
+        return streams.exit_code(0)
+    if isinstance(done.code, str):  # sys.exit("message"): the message is the error line
+        return _fail(done.code, 1)
+    return done.code if isinstance(done.code, int) else 0
 
 
 if __name__ == "__main__":

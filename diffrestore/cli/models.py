@@ -15,7 +15,9 @@ from typing import Annotated, Any
 import typer
 
 from .. import registry as reg
-from ..errors import ChecksumError, DownloadError
+from ..errors import ChecksumError, DiffrestoreError, DownloadError
+from ..run import streams
+from ..run.interrupts import signal_name, signal_of
 from ..solvers.methods import methods_for_kind
 from .flags import PlainHelpCommand, sub_app
 
@@ -51,8 +53,30 @@ def _describe(entry: reg.ModelEntry) -> dict[str, Any]:
     return info
 
 
+def _stopped(stop: KeyboardInterrupt, names: list[str], doing: str = "downloading") -> DiffrestoreError:
+    """A stop signal during a download as one line and 128 + its number (typer alone exits 130, silently)."""
+    again = " ".join(names)
+    error = DiffrestoreError(
+        f"interrupted ({signal_name(stop)}) while {doing} {again}",
+        hint=f"run `diffrestore models download {again}` again to finish: verified files are kept, and a partly "
+        "downloaded file whose sha256 is pinned resumes" if doing == "downloading" else None,
+    )
+    error.exit_code = 128 + signal_of(stop)
+    return error
+
+
+def _recorded(entry: reg.ModelEntry) -> dict[str, Any]:
+    """The lock file's records, with any credentials in a recorded source URL redacted (older lock files)."""
+    files = reg.read_lock(entry).get("files", {}) if entry.downloadable else {}
+    if not isinstance(files, dict):
+        return {}
+    return {path: ({**record, "source": reg.redact_url(str(record["source"]))}
+                   if isinstance(record, dict) and "source" in record else record)
+            for path, record in files.items()}
+
+
 def _err(message: str) -> None:
-    typer.echo(message, err=True)
+    streams.write_err(message)
 
 
 def _fancy() -> bool:
@@ -77,11 +101,12 @@ def list_command(
               r["licence"]) for r in rows]
     if _fancy():
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         rich_table = Table(*headers, title=f"models in {registry.path}", title_justify="left")
         for row in table:
-            rich_table.add_row(*row)
+            rich_table.add_row(*(escape(cell) for cell in row))  # a registry's "[...]" is text, not markup
         Console().print(rich_table)
         return
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
@@ -98,7 +123,7 @@ def info_command(
     """Everything the registry knows about one model: licence, files with sha256, sources, cache state."""
     entry = _registry(ctx).get(name)
     info = _describe(entry)
-    recorded = reg.read_lock(entry).get("files", {}) if entry.downloadable else {}
+    recorded = _recorded(entry)
     if json_output:
         info["recorded"] = recorded
         typer.echo(json.dumps(info, indent=2))
@@ -150,12 +175,15 @@ def download_command(
     """Download models into the cache (verified by sha256); print each model's folder on stdout."""
     registry = _registry(ctx)
     entries = [registry.get(name) for name in names]  # unknown names fail before any download starts
-    for entry in entries:
+    for done, entry in enumerate(entries):
         if entry.family == "tiny":
             _err(f"{entry.name}: tiny test model built in code; nothing to download")
             continue
-        path = reg.download_model(entry, offline=offline or None, trust_unverified=trust_unverified or None,
-                                  force=force, echo=_err)
+        try:
+            path = reg.download_model(entry, offline=offline or None, trust_unverified=trust_unverified or None,
+                                      force=force, echo=_err)
+        except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM through run.interrupts (installed by cli.main)
+            raise _stopped(stop, [e.name for e in entries[done:]]) from None
         typer.echo(str(path))
 
 
@@ -180,7 +208,11 @@ def verify_command(
         if not entry.downloadable:
             typer.echo(f"{entry.name}: {entry.family} model, nothing to verify")
             continue
-        for result in reg.verify_model(entry):
+        try:
+            results = reg.verify_model(entry)  # hashes gigabytes: a stop signal may well arrive here
+        except KeyboardInterrupt as stop:
+            raise _stopped(stop, [entry.name], doing="verifying") from None
+        for result in results:
             typer.echo(f"{entry.name}/{result.path}: {result.status}"
                        + (f" (expected {result.expected}, got {result.actual})" if result.status == "mismatch" else ""))
             if result.status == "mismatch":

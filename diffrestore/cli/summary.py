@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ..errors import OutputError
+from ..run import streams
 from .flags import PlainHelpCommand, sub_app
 
 summary_app = sub_app("summary", "Work with the JSON summaries that --summary and --json write.")
@@ -44,8 +45,8 @@ def merge_command(
     if output is not None:
         if output.resolve() in {f.resolve() for f in files}:
             raise OutputError(f"-o {output} is one of the summaries being merged", hint="choose another file")
-        write_summary(output, merged, overwrite=overwrite)
+        write_summary(output, merged, overwrite=overwrite)  # a FIFO or /dev/fd/N is written like a stream
     else:
-        typer.echo(json.dumps(merged, indent=2))
-    typer.echo(summary_line(merged), err=True)
+        streams.write_out(json.dumps(merged, indent=2))  # a closed pipe or an odd encoding never fails the merge
+    streams.write_err(summary_line(merged))  # failed images' names with their control characters escaped
     return summary_exit_code(merged)

@@ -16,7 +16,9 @@ The package is split by job; each module's docstring documents its part:
 :mod:`.write`
     what each output format keeps or gives up, :func:`check_output_path` and :func:`save_image`;
 :mod:`.png`
-    the small PNG codec: it decodes the 16-bit colour PNGs Pillow truncates and encodes every 16-bit PNG.
+    the small PNG codec: it decodes the 16-bit colour PNGs Pillow truncates and encodes every 16-bit PNG;
+:mod:`.damage`
+    tells a damaged file of a supported format (cut, bad checksum) from a file that is no picture at all.
 
 Import the public names from here; the submodules' private helpers are not an API.
 """

@@ -3,7 +3,8 @@
 Pillow reads 16-bit colour PNGs as 8-bit (measured with Pillow 13.0: it keeps the high byte only), so :mod:`.read`
 decodes those here, and :mod:`.write` encodes every 16-bit PNG here. Only what that needs is supported: bit depths
 8 and 16, colour types gray, gray + alpha, RGB and RGBA, Adam7 interlacing (decoding only), and the iCCP, eXIf
-and tRNS chunks.
+and tRNS chunks. :func:`_png_damage` checks the structure of every PNG read (each chunk whole and its CRC right,
+IHDR first and valid, IEND present), which Pillow does only in part.
 """
 
 from __future__ import annotations
@@ -61,6 +62,64 @@ def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
         yield kind, body
         if kind == b"IEND":
             return
+        position = end + 4
+
+
+# Bit depths PNG defines for each colour type (gray, RGB, palette, gray + alpha, RGBA).
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+
+
+def _ihdr_damage(body: bytes) -> str | None:
+    if len(body) != 13:
+        return f"its IHDR header chunk is {len(body)} bytes long instead of 13"
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", body)
+    if not (0 < width < 1 << 31 and 0 < height < 1 << 31):
+        return f"its header gives an impossible size of {width} x {height} pixels"
+    if depth not in _PNG_DEPTHS.get(colour, ()):
+        return f"its header gives bit depth {depth} with colour type {colour}, a pair PNG does not define"
+    if compression or filtering or interlace > 1:
+        return "its header names a compression, filter or interlace method PNG does not define"
+    return None
+
+
+def _png_damage(data: bytes) -> str | None:
+    """What is wrong with the structure of a file that starts like a PNG, in words, or None when its signature,
+    its IHDR, every chunk (whole, with its CRC) and its IEND are in place. Pillow checks none of the CRCs after
+    the header, and reads a file cut before IEND without a word: a damaged download must not pass as a picture."""
+    if not data.startswith(_PNG_SIGNATURE):
+        if _PNG_SIGNATURE.startswith(data):
+            return "the file ends inside its PNG signature"
+        return "its PNG signature is damaged (as a transfer in text mode does when it changes line endings)"
+    position, seen, colour = len(_PNG_SIGNATURE), set(), -1
+    while True:
+        if position + 8 > len(data):
+            if not seen:
+                return "the file ends right after its PNG signature, before the IHDR header chunk"
+            if b"IDAT" not in seen:
+                return "the file ends before its image data (IDAT chunk)"
+            return "the file ends before its IEND chunk (it was cut after the image data)"
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        if not kind.isalpha() or not kind.isascii():
+            return f"the chunk header at byte {position} is damaged"
+        name = kind.decode("ascii")
+        end = position + 8 + length
+        if length >= 1 << 31 or end + 4 > len(data):
+            return f"the file ends inside its {name} chunk"
+        body = data[position + 8 : end]
+        if zlib.crc32(kind + body) & 0xFFFFFFFF != struct.unpack(">I", data[end : end + 4])[0]:
+            return f"CRC error in its {name} chunk: its bytes were altered"
+        if not seen and kind != b"IHDR":
+            return f"its first chunk is {name}, not the IHDR header"
+        if kind == b"IHDR":
+            problem = _ihdr_damage(body)
+            if problem:
+                return problem
+            colour = body[9]
+        if kind == b"IDAT" and colour == 3 and b"PLTE" not in seen:
+            return "it is a palette PNG without its palette (PLTE chunk)"
+        seen.add(kind)
+        if kind == b"IEND":
+            return None if b"IDAT" in seen else "it has no image data (IDAT chunk)"
         position = end + 4
 
 

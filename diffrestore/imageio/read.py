@@ -12,6 +12,14 @@ Reading
     PDF and JPEG 2000 are refused by name. 16-bit colour TIFF is read as 8-bit (a Pillow limit; the load notes
     say so): save such images as 16-bit PNG first.
 
+Damaged files
+    Before Pillow sees a file, :mod:`.damage` walks the structure its signature names (PNG chunks and their CRCs,
+    JPEG segments and the end-of-image marker, TIFF directories and strips, RIFF and BMP sizes): a file cut or
+    altered there is refused as "truncated or corrupt" with what is wrong, also by :func:`probe_image`, and never
+    as "not an image", which is said only of files that start like no supported format. Pillow's refusals of a
+    whole file are told apart: a variant it cannot decode (12-bit JPEG, 64-bit float TIFF) is named as such.
+    Signed-integer TIFF pixels are refused (Pillow reads signed 8-bit samples as unsigned).
+
 Masks and kernels are decoded by the same code (:func:`_decode`), so they get the same formats and checks.
 """
 
@@ -38,6 +46,7 @@ from .common import (
     _pillow_guard,
     _read_bytes,
 )
+from .damage import pixel_data_damage, signature_format, structure_damage, unsupported_variant
 from .png import _png_decode, _png_ihdr, _PNGError
 
 # Formats people try that this tool does not read, by their leading bytes (offset, bytes, name), so that the
@@ -100,18 +109,69 @@ def _not_readable(data: bytes, path: Path, what: str) -> ImageReadError:
     )
 
 
+def _opener_error(data: bytes, name: str) -> BaseException | None:
+    """Why Pillow's opener for ``name`` refused the file: ``Image.open`` only says "cannot identify image file"
+    (it swallows its plugins' SyntaxError, IndexError, struct.error...), so ask that plugin again, alone."""
+    if name.upper() not in Image.OPEN:
+        return None
+    factory, _ = Image.OPEN[name.upper()]
+    try:
+        factory(io.BytesIO(data), "").close()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _refused(data: bytes, path: Path, what: str, name: str, error: BaseException | None) -> ImageReadError:
+    """Pillow's refusal of a whole file of a supported format: a variant it cannot decode, or damage."""
+    variant = unsupported_variant(data, error) if error is not None else None
+    if variant is None:
+        return _corrupt(path, what, error if error is not None else f"Pillow cannot parse its {name} header")
+    return ImageReadError(
+        f"{what} '{path}' is a {name} of a kind this tool cannot decode ({variant})",
+        hint=f"if another program opens it, convert it to an 8- or 16-bit PNG first (e.g. magick '{path}' "
+        f"{path.stem}.png); if none does, it is damaged: re-export or re-download it",
+    )
+
+
+def _check_tiff(image: Image.Image, path: Path, what: str) -> None:
+    """Signed TIFF pixels, which Pillow misreads."""
+    tags = getattr(image, "tag_v2", None)
+    kinds = tags.get(339) if tags is not None else None
+    if image.mode != "I" and kinds is not None and 2 in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        # Pillow reads signed 8-bit samples as unsigned (-18 becomes 238): refuse rather than shift the picture.
+        # (Signed 16- and 32-bit samples become its signed mode I, whose range _pillow_to_arrays checks.)
+        raise ImageReadError(
+            f"{what} '{path}' holds signed integer pixels, which have no defined black and white levels here",
+            hint="convert it to unsigned 8- or 16-bit (a blur kernel may also be saved as .npy)",
+        )
+
+
 def _open(data: bytes, path: Path, what: str, limit: int) -> Image.Image:
-    """Parse the header only (Pillow decodes lazily), apply the size guard and refuse files of several pictures.
-    Call inside ``_pillow_guard``."""
+    """Check the file's structure, parse the header (Pillow decodes lazily), apply the size guard and refuse files
+    of several pictures. Call inside ``_pillow_guard``."""
+    damage = structure_damage(data)
+    if damage is not None:
+        raise _corrupt(path, what, damage)
+    name = signature_format(data)
     try:
         image = Image.open(io.BytesIO(data), formats=_READ_FORMATS)
     except UnidentifiedImageError:
-        raise _not_readable(data, path, what) from None
+        if name is None:
+            raise _not_readable(data, path, what) from None
+        raise _refused(data, path, what, name, _opener_error(data, name)) from None
     except Image.DecompressionBombError as exc:  # only if a caller re-enabled Pillow's own guard meanwhile
         raise ImageReadError(f"{what} '{path}' is too large: {exc}") from None
     except Exception as exc:  # Pillow's plugins raise IndexError, KeyError, TypeError... on damaged headers too
-        raise _corrupt(path, what, exc) from None
+        if name is None:  # Pillow's BMP opener raises OSError for any file that starts with "BM", text too
+            raise _not_readable(data, path, what) from None
+        raise _refused(data, path, what, name, exc) from None
     _check_pixels(path, what, image.size, limit)
+    damage = pixel_data_damage(data, str(image.format), getattr(image, "tag_v2", None))
+    if damage is not None:
+        raise _corrupt(path, what, damage)
+    if image.format == "TIFF":
+        _check_tiff(image, path, what)
     try:
         frames = int(getattr(image, "n_frames", 1))  # TIFF walks its page chain; APNG and WebP read a count
     except Exception as exc:
@@ -198,13 +258,13 @@ def _decode(path: Path, what: str, limit: int, *, allow_float: bool = False) -> 
 
         tiff_16bit_colour = (
             fmt == "TIFF"
-            and image.mode in ("RGB", "RGBA")
+            and image.mode in ("RGB", "RGBA", "CMYK")
             and any(isinstance(tile.args, tuple) and tile.args and ";16" in str(tile.args[0]) for tile in image.tile)
         )
         try:
             image.load()
         except Exception as exc:  # decoders raise OSError, SyntaxError, struct.error, zlib.error, IndexError...
-            raise _corrupt(path, what, exc) from None
+            raise _refused(data, path, what, signature_format(data) or fmt, exc) from None
         if tiff_16bit_colour:
             notes.append("16-bit colour TIFF was read as 8-bit (Pillow cannot decode it as 16-bit); use 16-bit PNG")
         try:
@@ -232,7 +292,8 @@ def _pillow_to_arrays(
         values = np.asarray(image)
         if values.size and (values.min() < 0 or values.max() > 65535):
             raise ImageReadError(
-                f"{what} '{path}' holds 32-bit integer pixels outside 0..65535, which this tool cannot use",
+                f"{what} '{path}' holds integer pixels from {values.min()} to {values.max()}, outside 0..65535, "
+                "which this tool cannot use",
                 hint="convert it to 16-bit",
             )
         return values.astype(np.uint16)[:, :, None], None, 65535.0, 16

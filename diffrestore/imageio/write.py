@@ -29,6 +29,7 @@ import contextlib
 import io
 import os
 import secrets
+import stat
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,31 +46,81 @@ if TYPE_CHECKING:
     import torch
 
 
-def _resolve(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except OSError:
-        return path.absolute()
+class ProtectedFiles:
+    """Files that must never be written (a run's inputs), each found once: whether an output is one of them is
+    then two dict look-ups, so a folder of N inputs costs O(N) to check, not O(N^2). The same file is found
+    through another spelling (``..``, symbolic links) by its resolved path and through a hard link (or a
+    case-insensitive file system) by its device and inode. One ``lstat`` per path: a folder's resolved path is
+    found once, and a file's is that plus its name unless the file is itself a symbolic link."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike[str]] = ()) -> None:
+        self._by_path: dict[str, Path] = {}
+        self._by_inode: dict[tuple[int, int], Path] = {}
+        self._folders: dict[str, str] = {}
+        for raw in paths:
+            self.add(Path(raw))
+
+    def _identify(self, path: Path) -> tuple[str, tuple[int, int] | None]:
+        text = os.fspath(path)
+        folder, name = os.path.split(text)
+        try:
+            info: os.stat_result | None = os.lstat(text)
+        except (OSError, ValueError):
+            info = None
+        if name in ("", ".", "..") or (info is not None and stat.S_ISLNK(info.st_mode)):
+            try:
+                info = os.stat(text)
+            except (OSError, ValueError):
+                info = None
+            key = os.path.realpath(text)
+        else:
+            real = self._folders.get(folder)
+            if real is None:
+                real = self._folders[folder] = os.path.realpath(folder or ".")
+            key = os.path.join(real, name)
+        return key, (None if info is None else (info.st_dev, info.st_ino))
+
+    def add(self, path: Path) -> None:
+        key, inode = self._identify(path)
+        self._by_path.setdefault(key, path)
+        if inode is not None:
+            self._by_inode.setdefault(inode, path)
+
+    def find(self, path: Path) -> Path | None:
+        """The protected file that ``path`` names, or None."""
+        key, inode = self._identify(path)
+        found = self._by_path.get(key)
+        if found is None and inode is not None:
+            found = self._by_inode.get(inode)
+        return found
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, (str, os.PathLike)) and self.find(Path(path)) is not None
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if _resolve(a) == _resolve(b):
-        return True
-    try:
-        return os.path.samefile(a, b)  # hard links, case-insensitive file systems
-    except OSError:
-        return False
+def _protected(protected: Iterable[str | os.PathLike[str]] | ProtectedFiles) -> ProtectedFiles:
+    return protected if isinstance(protected, ProtectedFiles) else ProtectedFiles(protected)
+
+
+def _refuse_protected(path: Path, protected: ProtectedFiles) -> None:
+    other = protected.find(path)
+    if other is not None:
+        raise OutputError(
+            f"output '{path}' is the input file '{other}'; inputs are never overwritten",
+            hint="choose another output path",
+        )
 
 
 def check_output_path(
     path: str | os.PathLike[str],
     *,
     overwrite: bool = False,
-    protected: Iterable[str | os.PathLike[str]] = (),
+    protected: Iterable[str | os.PathLike[str]] | ProtectedFiles = (),
 ) -> Path:
     """Raise :class:`~diffrestore.errors.OutputError` if ``path`` cannot or must not be written; return it.
 
-    Cheap (no writing): the CLI calls it for every planned output before any weights load.
+    Cheap (no writing): the CLI calls it for every planned output before any weights load. ``protected`` may be
+    a :class:`ProtectedFiles` built once for a whole run (a plain list is resolved on every call).
     """
     path = Path(path)
     if path.suffix.lower() not in _SAVE_FORMATS:
@@ -77,15 +128,10 @@ def check_output_path(
             f"output '{path}' has no image extension this tool can write",
             hint=f"end it with one of {', '.join(IMAGE_EXTENSIONS)}",
         )
-    for other in protected:
-        if _same_file(path, Path(other)):
-            raise OutputError(
-                f"output '{path}' is the input file '{other}'; inputs are never overwritten",
-                hint="choose another output path",
-            )
+    _refuse_protected(path, _protected(protected))
     if path.is_dir():
         raise OutputError(f"output '{path}' is a folder", hint="give a file name")
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:  # a dangling symlink too: os.link would refuse it late
         raise OutputError(f"output '{path}' already exists", hint="use --overwrite to replace it")
     for parent in path.parents:
         if parent.exists():
@@ -126,8 +172,9 @@ def save_image(
     *,
     like: LoadedImage | None = None,
     overwrite: bool = False,
-    protected: Iterable[str | os.PathLike[str]] = (),
+    protected: Iterable[str | os.PathLike[str]] | ProtectedFiles = (),
     bit_depth: int | None = None,
+    output_set: OutputSet | None = None,
 ) -> SavedImage:
     """Write a ``(1, C, H, W)`` or ``(C, H, W)`` tensor in [-1, 1] (C = 1 or 3) to ``path``, atomically.
 
@@ -136,6 +183,8 @@ def save_image(
     ICC profile and EXIF are kept where the format allows (see the module docstring), and its file is protected.
     ``protected`` lists more files that must never be written (all inputs). ``bit_depth`` (8 or 16) overrides
     ``like``'s. The format follows the extension. Values outside [-1, 1] are clamped; NaN or inf is refused.
+    With ``output_set`` the file is only staged (written under a hidden temporary name) and appears when the set
+    is committed, together with the other files of its image.
     """
     import torch
 
@@ -143,9 +192,8 @@ def save_image(
         like = like if like is not None else tensor
         tensor = tensor.tensor
     path = Path(path)
-    protected = [Path(p) for p in protected]
-    if like is not None:
-        protected.append(like.path)
+    if like is not None:  # the file the result came from, whether or not the caller listed it
+        _refuse_protected(path, ProtectedFiles([like.path]))
     check_output_path(path, overwrite=overwrite, protected=protected)
 
     if not isinstance(tensor, torch.Tensor):
@@ -204,7 +252,10 @@ def save_image(
         buffer.write(_png_encode(pixels, bit_depth=16, icc_profile=icc, exif=exif))
     else:
         _pillow_save(buffer, pixels, mode, depth, fmt, icc, exif)
-    write_atomic(path, buffer.getvalue(), overwrite=overwrite)
+    if output_set is not None:
+        output_set.add(path, buffer.getvalue(), overwrite=overwrite)
+    else:
+        write_atomic(path, buffer.getvalue(), overwrite=overwrite)
     return SavedImage(path=path, format=fmt, mode=mode, bit_depth=depth, notes=tuple(notes))
 
 
@@ -235,24 +286,53 @@ def _pillow_save(
         image.save(buffer, format=fmt, **options)
 
 
-def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write to a hidden temp file beside ``path``, then rename: readers never see a half-written image."""
+#: the longest file name (in bytes) common file systems take (ext4, XFS, Btrfs, tmpfs, APFS; NTFS counts 255 units)
+NAME_MAX = 255
+_TEMP_TAIL = ".{token}.tmp"
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden temporary name beside ``path``: ``.NAME.XXXXXXXX.tmp``, with NAME shortened when the whole would
+    pass NAME_MAX, so that a legal 255-byte output name still gets a temporary file."""
+    token = secrets.token_hex(4)
+    room = NAME_MAX - len(os.fsencode("." + _TEMP_TAIL.format(token=token)))
+    name = path.name
+    while len(os.fsencode(name)) > room:  # cut whole characters, never a UTF-8 sequence in half
+        name = name[:-1]
+    return path.parent / ("." + name + _TEMP_TAIL.format(token=token))
+
+
+def _make_parent(path: Path) -> None:
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"output folder '{parent}' cannot be created: {exc.strerror or exc}") from None
-    temp = parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+
+
+def _write_temp(path: Path, data: bytes) -> Path:
+    """``data`` in a new hidden temporary file beside ``path``, flushed to the disk; removed again on failure."""
+    _make_parent(path)
+    temp = temp_name(path)
     try:
-        try:
-            # os.open with 0o666 lets the umask decide permissions, like any normally created file.
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
+        # os.open with 0o666 lets the umask decide permissions, like any normally created file.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException as exc:  # a stop signal mid-write too: never leave the temporary behind
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(exc, OSError):
             raise OutputError(f"output '{path}' cannot be written: {exc.strerror or exc}") from None
+        raise
+    return temp
+
+
+def _place(temp: Path, path: Path, *, overwrite: bool) -> None:
+    """Rename the written ``temp`` to ``path`` (the temporary is gone afterwards, also on failure)."""
+    try:
         if overwrite:
             try:
                 os.replace(temp, path)
@@ -265,7 +345,7 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
         except FileExistsError:
             raise OutputError(f"output '{path}' already exists", hint="use --overwrite to replace it") from None
         except OSError:  # file systems without hard links
-            if path.exists():
+            if os.path.lexists(path):
                 raise OutputError(f"output '{path}' already exists", hint="use --overwrite to replace it") from None
             try:
                 os.replace(temp, path)
@@ -274,3 +354,75 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (best effort: not every system can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
+    """Write to a hidden temp file beside ``path``, then rename: readers never see a half-written image."""
+    _place(_write_temp(path, data), path, overwrite=overwrite)
+
+
+class OutputSet:
+    """The files of one image (samples, std map, main output) written as a set: each is first written in full
+    under a hidden temporary name, and only when all are written are they renamed into place, in the order they
+    were added, the last one (the main output) last and after the others' renames are on the disk. A failure
+    (disk full, a stop signal, a refused name) before that leaves none of them; a process killed among the
+    renames leaves some of the first files but never the last, so the main output's presence means the set is
+    whole (``run/plan.check_existing`` redoes a set that is not).
+
+    Use as a context manager: leaving it by an exception removes every temporary file and, when the renames had
+    begun, the files they created (never one they replaced: its old content is gone already)."""
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path, bool]] = []  # (temporary, path, overwrite)
+        self._created: list[Path] = []
+
+    def add(self, path: str | os.PathLike[str], data: bytes, *, overwrite: bool) -> None:
+        path = Path(path)
+        self._staged.append((_write_temp(path, data), path, overwrite))
+
+    def commit(self) -> None:
+        staged, self._staged = self._staged, []
+        try:
+            for number, (temp, path, overwrite) in enumerate(staged):
+                if number == len(staged) - 1 and number:
+                    for folder in {p.parent for _, p, _ in staged[:-1]}:
+                        _sync_folder(folder)  # the others first, also after a power cut
+                new = not os.path.lexists(path)
+                _place(temp, path, overwrite=overwrite)
+                if new:
+                    self._created.append(path)
+        except BaseException:
+            self._staged = staged  # what was not placed yet is removed with the rest
+            raise
+        self._created = []
+
+    def discard(self) -> None:
+        """Remove what was staged and what a commit that did not finish created."""
+        for temp, _, _ in self._staged:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        for path in self._created:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self._staged, self._created = [], []
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if kind is not None:
+            self.discard()

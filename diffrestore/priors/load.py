@@ -23,15 +23,16 @@ def prior_kind(name_or_dir: str, *, registry: Registry | None = None) -> str | N
     """"pixel", "latent" or "discrete" for a registry name or a local model folder, without loading or
     downloading anything; None when it is neither (``load_prior`` then says precisely what is wrong, after the
     inputs were checked)."""
-    from .builtin import is_model_dir
-    from .files import detect_family
-
     registry = registry if registry is not None else load_registry()
     plain_name = "/" not in name_or_dir and "\\" not in name_or_dir
     if plain_name and name_or_dir in registry:
         return registry.get(name_or_dir).kind
     folder = Path(name_or_dir).expanduser()
     if folder.is_dir():
+        # Only a folder needs these (builtin imports torch): a registry name keeps the flag checks torch-free.
+        from .builtin import is_model_dir
+        from .files import detect_family
+
         if is_model_dir(folder):
             return "pixel"
         family = detect_family(folder)

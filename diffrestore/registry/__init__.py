@@ -5,8 +5,9 @@ This package finds, fetches and verifies files; it never builds networks and imp
 torch nor diffusers, so the CLI can use it at start-up.
 
 Modules: :mod:`.schema` (entry types, families, prior kinds), :mod:`.parse` (reading and validating
-models.toml), :mod:`.cache` (cache folder, presence, lock file, hashing), :mod:`.fetch` (HTTP with resume),
-:mod:`.download` (download, verify, locate). Everything public is re-exported here.
+models.toml), :mod:`.cache` (cache folder, presence, lock file, hashing), :mod:`.fetch` (HTTP with resume and
+a size cap), :mod:`.locks` (one downloader per file), :mod:`.download` (download, verify, locate). Everything
+public is re-exported here.
 
 Cache: ``DIFFRESTORE_CACHE``, else ``$XDG_CACHE_HOME/diffrestore``, else ``~/.cache/diffrestore`` (never the
 install folder). A model's files live in ``<cache>/models/<name>/`` with the same relative paths as in
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from . import cache, download, fetch, parse, schema  # noqa: F401 - submodules: tests patch their globals
+from . import cache, download, fetch, locks, parse, schema  # noqa: F401 - submodules: tests patch their globals
 from .cache import (
     LOCK_NAME,
     cache_dir,
@@ -58,6 +59,7 @@ from .schema import (
     ModelEntry,
     Registry,
     Source,
+    redact_url,
 )
 
 
@@ -121,7 +123,7 @@ def describe(entry: ModelEntry) -> dict[str, Any]:
         "files": [{"path": f.path, "sha256": f.sha256 or None, "size": f.size or None} for f in entry.files],
         "sources": [
             {"type": s.type, **({"repo": s.repo, "revision": s.revision or None} if s.type == "hf"
-                                else {"url": s.url, "file": s.file}),
+                                else {"url": redact_url(s.url), "file": s.file}),
              **({"note": s.note} if s.note else {})}
             for s in entry.sources
         ],
@@ -134,5 +136,5 @@ __all__ = [
     "TEXT_FAMILIES", "URL_RETRIES", "URL_TIMEOUT_S", "Echo", "FileSpec", "HubDownload", "ModelEntry", "Registry",
     "Source", "VerifyResult", "cache_dir", "cache_state", "describe", "download_model", "ensure_local",
     "fetch_url", "human_size", "is_offline", "load_registry", "missing_files", "model_dir", "model_path",
-    "read_lock", "registry_path", "sha256_file", "verify_model",
+    "read_lock", "redact_url", "registry_path", "sha256_file", "verify_model",
 ]

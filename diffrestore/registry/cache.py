@@ -7,12 +7,16 @@ checked, so the cheap stat-only checks below are enough to call a model "cached"
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..errors import DownloadError
+from .locks import held, lock_path
 from .schema import FileSpec, ModelEntry
 
 LOCK_NAME = ".diffrestore-lock.json"
@@ -31,6 +35,46 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "diffrestore"
+
+
+def _cache_setting() -> str:
+    """Which setting chose the cache folder, for messages that say how to move it."""
+    for name in ("DIFFRESTORE_CACHE", "XDG_CACHE_HOME"):
+        if os.environ.get(name, "").strip():
+            return f"set by {name}"
+    return "the default"
+
+
+def writable_model_dir(entry: ModelEntry) -> Path:
+    """Create a model's cache folder and prove it writable before anything is downloaded into it.
+
+    A ``DIFFRESTORE_CACHE`` that names a file, or a cache on a read-only mount, is a setting to fix, not a bug:
+    DownloadError (exit 3) naming the folder and the setting, instead of an "unexpected" OSError mid-download.
+    A model that is already cached never gets here, so a read-only cache of finished models keeps working.
+    """
+    root, directory = cache_dir(), model_dir(entry)
+    fix = "set DIFFRESTORE_CACHE to a writable folder"
+    existing = directory
+    while not existing.exists() and existing != existing.parent:  # nearest existing folder (or file) upwards
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "names a file, not a folder" if existing == root else f"lies under the file {existing}"
+        raise DownloadError(f"the model cache {root} ({_cache_setting()}) {where}",
+                            hint=f"{fix}, or remove the file")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # Try a real file, not os.access: that also holds for root, read-only mounts and ACLs.
+        fd, probe = tempfile.mkstemp(prefix=".diffrestore-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        where = directory if directory.is_dir() else root  # the folder the user can act on
+        raise DownloadError(
+            f"cannot write to the model cache {where} ({_cache_setting()}): {reason}",
+            hint=f"make it writable, or {fix}; models already cached there are used without writing",
+        ) from None
+    return directory
 
 
 def is_offline(offline: bool | None = None) -> bool:
@@ -81,13 +125,26 @@ def read_lock(entry: ModelEntry) -> dict[str, Any]:
 
 
 def write_lock(entry: ModelEntry, path: str, record: dict[str, Any]) -> None:
-    """Record one file; written to a temporary file and renamed, so a crash never leaves half a lock."""
-    lock_file = model_dir(entry) / LOCK_NAME
-    data = read_lock(entry)
-    data.setdefault("files", {})[path] = record
-    tmp = lock_file.with_name(lock_file.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, lock_file)
+    """Record one file; written to a temporary file and renamed, so a crash never leaves half a lock.
+
+    Read, update and rename happen under the lock file's own lock: two processes that finish two files of one
+    model at once would otherwise each write back the record without the other's file.
+    """
+    directory = model_dir(entry)
+    lock_file = directory / LOCK_NAME
+    with held(lock_path(directory, LOCK_NAME)):
+        data = read_lock(entry)
+        data.setdefault("files", {})[path] = record
+        fd, tmp = tempfile.mkstemp(prefix=LOCK_NAME + ".", suffix=".tmp", dir=directory)
+        try:
+            # mkstemp makes the file private (0600): keep the old lock file's mode (a cache shared by a group)
+            os.chmod(tmp, lock_file.stat().st_mode & 0o777 if lock_file.exists() else 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, lock_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:

@@ -3,10 +3,16 @@
 Sources are tried in order per missing file; every file must match its pinned size/sha256 before it is renamed
 into the cache (the trust policy is documented at the top of ``models.toml``). Offline mode never touches the
 network, and a cached model never waits on one: the cache is checked before any source.
+
+Each file is fetched under its own lock (:mod:`.locks`): a second process that wants the same file waits, then
+uses the file the first one verified, instead of writing into the same ``.part``. A ``.part`` left behind (a
+dropped connection, a stop signal) is kept only where the next download can resume it safely: it is not empty
+and the file's sha256 is pinned, so the final check covers every byte; otherwise it is deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import shutil
@@ -27,9 +33,11 @@ from .cache import (
     model_dir,
     read_lock,
     sha256_file,
+    writable_model_dir,
     write_lock,
 )
-from .fetch import URL_TIMEOUT_S, Echo, fetch_url
+from .fetch import URL_TIMEOUT_S, CacheWriteError, Echo, fetch_url, max_download_bytes
+from .locks import held, lock_path
 from .schema import SHA256_RE, FileSpec, ModelEntry, Source
 
 #: hub_download(repo_id, filename, *, revision, local_dir) -> path of the downloaded file. Tests replace it
@@ -93,19 +101,29 @@ def _download_one(
     sleep: Callable[[float], None],
     timeout: float,
 ) -> str:
-    """Fetch one file from one source into the cache (verified, atomically renamed); returns its sha256."""
+    """Fetch one file from one source into the cache (verified, atomically renamed); returns its sha256.
+
+    The caller holds the file's lock, so the ``.part`` and the staging folder below are this process's alone.
+    """
     directory = model_dir(entry)
     final = directory / spec.path
     final.parent.mkdir(parents=True, exist_ok=True)
     if source.type == "url":
         part = final.with_name(final.name + ".part")
-        fetch_url(source.url, part, expected_size=spec.size, timeout=timeout, sleep=sleep, echo=echo)
-        digest = _check_file(part, spec, source.url)  # deletes the .part on failure: never "resumed" later
+        resumable = bool(spec.sha256)  # only a pinned hash proves that resumed bytes belong to one file
+        try:
+            fetch_url(source.url, part, expected_size=spec.size, max_size=max_download_bytes(), resume=resumable,
+                      timeout=timeout, sleep=sleep, echo=echo)
+        except BaseException:  # also a stop signal: no empty or unverifiable .part stays behind
+            if not resumable or not part.is_file() or part.stat().st_size == 0:
+                part.unlink(missing_ok=True)
+            raise
+        digest = _check_file(part, spec, source.describe())  # deletes the .part on failure: never "resumed" later
         os.replace(part, final)
         return digest
-    # Hugging Face: download into a staging folder (huggingface_hub keeps its own resumable partial files
-    # there), check, then rename into place, so the cache never holds unchecked bytes.
-    staging = directory / ".staging"
+    # Hugging Face: download into a staging folder of this file (huggingface_hub keeps its own resumable partial
+    # files there), check, then rename into place, so the cache never holds unchecked bytes.
+    staging = _staging(directory, spec.path)
     remote = source.remote_path(spec.path)
     revision = source.revision or "main"
     try:
@@ -125,7 +143,18 @@ def _download_one(
         tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
         shutil.copyfile(got_path, tmp)
         os.replace(tmp, final)
+    shutil.rmtree(staging, ignore_errors=True)
     return digest
+
+
+def _staging(directory: Path, path: str) -> Path:
+    """One staging folder per file: removing it never pulls a file from under another process's download."""
+    return directory / ".staging" / lock_path(directory, path).stem
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty (another download is using it) or already gone
+        folder.rmdir()
 
 
 def _fetch_file(
@@ -146,6 +175,7 @@ def _fetch_file(
     spec = wanted if wanted.sha256 or not SHA256_RE.match(earlier) else replace(wanted, sha256=earlier)
     failures: list[str] = []
     checksum_failures: list[str] = []
+    hints: list[str] = []  # a source's own advice (raise the size limit, ...) beats the generic one below
     for source in (s for s in entry.sources if s.delivers(spec.path)):
         if _pins_nothing(source, spec) and not trust:
             failures.append(
@@ -158,8 +188,15 @@ def _fetch_file(
         try:
             digest = _download_one(entry, spec, source, hub_download=hub_download, echo=echo, sleep=sleep,
                                    timeout=timeout)
-        except (ChecksumError, DownloadError) as exc:
-            (checksum_failures if isinstance(exc, ChecksumError) else failures).append(str(exc))
+        except CacheWriteError:
+            raise  # the cache's disk is full or read-only: every other source would meet the same
+        except ChecksumError as exc:
+            checksum_failures.append(str(exc))
+            echo(f"  {exc}")
+            continue
+        except DownloadError as exc:
+            failures.append(" ".join(exc.message.split()))
+            hints.extend([exc.hint] if exc.hint else [])
             echo(f"  {exc}")
             continue
         if not spec.sha256:
@@ -173,17 +210,18 @@ def _fetch_file(
         })
         return
     if checksum_failures:
-        shutil.rmtree(model_dir(entry) / ".staging", ignore_errors=True)
+        shutil.rmtree(_staging(model_dir(entry), spec.path), ignore_errors=True)
+        _remove_if_empty(model_dir(entry) / ".staging")
         raise ChecksumError(
             f"model '{entry.name}': {spec.path}: no source delivered the pinned bytes: "
             + "; ".join(checksum_failures + failures)
         )
-    refused = any("refused" in f for f in failures)
-    raise DownloadError(
-        f"model '{entry.name}': cannot download {spec.path}: " + "; ".join(failures),
-        hint="pass --trust-unverified (or DIFFRESTORE_TRUST_UNVERIFIED=1) to accept unpinned bytes; their "
-        "sha256 is recorded" if refused else "check the network and retry; finished files are kept",
-    )
+    if any("refused" in f for f in failures):
+        hint = ("pass --trust-unverified (or DIFFRESTORE_TRUST_UNVERIFIED=1) to accept unpinned bytes; their sha256 "
+                "is recorded")
+    else:
+        hint = hints[0] if hints else "check the network and retry; finished files are kept"
+    raise DownloadError(f"model '{entry.name}': cannot download {spec.path}: " + "; ".join(failures), hint=hint)
 
 
 def download_model(
@@ -220,14 +258,25 @@ def download_model(
         )
     trust = _trust_default(trust_unverified)
     hub = hub_download or HUB_DOWNLOAD
+    max_download_bytes()  # a bad DIFFRESTORE_MAX_DOWNLOAD_BYTES fails before anything is fetched
     first_download = not directory.exists() or not any(file_ok(directory, f) for f in entry.files)
+    writable_model_dir(entry)  # a cache that names a file or is read-only: one line, before the licence
     if first_download:
         echo(f"{entry.name}: licence: {entry.licence}" + (f" - {entry.licence_note}" if entry.licence_note else ""))
-    directory.mkdir(parents=True, exist_ok=True)
-    recorded = {} if force else read_lock(entry).get("files", {})
     for wanted in todo:
-        _fetch_file(entry, wanted, recorded, trust=trust, hub_download=hub, echo=echo, sleep=sleep, timeout=timeout)
-    shutil.rmtree(directory / ".staging", ignore_errors=True)
+        def waiting(path: str = wanted.path) -> None:
+            echo(f"{entry.name}: waiting for another download of {path} to finish")
+
+        with held(lock_path(directory, wanted.path), on_wait=waiting):
+            if not force and file_ok(directory, wanted):
+                # Another process fetched and verified it while this one waited for the lock: use it.
+                echo(f"{entry.name}: {wanted.path} was downloaded meanwhile by another process; using it")
+                continue
+            # Read under the lock: the process that held it may have recorded a hash that pins this file now.
+            recorded = {} if force else read_lock(entry).get("files", {})
+            _fetch_file(entry, wanted, recorded, trust=trust, hub_download=hub, echo=echo, sleep=sleep,
+                        timeout=timeout)
+    _remove_if_empty(directory / ".staging")
     return directory
 
 

@@ -6,6 +6,7 @@ of ``models.toml`` document the same rules for people.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import urllib.parse
@@ -27,6 +28,7 @@ from .schema import (
     ModelEntry,
     Registry,
     Source,
+    redact_url,
 )
 
 try:  # Python >= 3.11
@@ -39,6 +41,14 @@ DEFAULT_REGISTRY = PACKAGE_DIR / "models.toml"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _REV_RE = re.compile(r"^[0-9a-f]{40}$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: control characters (a NUL makes every file call raise ValueError) and, in URLs, white space
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_URL_BAD_RE = re.compile(r"[\x00-\x20\x7f]")
+#: architecture keys that count something (the rest may be -1 = "derive it", as in guided-diffusion)
+_ADM_POSITIVE = ("image_size", "num_channels", "num_res_blocks", "in_channels")
+#: where a malformed registry file can be fixed from
+_FIX = "fix the file (the comments at the top of the shipped models.toml describe every key), or point " \
+    "--registry / DIFFRESTORE_REGISTRY at another models.toml"
 
 _ENTRY_KEYS = {
     "aliases", "family", "description", "licence", "licence_note", "resolution", "tasks", "prompt",
@@ -152,8 +162,8 @@ def _check_family_rules(c: _Checker, entry: ModelEntry) -> None:
     if lf in LATENT_FAMILIES:
         if entry.latent_scale is None:
             raise c.fail("latent_scale", f"missing (required for {lf} models)")
-        if entry.latent_scale <= 0:
-            raise c.fail("latent_scale", f"must be > 0, got {entry.latent_scale}")
+        if not (math.isfinite(entry.latent_scale) and entry.latent_scale > 0):  # nan <= 0 is False
+            raise c.fail("latent_scale", f"must be a finite number > 0, got {entry.latent_scale}")
     elif entry.latent_scale is not None:
         raise c.fail("latent_scale", f"only latent-kl / latent-vq models have this key (family {lf})")
     if lf == "adm":
@@ -178,6 +188,12 @@ def _check_adm(c: _Checker, entry: ModelEntry) -> None:
             c.get(key, kind, required=True, table=entry.arch, prefix="arch.")
     for key in ("image_size", "num_channels", "num_res_blocks"):
         c.get(key, int, required=True, table=entry.arch, prefix="arch.")
+    for key in _ADM_POSITIVE:
+        if key in entry.arch and entry.arch[key] < 1:
+            raise c.fail(f"arch.{key}", f"must be a whole number >= 1, got {entry.arch[key]}")
+    dropout = float(entry.arch.get("dropout", 0.0))
+    if not 0.0 <= dropout < 1.0:  # also refuses nan
+        raise c.fail("arch.dropout", f"must be a number in [0, 1), got {dropout}")
     c.no_unknown(entry.diffusion, set(ADM_DIFFUSION_KEYS), prefix="diffusion.")
     for key, kind in ADM_DIFFUSION_KEYS.items():
         c.get(key, kind, required=False, table=entry.diffusion, prefix="diffusion.")
@@ -196,8 +212,10 @@ def _parse_files(c: _Checker, raw_files: list[Any]) -> list[FileSpec]:
         c.no_unknown(raw, {"path", "sha256", "size"}, prefix=prefix)
         path = c.get("path", str, required=True, table=raw, prefix=prefix)
         parts = Path(path).parts
-        if not path or Path(path).is_absolute() or ".." in parts or path.startswith("."):
-            raise c.fail(f"{prefix}path", f"must be a plain relative path, got {path!r}")
+        if (not path or Path(path).is_absolute() or ".." in parts or path.startswith(".")
+                or _CONTROL_RE.search(path)):
+            raise c.fail(f"{prefix}path", "must be a plain relative path (no leading '/' or '.', no '..', no "
+                         f"control characters), got {path!r}")
         if path in seen:
             raise c.fail(f"{prefix}path", f"duplicate file {path!r}")
         seen.add(path)
@@ -238,13 +256,19 @@ def _parse_source(c: _Checker, i: int, raw: Any, file_paths: set[str]) -> Source
     if kind == "url":
         c.no_unknown(raw, {"type", "url", "file", "note"}, prefix=prefix)
         url = c.get("url", str, required=True, table=raw, prefix=prefix)
+        if _URL_BAD_RE.search(url):
+            raise c.fail(f"{prefix}url", f"contains white space or a control character: {redact_url(url)!r} "
+                         "(write a space as %20)")
         try:
             parts = urllib.parse.urlsplit(url)
-            scheme, host = parts.scheme, parts.hostname  # both raise ValueError on e.g. an unclosed IPv6 host "[::1"
+            # each raises ValueError on e.g. an unclosed IPv6 host "[::1" or a port like 99999 or "abc"
+            scheme, host, _port = parts.scheme, parts.hostname, parts.port
         except ValueError as exc:
-            raise c.fail(f"{prefix}url", f"is not a valid URL ({exc}): {url!r}") from None
+            raise c.fail(f"{prefix}url", f"is not a valid URL ({exc}): {redact_url(url)!r}") from None
+        if not host:
+            raise c.fail(f"{prefix}url", f"names no host: {redact_url(url)!r}")
         if not (scheme == "https" or (scheme == "http" and _is_local_host(host))):
-            raise c.fail(f"{prefix}url", f"must be an https:// URL, got {url!r}")
+            raise c.fail(f"{prefix}url", f"must be an https:// URL, got {redact_url(url)!r}")
         target = c.get("file", str, required=True, table=raw, prefix=prefix)
         if target not in file_paths:
             raise c.fail(f"{prefix}file", f"{target!r} is not one of this model's files")
@@ -295,17 +319,26 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RegistryError(f"cannot read model registry '{path}': {exc.strerror or exc}") from None
+        raise RegistryError(
+            f"cannot read model registry '{path}': {exc.strerror or exc}",
+            hint="point --registry / DIFFRESTORE_REGISTRY at a readable models.toml file, or unset it to use "
+            "the shipped one",
+        ) from None
     except UnicodeDecodeError as exc:
         raise RegistryError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)",
                             hint="TOML files are UTF-8; re-save it as UTF-8") from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark (Windows editors): UTF-8 all the same
     try:
         data = _toml.loads(text)
     except _toml.TOMLDecodeError as exc:
-        raise RegistryError(f"{path}: not valid TOML: {exc}") from None
+        raise RegistryError(f"{path}: not valid TOML: {exc}", hint=_FIX) from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise RegistryError(f"{path}: not valid TOML: nested too deeply to read", hint=_FIX) from None
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise RegistryError(f"{path}: key 'schema_version': must be {SCHEMA_VERSION}, got {version!r}")
+    if type(version) is not int or version != SCHEMA_VERSION:  # not 1.0, not true: both equal 1 in Python
+        raise RegistryError(f"{path}: key 'schema_version': must be {SCHEMA_VERSION}, got {version!r}",
+                            hint=f"start the file with `schema_version = {SCHEMA_VERSION}`, the version this "
+                            "diffrestore reads")
     unknown = sorted(set(data) - {"schema_version", "models"})
     if unknown:
         raise RegistryError(f"{path}: key '{unknown[0]}': unknown top-level key (allowed: schema_version, models)")

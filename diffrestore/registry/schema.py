@@ -20,6 +20,20 @@ SCHEMA_VERSION = 1
 #: a pinned sha256 in models.toml and in the cache lock file
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+#: query parameters that carry a secret: access tokens, API keys, signed-URL signatures (S3, GCS, Azure SAS)
+_SECRET_PARAM_RE = re.compile(r"([?&;](?:[^=&;#]*(?:token|key|sig|secret|pass|auth|credential)[^=&;#]*)=)[^&;#]*",
+                              re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to print: a password or token in the user part, and secret query values, become ``***``.
+
+    Used for every URL shown (``models info`` / ``list``, progress, errors, the lock file's source). Plain
+    text rules, so even a URL that does not parse is redacted.
+    """
+    return _SECRET_PARAM_RE.sub(r"\1***", _USERINFO_RE.sub(r"\1***@", url))
+
 FAMILIES = ("builtin", "pixel", "adm", "latent-kl", "latent-vq", "discrete-vq", "tiny")
 #: families whose weights come from sources (everything except the shipped and the built-in-code ones)
 DOWNLOADED_FAMILIES = ("pixel", "adm", "latent-kl", "latent-vq", "discrete-vq")
@@ -73,7 +87,7 @@ class Source:
     def describe(self) -> str:
         if self.type == "hf":
             return f"hf://{self.repo}@{self.revision or 'UNRESOLVED(main)'}"
-        return self.url
+        return redact_url(self.url)
 
     def delivers(self, path: str) -> bool:
         return self.type == "hf" or self.file == path

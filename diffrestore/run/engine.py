@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DiffrestoreError, UsageError, short_error
-from . import interrupts, plan, solver_settings
+from . import interrupts, plan, solver_settings, streams
 from .inputs import Prepared, batches, check_memory, prepare_input
 from .options import RunOptions
 from .plan import Item, RunSummary
-from .preflight import Job, load_registry, validate
+from .preflight import Job, check_flags, load_registry, make_job, validate
 from .progress import Reporter, make_reporter
 from .restore import Restored, check_fit, load_prior, ready_prior, restore_batch, std_map_image
 from .runtime import resolve_device, resolve_dtype
@@ -44,11 +44,13 @@ def run(
     finished outputs stay, the rest is "not-run", and the summary says which signal.
     """
     t_start = time.perf_counter()
-    # 1. Validate everything that needs no image and no model: flags, task, method, prior kind, kernel, outputs.
-    job = validate(opts, task_values)
+    # 1. Validate everything that needs no image and no model: flags, task, method, prior kind, kernel, outputs;
+    # what needs no torch first (flags, then the inputs and outputs), so that those errors come at once.
+    checked = check_flags(opts, task_values)
+    items = plan.plan_run(inputs, opts)
+    job = make_job(checked)  # the solver: its module imports torch
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
-    items = plan.plan_run(inputs, opts)
 
     reporter = reporter or make_reporter(opts)
     summary = RunSummary(task=job.task.name, items=items, info={
@@ -103,6 +105,7 @@ def _prepare(items: list[Item], job: Job, *, single: bool) -> list[Prepared]:
             continue
         try:
             loaded = job.task.read_input(item.input)
+            plan.check_output_names(item)  # after the read: a file that is no image says so first
             p = prepare_input(job, loaded.tensor, path=item.input, loaded=loaded, extensions=extensions)
             p.notes = _input_notes(p, loaded)
             size = loaded.tensor.numel() * loaded.tensor.element_size()
@@ -164,7 +167,9 @@ def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Repor
             notes_seen.add(note)
             reporter.message(f"note: {note}")
 
-    protected = [item.input for item in summary.items]
+    from ..imageio.write import ProtectedFiles
+
+    protected = ProtectedFiles(item.input for item in summary.items)  # resolved once: each save is O(1)
     for batch in batches(prepared, opts.batch_size):
         if stop:
             for p in batch:
@@ -203,7 +208,7 @@ def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Repor
 
 
 def _finish(item: Item, like: Any, result: Restored, opts: RunOptions, reporter: Reporter, note_once: Any,
-            protected: list[Path], batch: tuple[int, float]) -> bool:
+            protected: Any, batch: tuple[int, float]) -> bool:
     """Save one restored image and report it; False when it failed."""
     t_save = time.perf_counter()
     try:
@@ -217,12 +222,12 @@ def _finish(item: Item, like: Any, result: Restored, opts: RunOptions, reporter:
     item.metrics, item.resolved = result.metrics, result.resolved
     item.record_time(batch[0], batch[1], time.perf_counter() - t_save)
     if not opts.json_output:
-        line = str(item.output)
+        line = streams.shown(item.output)  # a newline in a name must not split the line
         if result.metrics:
             line += f"\tPSNR {result.metrics['psnr']:.2f} dB\tSSIM {result.metrics['ssim']:.4f}"
         reporter.result(line)
         for extra in item.outputs[1:]:
-            reporter.result(str(extra))
+            reporter.result(streams.shown(extra))
     reporter.item_finished(item)
     return True
 
@@ -241,30 +246,32 @@ def _note_tiling(batch: list[Prepared], prior: Any, job: Job, note_once: Any) ->
     note_once(note)
 
 
-def _save(item: Item, like: Any, result: Restored, *, overwrite: bool, protected: list[Path]) -> list[str]:
-    """Write the outputs of one finished image (each atomically), samples and std map first, the main one last.
+def _save(item: Item, like: Any, result: Restored, *, overwrite: bool, protected: Any) -> list[str]:
+    """Write the outputs of one finished image as a set (imageio's ``OutputSet``): all are written under hidden
+    temporary names first, then renamed into place, samples and std map first, the main output last, so that an
+    image is complete or absent, whatever stops the run (a full disk, a signal, a kill between two renames
+    leaves no main output, and ``--skip-existing`` redoes the image). ``protected``: the run's inputs
+    (``ProtectedFiles`` or a list). Files of a partial set found at planning (``item.replace``) are replaced.
 
     Returns what the output formats could not keep (imageio's notes)."""
     import dataclasses
 
     from .. import imageio
+    from ..imageio.write import OutputSet
 
     if item.mask is not None and item.mask.kind == "alpha":
         # The transparency was the hole to fill: the filled result is opaque.
         like = dataclasses.replace(like, alpha=None)
-    new = [p for p in item.outputs if not p.exists()]
+    replace = set(item.replace)
     notes: list[str] = []
-    try:
+    with OutputSet() as files:  # leaving it by any exception takes back this image's files (never old ones)
         for path, sample in zip(item.samples, result.samples if item.samples else [], strict=True):
-            notes += imageio.save_image(sample.unsqueeze(0), path, like=like, overwrite=overwrite,
-                                        protected=protected).notes
+            notes += imageio.save_image(sample.unsqueeze(0), path, like=like, overwrite=overwrite or path in replace,
+                                        protected=protected, output_set=files).notes
         if item.std_map is not None and result.std is not None:
-            imageio.save_image(std_map_image(result.std), item.std_map, like=None, overwrite=overwrite,
-                               protected=protected)
-        notes += imageio.save_image(result.image, item.output, like=like, overwrite=overwrite,
-                                    protected=protected).notes
-    except KeyboardInterrupt:  # a second stop signal, mid-save: take back this image's new files (never old ones)
-        for path in new:
-            path.unlink(missing_ok=True)
-        raise
+            imageio.save_image(std_map_image(result.std), item.std_map, like=None,
+                               overwrite=overwrite or item.std_map in replace, protected=protected, output_set=files)
+        notes += imageio.save_image(result.image, item.output, like=like, overwrite=overwrite or item.output in replace,
+                                    protected=protected, output_set=files).notes
+        files.commit()
     return notes

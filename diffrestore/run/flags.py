@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..solvers.methods import G2D2_PROCESSES, MAX_STEPS, PRESET_GUIDANCE, PRESET_NAMES, PRESET_STEPS
+from ..solvers.methods import G2D2_PROCESSES, MAX_STEPS, METHOD_KINDS, PRESET_GUIDANCE, PRESET_NAMES, PRESET_STEPS
 from ..tasks.flags import Flag
 
 SAMPLING = "Model and sampling"
@@ -53,7 +53,7 @@ RUN_FLAGS: tuple[Flag, ...] = (
               "posterior mean in one call). daps on a latent prior (Stable Diffusion, LDM) runs latent-daps; dwgf "
               "(latent priors) moves the -n samples together as particles of one gradient flow (-n 1 is RED-diff in "
               "latent space); g2d2 runs on discrete (VQ-Diffusion) priors.", default="daps",
-              metavar="|".join(PRESET_STEPS)),
+              choices=tuple(METHOD_KINDS), metavar="|".join(PRESET_STEPS)),
     _sampling("model", "--model", str, "Prior: a name from 'diffrestore models list' or a local model folder.",
               default="builtin", metavar="NAME|DIR"),
     _sampling("preset", "--preset", str, "Solver settings: fast (CPU-friendly budget) or paper (the paper's "
@@ -82,11 +82,13 @@ RUN_FLAGS: tuple[Flag, ...] = (
               "output.", default=0, metavar="N"),
     _sampling("num_samples", "--num-samples", int, "Posterior samples per image (default 1; dwgf 4). With N > 1 "
               "every sample is written (<name>_sK), the output is their mean, and <name>_std.png maps the per-pixel "
-              "standard deviation (4 x std on the [0, 1] scale, so white = std of 0.25 or more; DAPS's fast preset "
-              "takes inner means, so its spread is narrower than the posterior's: --set inner_spread=1 or --preset "
-              "paper draws). With --method dwgf they are the interacting particles of one flow (the paper's 4; -n 1 "
-              f"is RED-diff in latent space). At most {MAX_NUM_SAMPLES}.", short="-n", low=1, high=MAX_NUM_SAMPLES,
-              metavar="N", hint="every sample is restored and written as its own file"),
+              "standard deviation (4 x std on the [0, 1] scale, so white = std of 0.25 or more). DAPS takes its "
+              "inner step's mean for one sample (the sharpest single restoration) and draws it for several, so "
+              "that the spread is the posterior's: sample 1 of -n 4 is not the -n 1 result (--set inner_spread=0 "
+              "keeps the mean). With few samples the std is itself uncertain: a 90 % interval is mean +- 2.6 std "
+              "at -n 4, +- 2.0 at -n 8. With --method dwgf they are the interacting particles of one flow (the "
+              f"paper's 4; -n 1 is RED-diff in latent space). At most {MAX_NUM_SAMPLES}.", short="-n", low=1,
+              high=MAX_NUM_SAMPLES, metavar="N", hint="every sample is restored and written as its own file"),
     _sampling("device", "--device", str, "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.",
               default="auto", metavar="auto|cpu|cuda[:N]|mps"),
     _sampling("dtype", "--dtype", str, "Network precision: auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or "
@@ -105,7 +107,8 @@ RUN_FLAGS: tuple[Flag, ...] = (
             "photo_inpaint.png.", metavar="TEXT"),
     _output("overwrite", "--overwrite", bool, "Replace existing outputs (inputs are never overwritten).",
             default=False),
-    _output("skip_existing", "--skip-existing", bool, "Skip inputs whose output exists (reported as skipped).",
+    _output("skip_existing", "--skip-existing", bool, "Skip inputs whose outputs all exist (reported as skipped); an "
+            "input with only some of them (a run stopped mid-write, another -n) is restored again.",
             default=False),
     _output("recursive", "--recursive", bool, "Also take images from subfolders of folder inputs.", short="-r",
             default=False),

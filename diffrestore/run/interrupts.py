@@ -1,6 +1,7 @@
-"""SIGINT and SIGTERM stop a run the same way: finished outputs are kept, nothing is left half-written, the summary
-(and ``--json``) is printed, and the exit code is 128 + the signal's number (130 for Ctrl-C, 143 for the SIGTERM
-of ``timeout``, systemd or Kubernetes).
+"""SIGINT, SIGTERM and SIGHUP stop a run the same way: finished outputs are kept, nothing is left half-written, the
+summary (and ``--json``) is printed, and the exit code is 128 + the signal's number, as a shell reports a process
+the signal killed (130 for Ctrl-C, 143 for the SIGTERM of ``timeout``, systemd or Kubernetes, 129 for the SIGHUP
+of a closed terminal or a dropped ssh session). Under ``nohup`` SIGHUP is ignored, and stays ignored.
 
 The CLI installs ``stop_on_signals`` for the whole command; a signal then raises ``Interrupted`` (a
 KeyboardInterrupt, so every ``except KeyboardInterrupt`` treats both alike) in the main thread. The engine wraps
@@ -16,8 +17,9 @@ import signal
 import threading
 from collections.abc import Iterator
 
-#: the signals handled like Ctrl-C
-STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+#: the signals handled like Ctrl-C (Windows has no SIGHUP)
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM) + (
+    (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 class Interrupted(KeyboardInterrupt):
@@ -53,7 +55,7 @@ def _handler(signum: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise ``Interrupted``. A signal that was ignored when the process
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise ``Interrupted``. A signal that was ignored when the process
     started stays ignored (a shell's background job ignores SIGINT on purpose); the old handlers come back after."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread; embedders keep their own
@@ -86,5 +88,5 @@ def deferred() -> Iterator[None]:
 
 
 def signal_name(error: BaseException | None) -> str:
-    """"SIGINT", "SIGTERM": the name of the signal behind a KeyboardInterrupt."""
+    """"SIGINT", "SIGTERM", "SIGHUP": the name of the signal behind a KeyboardInterrupt."""
     return signal.Signals(signal_of(error)).name

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..solvers.methods import DEFAULT_SAMPLES, MAX_STEPS, PRESET_STEPS
 from .flags import RUN_FLAGS
+from .runtime import check_device_name, check_dtype_name
 
 if TYPE_CHECKING:
     from ..split.shards import Shard
@@ -80,3 +81,5 @@ def check_run_options(opts: RunOptions) -> None:
         flag.check(samples_per_image(opts) if flag.name == "num_samples" else getattr(opts, flag.name))
     if opts.suffix is not None and ("/" in opts.suffix or os.sep in opts.suffix):
         raise UsageError(f"--suffix '{opts.suffix}' must not contain a path separator")
+    # Names only, torch-free: whether the device exists here is runtime.resolve_device's to say, later.
+    check_dtype_name(opts.dtype, check_device_name(opts.device))

@@ -47,6 +47,7 @@ class Item:
     resolved: dict[str, Any] = field(default_factory=dict)  # what the solver derived for it (Solver.resolved)
     shard: str | None = None  # a split run: the outer shard ("2/8", --shard or Slurm) that restores it
     rank: int | None = None  # a split run: the torch.distributed rank that restores it
+    replace: list[Path] = field(default_factory=list)  # outputs of a partial set (--skip-existing) it replaces
 
     def record_time(self, images: int, batch_seconds: float, save_seconds: float = 0.0) -> None:
         """Its share of its batch's solver time plus its own saving; the batch's time kept beside it, since a
@@ -140,30 +141,72 @@ class InputFile:
     path: Path
     root: Path | None  # the folder it was found in (outputs in -o DIR mirror the layout below it)
     looks_like_output: bool = False  # found in a folder and named like this command's outputs: skipped
+    key: str = ""  # its resolved path (symlinks followed), found once while scanning
 
 
 def _looks_like_output(path: Path, suffix: str) -> bool:
     """A file an earlier run of this command wrote (so a folder run does not restore its own outputs)."""
-    stem = path.stem
-    return stem.endswith(suffix) or bool(re.search(re.escape(suffix) + r"_(std|s\d+)$", stem))
+    return re.search(re.escape(suffix) + r"(_(std|s\d+))?$", path.stem) is not None  # (re caches the pattern)
+
+
+_real = os.path.realpath  # a resolved path as a string: cheaper to build, hash and compare than a Path
+
+
+def _scan_folder(folder: Path, *, recursive: bool, extensions: tuple[str, ...],
+                 skip: str | None) -> list[tuple[Path, str]]:
+    """A folder's images (visible files with one of ``extensions``; subfolders when ``recursive``, not through
+    links to folders, as ``Path.glob('**/*')``), sorted by their path below ``folder``, with their resolved paths.
+    One ``scandir`` per folder and no ``stat`` per file (a file's resolved path is its folder's, found once, plus
+    its name, unless it is a link): 100 000 files plan in seconds. ``skip``: a resolved folder (-o) left out."""
+    found: list[tuple[str, Path, str]] = []
+    pending: list[tuple[str, Path, str]] = [("", folder, _real(folder))]
+    while pending:
+        relative, here, real = pending.pop()
+        if skip is not None and real == skip:
+            continue
+        try:
+            with os.scandir(here) as scan:
+                entries = list(scan)
+        except OSError:  # an unreadable subfolder is passed over, as glob does
+            continue
+        for entry in entries:
+            name = entry.name
+            try:
+                if recursive and entry.is_dir(follow_symlinks=False):
+                    pending.append((f"{relative}{name}/", here / name, os.path.join(real, name)))
+                    continue
+                if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions or not entry.is_file():
+                    continue
+                link = entry.is_symlink()
+            except OSError:
+                continue
+            key = _real(os.path.join(here, name)) if link else os.path.join(real, name)
+            if skip is None or not key.startswith(skip + os.sep):
+                found.append((relative + name, here / name, key))
+    found.sort(key=lambda entry: entry[0])
+    return [(path, key) for _, path, key in found]
 
 
 def expand_inputs(
-    inputs: list[str] | list[Path], *, recursive: bool, extensions: tuple[str, ...], skip_suffix: str | None = None
+    inputs: list[str] | list[Path], *, recursive: bool, extensions: tuple[str, ...], skip_suffix: str | None = None,
+    output_folder: Path | None = None,
 ) -> list[InputFile]:
     """Files as given; folders -> their images (sorted, by extension, ``recursive`` descends); globs expanded.
-    A folder's files named like outputs of ``skip_suffix`` are marked ``looks_like_output``.
+    A folder's files named like outputs of ``skip_suffix`` are marked ``looks_like_output``. A folder's files
+    inside ``output_folder`` (-o DIR within the folder scanned) are left out: they are outputs, of this run or
+    of another task's, and restoring them would nest out/out/ on every run.
 
     UsageError for a path that does not exist, a glob without matches, or a folder without images.
     """
     found: list[InputFile] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
+    outputs_at = _real(output_folder) if output_folder is not None else None
 
-    def add(path: Path, root: Path | None, looks_like_output: bool = False) -> None:
-        key = path.resolve()
+    def add(path: Path, root: Path | None, looks_like_output: bool = False, key: str | None = None) -> None:
+        key = key or _real(path)
         if key not in seen:
             seen.add(key)
-            found.append(InputFile(path, root, looks_like_output))
+            found.append(InputFile(path, root, looks_like_output, key))
 
     def is_image(p: Path) -> bool:
         return p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
@@ -174,16 +217,20 @@ def expand_inputs(
         text = str(raw)
         path = Path(text).expanduser()
         if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted((p for p in path.glob(pattern) if is_image(p)), key=lambda p: p.relative_to(path).as_posix())
+            # -o DIR strictly inside this folder: its files are outputs, not inputs (-o DIR = the folder itself
+            # writes beside the inputs, where the output names tell them apart)
+            scanned = _real(path)
+            inside = outputs_at is not None and outputs_at.startswith(scanned.rstrip(os.sep) + os.sep)
+            files = _scan_folder(path, recursive=recursive, extensions=extensions,
+                                 skip=outputs_at if inside else None)
             if not files:
                 raise UsageError(
                     f"no images in folder {path}",
                     hint=f"looked for {', '.join(extensions)}"
                     + ("" if recursive else "; add --recursive for subfolders"),
                 )
-            for p in files:  # earlier outputs are kept as items, to be counted and named as skipped
-                add(p, path, bool(skip_suffix) and _looks_like_output(p, skip_suffix))
+            for p, key in files:  # earlier outputs are kept as items, to be counted and named as skipped
+                add(p, path, bool(skip_suffix) and _looks_like_output(p, skip_suffix), key)
         elif path.is_file():
             add(path, None)
         elif _GLOB_CHARS.search(text):
@@ -198,6 +245,16 @@ def expand_inputs(
         else:
             raise UsageError(f"input not found: {path}")
     return found
+
+
+def _output_folder(opts: RunOptions, extensions: tuple[str, ...]) -> Path | None:
+    """The folder -o names, when it names one (an image file name names a file)."""
+    if opts.output is None:
+        return None
+    output = Path(opts.output).expanduser()
+    if output.suffix.lower() in extensions and not output.is_dir():
+        return None
+    return output
 
 
 def default_suffix(task: str) -> str:
@@ -228,6 +285,9 @@ def plan_outputs(files: list[InputFile], opts: RunOptions, extensions: tuple[str
     out_file: Path | None = None
     if opts.output is not None:
         output = Path(opts.output).expanduser()
+        if output.is_symlink() and not output.exists():
+            raise OutputError(f"-o {output} is a symbolic link to {os.readlink(output)}, which does not exist",
+                              hint="create the link's target, remove the link, or choose another -o")
         if _output_is_dir(output, len(files), extensions):
             out_dir = output
         else:
@@ -235,15 +295,24 @@ def plan_outputs(files: list[InputFile], opts: RunOptions, extensions: tuple[str
     samples = samples_per_image(opts)
     width = len(str(samples))
     items: list[Item] = []
+    keys: list[list[str]] = []  # each item's outputs, resolved
+    # Paths as strings and resolved folders cached: a few string operations and one lstat per output, so a
+    # folder of 100 000 files plans in seconds (Path objects and their hashes cost more than the checks).
+    # (input folder, root) -> (output folder, resolved, exists: in a new folder no output is a link to check)
+    out_folders: dict[tuple[str, Path | None], tuple[Path, str, bool]] = {}
     for index, f in enumerate(files):
-        if out_file is not None:
-            main = out_file
-        else:
-            folder = f.path.parent
-            if out_dir is not None:
-                relative = f.path.parent.relative_to(f.root) if f.root is not None else Path()
-                folder = out_dir / relative
-            main = folder / f"{f.path.stem}{suffix}{f.path.suffix.lower()}"
+        where = ("", None) if out_file is not None else (os.path.dirname(str(f.path)), f.root)
+        known = out_folders.get(where)
+        if known is None:
+            if out_file is not None:
+                folder = out_file.parent
+            elif out_dir is not None:
+                folder = out_dir / (f.path.parent.relative_to(f.root) if f.root is not None else Path())
+            else:
+                folder = f.path.parent
+            known = out_folders[where] = (folder, _real(folder), os.path.isdir(folder))
+        folder, real, there = known
+        main = out_file if out_file is not None else folder / f"{f.path.stem}{suffix}{f.path.suffix.lower()}"
         item = Item(index=index, input=f.path, output=main)
         if f.looks_like_output:
             item.status, item.error = "skipped", LOOKS_LIKE_OUTPUT
@@ -251,16 +320,18 @@ def plan_outputs(files: list[InputFile], opts: RunOptions, extensions: tuple[str
             item.samples = [main.with_name(f"{main.stem}_s{i:0{width}d}{main.suffix}") for i in
                             range(1, samples + 1)]
             item.std_map = main.with_name(f"{main.stem}_std.png")
+        item_keys = [] if f.looks_like_output else [
+            # the output itself is resolved only when it is a symbolic link (never written through to an input)
+            _real(out) if out.name in ("", ".", "..") or (there and os.path.islink(out))
+            else os.path.join(real, out.name) for out in item.outputs]
         items.append(item)
+        keys.append(item_keys)
 
     # An earlier output is no input to protect: --overwrite may replace it, as the run that wrote it would.
-    inputs = {f.path.resolve(): f.path for f in files if not f.looks_like_output}
-    owners: dict[Path, Item] = {}
-    for item in items:
-        if item.status == "skipped":
-            continue
-        for out in item.outputs:
-            key = out.resolve()
+    inputs = {f.key or _real(f.path): f.path for f in files if not f.looks_like_output}
+    owners: dict[str, Item] = {}
+    for item, item_keys in zip(items, keys, strict=True):
+        for out, key in zip(item.outputs, item_keys, strict=False):
             if key in inputs:
                 raise OutputError(f"output {out} would overwrite the input {inputs[key]}",
                                   hint="inputs are never overwritten: use -o DIR or --suffix")
@@ -274,32 +345,74 @@ def plan_outputs(files: list[InputFile], opts: RunOptions, extensions: tuple[str
 
 
 def check_existing(items: list[Item], opts: RunOptions) -> None:
-    """Existing outputs: an error, unless --overwrite (replace) or --skip-existing (mark skipped)."""
+    """Existing outputs: an error, unless --overwrite (replace) or --skip-existing. An image is skipped only when
+    its whole set is there (main output, every sample and the std map this run's -n writes); a partial set, left
+    by a run stopped between two files or written with another -n, is restored again and its files replaced.
+    A dangling symbolic link at an output name counts as existing (writing there would fail only at the end)."""
     if opts.overwrite and opts.skip_existing:
         raise UsageError("--overwrite and --skip-existing cannot be combined")
-    existing = [item for item in items if item.status == "pending" and any(p.exists() for p in item.outputs)]
+    existing: list[tuple[Item, list[Path]]] = []
+    folders: dict[str, bool] = {}  # output folder -> exists (one stat per folder: a new -o costs no stat per file)
+
+    def present(path: Path) -> bool:
+        folder = os.path.dirname(str(path))
+        there = folders.get(folder)
+        if there is None:
+            there = folders[folder] = os.path.isdir(folder or ".")
+        return there and os.path.lexists(path)
+
+    for item in items:
+        if item.status == "pending":
+            found = [p for p in item.outputs if present(p)]
+            if found:
+                existing.append((item, found))
     if not existing or opts.overwrite:
         return
     if opts.skip_existing:
-        for item in existing:
-            item.status = "skipped"
-            item.error = f"{next(p for p in item.outputs if p.exists())} exists"
+        for item, found in existing:
+            if len(found) == len(item.outputs):
+                item.status, item.error = "skipped", f"{item.output} exists"
+            else:
+                item.replace = found
         return
-    first = next(p for p in existing[0].outputs if p.exists())
+    first = existing[0][1][0]
     more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
     raise OutputError(f"output {first} already exists{more}",
                       hint="use --overwrite to replace or --skip-existing to keep it")
+
+
+def check_output_names(item: Item) -> None:
+    """OutputError when an output name cannot be written: no image extension to choose the format by (an input
+    named without one), or longer than a file name may be. Checked for each input before any model loads."""
+    from ..imageio.common import _SAVE_FORMATS, IMAGE_EXTENSIONS
+    from ..imageio.write import NAME_MAX
+
+    if item.output.suffix.lower() not in _SAVE_FORMATS:
+        raise OutputError(
+            f"output {item.output} for the input {item.input} has no image extension to choose its format",
+            hint=f"rename the input to end in one of {', '.join(IMAGE_EXTENSIONS)}, or give -o NAME.png for it")
+    for out in item.outputs:
+        size = len(os.fsencode(out.name))
+        if size > NAME_MAX:
+            raise OutputError(f"output name {out.name} is {size} bytes long, more than the {NAME_MAX} a file name "
+                              f"may have (input {item.input})",
+                              hint="use a shorter --suffix, or rename the input")
 
 
 def check_output_folders(items: list[Item]) -> None:
     """OutputError naming the first output folder that cannot be written or created, before any model loads:
     an existing folder must take a new file, a missing one the folders that lead to it (checked on the nearest
     existing parent, which is left as it was)."""
-    folders = sorted({out.parent for item in items if item.status == "pending" for out in item.outputs})
+    folders = [Path(folder) for folder in sorted({os.path.dirname(str(out)) or "." for item in items
+                                                  if item.status == "pending" for out in item.outputs})]
     checked: set[Path] = set()
     for folder in folders:
         existing = folder
         while not existing.exists() and existing != existing.parent:
+            if existing.is_symlink():  # mkdir would fail on it, only once the image is restored
+                raise OutputError(f"output folder {folder} cannot be created: {existing} is a symbolic link to "
+                                  f"{os.readlink(existing)}, which does not exist",
+                                  hint="create the link's target, remove the link, or choose another -o")
             existing = existing.parent
         if existing in checked:
             continue
@@ -325,7 +438,8 @@ def plan_run(inputs: list[str] | list[Path], opts: RunOptions) -> list[Item]:
     extensions = task_spec(opts.task).input_extensions()  # what the task reads
     suffix = default_suffix(opts.task) if opts.suffix is None else opts.suffix
     skip_suffix = None if opts.include_outputs else suffix or None
-    files = expand_inputs(inputs, recursive=opts.recursive, extensions=extensions, skip_suffix=skip_suffix)
+    files = expand_inputs(inputs, recursive=opts.recursive, extensions=extensions, skip_suffix=skip_suffix,
+                          output_folder=_output_folder(opts, extensions))
     items = plan_outputs(files, opts, extensions)  # every process checks the whole list for collisions
     if opts.sharding is not None and opts.sharding.split:
         items = opts.sharding.select(items)  # then keeps its own part (shards.py)

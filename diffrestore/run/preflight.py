@@ -60,34 +60,72 @@ class Job:
         return self.task.simulate
 
 
-def validate(opts: RunOptions, task_values: Mapping[str, Any] | None = None, *, prior: Any = None,
-             registry: Any = None) -> Job:
-    """Every check that needs neither an image nor the model's weights, in one place: the run's flags and their
-    ranges, the task's flags (resolved into a ``Task``; a --kernel file is read here, once), the method and its
-    preset and settings (the solver's whole config), the method's task (e.g. mmse: denoising only), the prior
-    kind. ``prior``: an already loaded prior (the Python API) whose kind is checked instead of ``opts.model``'s;
-    ``registry``: the models.toml already read (else ``opts.registry``'s)."""
+@dataclass(frozen=True, eq=False)
+class Checked:
+    """What ``check_flags`` resolved without torch: everything of a ``Job`` but the solver, which ``make_job``
+    builds (the solver modules import torch)."""
+
+    options: RunOptions
+    task: Task
+    method: str
+    num_samples: int
+    conditioning: dict[str, Any]  # --prompt, --negative-prompt, --guidance, --g2d2-process (and -n) as overrides
+    registry: Any = None
+    prior_kind: str | None = None
+
+
+def check_flags(opts: RunOptions, task_values: Mapping[str, Any] | None = None, *, prior: Any = None,
+                registry: Any = None) -> Checked:
+    """The checks that need no image, no weights and no torch, so that a bad flag fails in a fraction of a second
+    (the engine plans the inputs, also torch-free, before ``make_job``): the run's flags and their ranges and
+    names (method, device, dtype), the task's flags (resolved into a ``Task``; a --kernel file is read here,
+    once), the prior kind of --model (a name the registry lacks refused) and the method that runs on it, the
+    prompt flags against the method, the --steps limit. ``prior``: an already loaded prior (the Python API)
+    whose kind is checked instead of ``opts.model``'s; ``registry``: the models.toml already read (else
+    ``opts.registry``'s)."""
     from ..priors.load import prior_kind
-    from ..solvers.methods import resolve_method
-    from .solver_settings import typed_settings
+    from ..solvers.methods import MAX_STEPS, resolve_method, sample_settings
 
     check_run_options(opts)
     task = resolve_task(opts.task, task_values, simulate=opts.simulate)
     num_samples = samples_per_image(opts)
     registry = registry if registry is not None else load_registry(opts.registry)
     kind = getattr(prior, "kind", "pixel") if prior is not None else prior_kind(opts.model, registry=registry)
+    if prior is None and kind is None:
+        check_model_name(opts.model, registry)
     method = resolve_method(opts.method, kind)
-    conditioning = solver_overrides(opts, method)
+    # and -n for the methods whose config reads it (DAPS: one sample takes the inner mean, several are drawn)
+    conditioning = {**solver_overrides(opts, method), **sample_settings(method, num_samples)}
+    check_prior_kind(method, opts.model, kind=kind, registry=registry)
+    if MAX_STEPS.get(method, 0) > 1:  # a one-call method (mmse) says first what it cannot do (make_job)
+        check_steps(method, opts.steps)
+    return Checked(options=opts, task=task, method=method, num_samples=num_samples, conditioning=conditioning,
+                   registry=registry, prior_kind=kind)
+
+
+def make_job(checked: Checked) -> Job:
+    """The solver for a checked run, its whole config checked (--set values, the preset, the method's task):
+    the part of the checks that imports torch. Still before any image or weights."""
+    from .solver_settings import typed_settings
+
+    opts, method = checked.options, checked.method
     settings = typed_settings(method, opts.solver_options)
     # What a method cannot do at all comes before how many steps it takes (mmse on inpaint: the task is wrong).
-    solver = make_solver(method, opts.preset, None, settings, **conditioning)
-    solver.check_task(task.name, task.noise, num_samples)
+    solver = make_solver(method, opts.preset, None, settings, **checked.conditioning)
+    solver.check_task(checked.task.name, checked.task.noise, checked.num_samples)
     if opts.steps is not None:  # the solver's own word on its steps (mmse: one call) before the general limit
-        solver = make_solver(method, opts.preset, opts.steps, settings, **conditioning)
+        solver = make_solver(method, opts.preset, opts.steps, settings, **checked.conditioning)
         check_steps(method, opts.steps)
-    check_prior_kind(method, opts.model, kind=kind, registry=registry)
-    return Job(options=opts, task=task, method=method, num_samples=num_samples, solver=solver, registry=registry,
-               prior_kind=kind)
+    return Job(options=opts, task=checked.task, method=method, num_samples=checked.num_samples, solver=solver,
+               registry=checked.registry, prior_kind=checked.prior_kind)
+
+
+def validate(opts: RunOptions, task_values: Mapping[str, Any] | None = None, *, prior: Any = None,
+             registry: Any = None) -> Job:
+    """Every check that needs neither an image nor the model's weights, in one place: ``check_flags`` (no torch)
+    then ``make_job`` (the solver and its whole config). The engine runs the two apart, with the input planning
+    between them, so that a missing file also fails before torch loads."""
+    return make_job(check_flags(opts, task_values, prior=prior, registry=registry))
 
 
 def solver_overrides(opts: RunOptions, method: str) -> dict[str, Any]:
@@ -114,6 +152,18 @@ def load_registry(path: str | Path | None) -> Any:
     from ..registry import load_registry as load
 
     return load(path) if path is not None else None
+
+
+def check_model_name(model: str, registry: Any = None) -> None:
+    """ModelError (exit 3) at once for a plain ``--model`` name that the registry does not have, as loading
+    would say it (``Registry.get``, with the names it resembles) after torch and the inputs. A path, existing or
+    not, is left to the loader, which names what is wrong with the folder after the inputs were checked."""
+    from ..registry import load_registry as load
+
+    registry = registry if registry is not None else load()
+    if model in registry or "/" in model or "\\" in model or model.startswith((".", "~")) or Path(model).exists():
+        return
+    registry.get(model)  # raises the registry's own "unknown model" error
 
 
 def check_prior_kind(method: str, model: str, *, kind: str | None = None, registry: Any = None) -> str | None:

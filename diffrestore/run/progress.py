@@ -1,7 +1,9 @@
 """Progress and messages for runs: results on stdout, progress and messages on stderr.
 
 ``auto`` is a rich bar when stderr is a terminal and CI is unset, one plain line per image otherwise; ``--quiet``
-prints nothing but failures. Solvers report through ``ProgressCallback`` and never print.
+prints nothing but failures. Solvers report through ``ProgressCallback`` and never print. Every line goes through
+``streams``: printing never fails a run (a closed pipe, an encoding that lacks a character), notes never go to
+stdout, and names are shown with their control characters escaped (and their markup, under rich).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
+
+from . import streams
 
 if TYPE_CHECKING:
     from .options import RunOptions
@@ -54,18 +58,19 @@ class Reporter:
 
     # stdout ---------------------------------------------------------------------------------------------------
     def result(self, text: str) -> None:
+        """One line of results. The caller escapes the names in it (``streams.shown``); tabs separate fields."""
         if not self.quiet:
-            print(text, file=self.out, flush=True)
+            streams.write_out(streams.escape_controls(text, keep="\t"), self.out)
 
     # stderr ---------------------------------------------------------------------------------------------------
     def message(self, text: str) -> None:
         """A note or warning; hidden by --quiet."""
         if not self.quiet:
-            print(text, file=self.err, flush=True)
+            streams.write_err(text, self.err)
 
     def failure(self, item: Item) -> None:
         """Always shown, one line naming the file and the reason."""
-        print(f"failed: {item.input}: {item.error}", file=self.err, flush=True)
+        streams.write_err(f"failed: {item.input}: {item.error}", self.err)
 
     def start(self, total: int) -> None:
         self.total = total
@@ -94,7 +99,7 @@ class Reporter:
             text = f"{item.input} -> {item.output} ({item.batch_seconds:.1f} s for a batch of {item.batch_images})"
         else:
             text = f"{item.input} -> {item.output} ({item.seconds:.1f} s)"
-        print(f"[{self.finished:>{width}}/{self.total}] {text}", file=self.err, flush=True)
+        streams.write_err(f"[{self.finished:>{width}}/{self.total}] {text}", self.err)
 
 
 class RichReporter(Reporter):
@@ -121,22 +126,37 @@ class RichReporter(Reporter):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        try:
+            self.progress.stop()
+        except OSError:  # the terminal went away (SIGHUP): the run's summary must still come
+            self.console.quiet = True
+
+    def _say(self, text: str, *, keep: str = "") -> None:
+        """One line above the bar: no markup read, controls escaped, characters the terminal's encoding lacks
+        escaped; a terminal that went away silences the console instead of failing the run."""
+        try:
+            self.console.print(self._printable(text, keep=keep), markup=False, highlight=False, soft_wrap=True)
+        except OSError:
+            self.console.quiet = True
+
+    def _printable(self, text: str, *, keep: str = "") -> str:
+        encoding = getattr(self.console.file, "encoding", None) or "utf-8"
+        return streams.escape_controls(text, keep=keep).encode(encoding, "backslashreplace").decode(encoding)
 
     def result(self, text: str) -> None:
         if self.quiet:
             return
         if self._stdout_is_tty:
-            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self._say(text, keep="\t")
         else:
-            print(text, file=self.out, flush=True)
+            super().result(text)
 
     def message(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self._say(text)
 
     def failure(self, item: Item) -> None:
-        self.console.print(f"failed: {item.input}: {item.error}", markup=False, highlight=False, soft_wrap=True)
+        self._say(f"failed: {item.input}: {item.error}")
 
     def start(self, total: int) -> None:
         super().start(total)
@@ -145,7 +165,9 @@ class RichReporter(Reporter):
 
     def batch_started(self, items: list[Item]) -> None:
         names = ", ".join(item.input.name for item in items[:3]) + (" ..." if len(items) > 3 else "")
-        self.progress.update(self._steps, description=f"steps  {names}", completed=0, visible=True)
+        # The description is rich markup: a name like "[bold red]x.png" must show as itself.
+        description = f"steps  {streams.escape_markup(self._printable(names))}"
+        self.progress.update(self._steps, description=description, completed=0, visible=True)
 
     def step(self, done: int, total: int, what: str) -> None:
         self.progress.update(self._steps, completed=done, total=total)

@@ -39,11 +39,40 @@ def available_devices() -> dict[str, bool]:
     }
 
 
+#: the device classes a run can use; ``--device`` names one of them, with an optional ``:N`` index
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+_DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
+_FP16_CPU = "fp16 is not supported on the CPU"
+_FP16_CPU_HINT = "use --dtype fp32 (or bf16), or run on cuda/mps"
+
+
+def check_device_name(name: str | None) -> str:
+    """``--device`` normalised (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``), or DeviceError for a name no run
+    can use. Torch-free, so a misspelt device fails at once; whether the device exists here is
+    ``resolve_device``'s to say (that needs torch)."""
+    name = (name or "auto").strip().lower()
+    kind, sep, index = name.partition(":")
+    if name == "auto" or (kind in DEVICE_TYPES and (not sep or (index.isascii() and index.isdigit()))):
+        return name
+    raise DeviceError(f"unknown --device '{name}'", hint=_DEVICE_HINT)
+
+
+def check_dtype_name(name: str | None, device: str | None = None) -> str:
+    """``--dtype`` normalised, or DeviceError for an unknown name, or fp16 on a device named as the CPU.
+    Torch-free; with ``--device auto`` the CPU case is ``resolve_dtype``'s to say."""
+    name = (name or "auto").strip().lower()
+    if name not in DTYPE_NAMES:
+        raise DeviceError(f"unknown --dtype '{name}'", hint=f"use one of {', '.join(DTYPE_NAMES)}")
+    if name == "fp16" and check_device_name(device).partition(":")[0] == "cpu":
+        raise DeviceError(_FP16_CPU, hint=_FP16_CPU_HINT)
+    return name
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """Turn ``auto | cpu | cuda | cuda:N | mps`` into a usable ``torch.device`` or raise DeviceError."""
+    name = check_device_name(name)
     import torch
 
-    name = (name or "auto").strip().lower()
     have = available_devices()
     if name == "auto":
         for candidate in ("cuda", "mps"):
@@ -52,12 +81,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     try:
         device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise DeviceError(
-            f"unknown device '{name}'", hint="use auto, cpu, cuda, cuda:N or mps"
-        ) from None
-    if device.type not in have:
-        raise DeviceError(f"unsupported device '{name}'", hint="use auto, cpu, cuda, cuda:N or mps")
+    except (RuntimeError, ValueError):  # a digit string torch still refuses (an index past its range)
+        raise DeviceError(f"unknown --device '{name}'", hint=_DEVICE_HINT) from None
     if not have[device.type]:
         raise DeviceError(f"device '{name}' is not available on this machine", hint="use --device cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -70,20 +95,16 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """The dtype the network runs in. Solver state always stays float32."""
+    name = check_dtype_name(name)
     import torch
 
-    name = (name or "auto").strip().lower()
-    if name not in DTYPE_NAMES:
-        raise DeviceError(f"unknown dtype '{name}'", hint=f"use one of {', '.join(DTYPE_NAMES)}")
     if name == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if name == "fp32":
         return torch.float32
     if name == "fp16":
         if device.type == "cpu":
-            raise DeviceError(
-                "fp16 is not supported on the CPU", hint="use --dtype fp32 (or bf16), or run on cuda/mps"
-            )
+            raise DeviceError(_FP16_CPU, hint=_FP16_CPU_HINT)
         return torch.float16
     # bf16
     if device.type == "mps" and not _mps_supports_bf16():

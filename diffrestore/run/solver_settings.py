@@ -18,7 +18,7 @@ from ..errors import UsageError
 
 #: config fields that a flag of their own sets
 FLAG_FIELDS = {"steps": "--steps", "prompt": "--prompt", "negative_prompt": "--negative-prompt",
-               "guidance": "--guidance", "process": "--g2d2-process"}
+               "guidance": "--guidance", "process": "--g2d2-process", "num_samples": "--num-samples"}
 
 _TRUE = ("true", "yes", "on")
 _FALSE = ("false", "no", "off")

@@ -31,10 +31,13 @@ the output. Measured (docs/benchmarks.md, the default prior's photo benchmark, o
 over the best draw (r_t blend 0.5) on the five tasks, +0.62 to +2.18 over the paper's Langevin loop, best at
 r_t = sigma_t of the blends 0, 0.1, 0.25, 0.5, 0.75; on the digits fixture SR x2 +11.9 dB over bicubic against
 +9.9 with Langevin (inpainting +3.5 against +3.9). The price is width: on the exactness benchmark the samples'
-std is 0.64-0.74 of the posterior's (1.0-1.1 when drawn), so ``-n N`` spreads are narrower (set inner_spread=1
-for the paper's draw). With the mean and r_t = sigma_t the step is DiffPIR's data proximal step (Zhu et al., CVPR
-2023) with lambda = 1 and fresh noise (zeta = 1) on DAPS's annealing. Langevin and HMC (nonlinear operators,
-Poisson noise) keep the draw: their mean-seeking variant is unmeasured there.
+std is 0.64-0.74 of the posterior's (1.0-1.1 when drawn), and on photos the 90 % intervals of ``-n N`` cover
+far less than 90 %. So the mean is for one sample: a run of several (``num_samples`` > 1, the CLI's ``-n N``)
+draws every inner step (``inner_spread`` None resolves to 1: Langevin at r_t = sigma_t), and sample 1 of ``-n 4``
+is not ``-n 1``'s (docs/benchmarks.md, "DAPS's inner step for -n N"; ``inner_spread=0`` keeps the mean). With
+the mean and r_t = sigma_t the step is DiffPIR's data proximal step (Zhu et al., CVPR 2023) with lambda = 1 and
+fresh noise (zeta = 1) on DAPS's annealing. Langevin and HMC (nonlinear operators, Poisson noise) keep the draw:
+their mean-seeking variant is unmeasured there.
 
 r_t (an option; the paper and the fast preset keep r_t = sigma_t). The paper's r_t = sigma_t is far wider
 than the true spread of p(x0 | x_t) at small sigma: for photos the denoiser's rms error at sigma 0.4 is about 0.2
@@ -74,7 +77,7 @@ Paper settings (``paper`` preset, DAPS-1K): 200 annealing steps, sigma 100 -> 0.
 blur, phase retrieval), 2e-5 (HDR), lr_min_ratio 0.01.
 
 ``fast`` preset: 100 annealing steps x 1 denoiser call (100 calls), r_t = sigma_t, the inner target's mean where
-it is Gaussian (above; else 50 Langevin steps drawing it), sigma_min 0.01. On the
+it is Gaussian and one sample is asked for (above; else 50 Langevin steps drawing it), sigma_min 0.01. On the
 exactness benchmark annealing steps matter more than ODE steps for the same calls (inpainting mean error:
 25 x 4 -> 0.19, 50 x 2 -> 0.14, 100 x 1 -> 0.10), and Langevin steps beyond 50 change little; see
 docs/benchmarks.md. The last annealing step returns the inner step around x0_hat with r = sigma_min; drawn at the
@@ -166,7 +169,10 @@ class DAPSConfig(AnnealingConfig):
     "hmc" (the official latent code's momentum steps, ``momentum``), or "auto" (exact where it applies, else
     langevin; Langevin also when r_t resolves to "sigma" with a positive spread). inner_spread: the inner step's
     distance from its target's mean in units of the target's std: 1 draws the target (the paper), 0 takes its
-    mean, None: 0 where the target is Gaussian, else 1 (the fast preset). r_t: the annealing's rules and
+    mean, None (the fast preset): 0 where the target is Gaussian and the run asks for one sample, else 1.
+    num_samples: the run's posterior samples per image (``-n``; the CLI and the API set it, so each sample of
+    ``-n N`` is drawn: the mean's samples are too alike for their std to mean anything, docs/benchmarks.md,
+    "DAPS's inner step for -n N"); only ``inner_spread`` None reads it. r_t: the annealing's rules and
     "tweedie" (the whole covariance sigma_t^2 J instead of a std, module docstring; linear operators with Gaussian
     noise). tweedie_steps / tweedie_root_steps: CG steps of its solve and Lanczos steps of its draw's root (one
     network call each)."""
@@ -174,11 +180,12 @@ class DAPSConfig(AnnealingConfig):
     inner_spread: float | None = 1.0
     tweedie_steps: int = 2
     tweedie_root_steps: int = 4
+    num_samples: int = 1
 
     rules: ClassVar[dict[str, Rule]] = {
         **AnnealingConfig.rules, "inner": one_of(*INNER_SAMPLERS),
         "r_t": one_of(*R_T_RULES, "tweedie"), "inner_spread": non_negative(optional=True),
-        "tweedie_steps": integer(0), "tweedie_root_steps": integer(1),
+        "tweedie_steps": integer(0), "tweedie_root_steps": integer(1), "num_samples": integer(1),
     }
 
 
@@ -196,7 +203,7 @@ class DAPS(Annealing):
         tweedie_root_steps for the draw's root when it draws."""
         if str(self.config.r_t) != "tweedie":
             return super().extra_calls_per_step()
-        drawn = self.config.inner_spread not in (None, 0, 0.0)
+        drawn = self.spread_for(gaussian=True) > 0.0  # r_t="tweedie" takes Gaussian targets only
         return 1 + int(self.config.tweedie_steps) + (int(self.config.tweedie_root_steps) if drawn else 0)
 
     @staticmethod
@@ -206,11 +213,17 @@ class DAPS(Annealing):
         return bool(getattr(problem.operator, "linear", False)) and gaussian
 
     def inner_spread(self, problem: Problem) -> float:
-        """The inner step's spread s (``inner_spread``; None: 0 where the inner target is Gaussian, its mean, and
-        1 elsewhere, where Langevin/HMC keep the paper's draw: unmeasured with less noise)."""
+        """The inner step's spread s for this problem (``spread_for``)."""
+        return self.spread_for(self.exact_fits(problem))
+
+    def spread_for(self, gaussian: bool) -> float:
+        """The inner step's spread s (``inner_spread``; None: 0, the target's mean, where the inner target is
+        ``gaussian`` and the run asks for one sample (``num_samples``), else 1: several samples are drawn, so
+        that their spread is the posterior's, and Langevin/HMC keep the paper's draw, unmeasured with less
+        noise)."""
         spread = self.config.inner_spread
         if spread is None:
-            return 0.0 if self.exact_fits(problem) else 1.0
+            return 0.0 if gaussian and int(self.config.num_samples) == 1 else 1.0
         return float(spread)
 
     def inner_sampler(self, problem: Problem, r_rule: str | None = None) -> str:
@@ -273,14 +286,16 @@ class DAPS(Annealing):
         return product
 
     def _inner(self, sampler: str, problem: Problem, y: torch.Tensor, x0_hat: torch.Tensor, r: torch.Tensor | float,
-               tau: float, lr: float, generator: Generators) -> torch.Tensor:
-        """A sample of p(x0 | x_t, y) (solvers/inner.py). Langevin/HMC steps are capped for stability: the
-        drift's curvature is at most 1/r^2 + ||A||^2/tau^2, and a step above 1/curvature makes the chain oscillate
-        or diverge (e.g. tau = a tiny noise std); at the paper's tau = 0.01 and ||A|| = 1 the cap is 0.99e-4
-        against lr 1e-4."""
+               tau: float, lr: float, generator: Generators,
+               accuracy: torch.Tensor | float | None = None) -> torch.Tensor:
+        """A sample of p(x0 | x_t, y) (solvers/inner.py). The exact draw's Gram solve, where it iterates, stops at
+        ``accuracy`` (``inner.solve_accuracy``: a fraction of min(r_t, sigma_{t+1}), rms per pixel; None: the
+        operator's default tolerance). Langevin/HMC steps are capped for stability: the drift's curvature is at
+        most 1/r^2 + ||A||^2/tau^2, and a step above 1/curvature makes the chain oscillate or diverge (e.g. tau = a
+        tiny noise std); at the paper's tau = 0.01 and ||A|| = 1 the cap is 0.99e-4 against lr 1e-4."""
         spread = self.inner_spread(problem)
         if sampler == "exact":
-            return inner.exact_draw(problem, y, x0_hat, r, tau, generator, spread)
+            return inner.exact_draw(problem, y, x0_hat, r, tau, generator, spread, accuracy)
         lr = min(lr, inner.step_cap(r, tau, operator_bound(problem.operator)))
         steps = int(self.config.langevin_steps)
         if sampler == "hmc":
@@ -309,11 +324,11 @@ class DAPS(Annealing):
             if tweedie:
                 x0 = inner.tweedie_draw(problem, y, x0_hat, self._tweedie_covariance(prior, x, s, denoised), s, tau,
                                         int(cfg.tweedie_steps), int(cfg.tweedie_root_steps), generator,
-                                        self.inner_spread(problem))
+                                        self.inner_spread(problem), accuracy=inner.solve_accuracy(s, s_next))
             else:
                 r = self._r(prior, x, s, denoised, generator)
                 lr = decayed_lr(lr0, i, total, cfg.lr_min_ratio)
-                x0 = self._inner(sampler, problem, y, x0_hat, r, tau, lr, generator)
+                x0 = self._inner(sampler, problem, y, x0_hat, r, tau, lr, generator, inner.solve_accuracy(r, s_next))
             x = x0 + s_next * randn(shape, generator, device) if s_next > 0.0 else x0
             progress(i + 1, total, self.name)
         return x

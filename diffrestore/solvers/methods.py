@@ -23,6 +23,10 @@ G2D2_PROCESSES: tuple[str, ...] = ("star", "markov")
 #: posterior samples per image when -n is not given: 1, but particle methods move several together and are
 #: another algorithm with one (DWGF with one particle is RED-diff), so they default to their paper's count
 DEFAULT_SAMPLES: dict[str, int] = {"dwgf": 4}
+#: the methods whose config reads the run's posterior samples per image (``num_samples``, set from -n by
+#: ``sample_settings``): DAPS takes its inner target's mean for one sample and draws it for several
+#: (tests/solvers/test_methods.py keeps this equal to the configs with that field)
+SAMPLE_COUNT_METHODS: tuple[str, ...] = ("daps",)
 #: the --preset names every method accepts (each solver's ``presets`` table has exactly these keys)
 PRESET_NAMES: tuple[str, ...] = ("paper", "fast")
 #: method -> preset -> solver steps, as the solvers' presets say (tests/solvers/test_methods.py keeps them equal): here
@@ -57,6 +61,12 @@ def resolve_method(method: str, kind: str | None) -> str:
     return KIND_VARIANTS.get((method, kind or ""), method)
 
 
+def sample_settings(method: str, num_samples: int) -> dict[str, int]:
+    """The solver setting that tells ``method`` the run's samples per image, for the methods that read it
+    (``SAMPLE_COUNT_METHODS``); none for the others."""
+    return {"num_samples": int(num_samples)} if method in SAMPLE_COUNT_METHODS else {}
+
+
 def methods_for_kind(kind: str) -> tuple[str, ...]:
     """The methods that can use a prior of ``kind``, sorted; empty when none does (yet)."""
     return tuple(sorted(name for name, needs in METHOD_KINDS.items() if needs == kind))
@@ -64,5 +74,6 @@ def methods_for_kind(kind: str) -> tuple[str, ...]:
 
 __all__ = [
     "CONDITIONED_METHODS", "DEFAULT_SAMPLES", "G2D2_PROCESSES", "KIND_VARIANTS", "MAX_STEPS", "METHOD_KINDS",
-    "PRESET_GUIDANCE", "PRESET_NAMES", "PRESET_STEPS", "methods_for_kind", "resolve_method",
+    "PRESET_GUIDANCE", "PRESET_NAMES", "PRESET_STEPS", "SAMPLE_COUNT_METHODS", "methods_for_kind",
+    "resolve_method", "sample_settings",
 ]

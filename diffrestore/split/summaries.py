@@ -9,8 +9,11 @@ settings), name every image at most once, and together hold ``items_total`` imag
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +61,22 @@ def _is_summary(doc: Any) -> bool:
     return isinstance(doc, dict) and isinstance(doc.get("items"), list) and "task" in doc
 
 
+def is_stream(path: Path) -> bool:
+    """A FIFO, the pipe of a process substitution (``--summary >(jq . > f)`` names ``/dev/fd/63``) or a device
+    (``/dev/stdout``): written once at the end like a stream, never read, never replaced through a temp file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def check_summary_file(path: Path) -> None:
     """``--summary FILE`` before a run: an existing file is replaced only when it is a diffrestore summary (a
-    rerun's), never another file; its folder must exist."""
+    rerun's), never another file; its folder must exist. A stream is accepted as it is: reading it to see what it
+    holds would wait for a writer that never comes."""
+    if is_stream(path):
+        return
     if path.is_dir():
         raise OutputError(f"--summary {path} is a folder", hint="name a file, e.g. --summary run.json")
     if not path.parent.is_dir():
@@ -76,10 +92,38 @@ def check_summary_file(path: Path) -> None:
 
 
 def write_summary(path: Path, doc: dict[str, Any], *, overwrite: bool = True) -> None:
-    """The document as JSON, written atomically (a reader never sees half a summary)."""
+    """The document as JSON, written atomically (a reader never sees half a summary); to a stream (``is_stream``)
+    in one go, as ``> FILE`` would."""
     from ..imageio.write import write_atomic
 
-    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), overwrite=overwrite)
+    data = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+    if is_stream(path):
+        _write_stream(path, data)
+        return
+    write_atomic(path, data, overwrite=overwrite)
+
+
+def _write_stream(path: Path, data: bytes) -> None:
+    """Open a FIFO without blocking first: with no reader yet, say that the run waits for one, then wait (what
+    ``echo > FIFO`` does; Ctrl-C stops it)."""
+    from ..run.streams import write_err
+
+    nonblock = getattr(os, "O_NONBLOCK", 0)  # Windows has no FIFOs to wait for
+    try:
+        try:
+            fd = os.open(path, os.O_WRONLY | nonblock)
+        except OSError as error:
+            if error.errno != errno.ENXIO:  # ENXIO: a FIFO nobody reads yet
+                raise
+            write_err(f"note: waiting for a reader of the FIFO {path} to write the summary")
+            fd = os.open(path, os.O_WRONLY)
+        else:
+            if nonblock:
+                os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except OSError as error:
+        raise OutputError(f"--summary {path} cannot be written: {error.strerror or error}") from None
 
 
 def read_summary(path: Path) -> dict[str, Any]:

@@ -60,12 +60,22 @@ def _array_mask(value: Any, size: tuple[int, int]) -> torch.Tensor:
     import numpy as np
     import torch
 
-    t = torch.as_tensor(value if isinstance(value, torch.Tensor) else np.asarray(value)).to("cpu")
+    array = value if isinstance(value, torch.Tensor) else np.asarray(value)
+    numeric = not array.dtype.is_complex if isinstance(array, torch.Tensor) else array.dtype.kind in "biuf"
+    if not numeric:  # strings, objects, complex numbers: no reading of them as missing / known
+        raise UsageError(f"a mask array of dtype {array.dtype} cannot be used",
+                         hint="give bool (True = missing) or numbers (1 = missing, 0 = known)")
+    t = torch.as_tensor(array).to("cpu")
     while t.dim() > 2 and t.shape[0] == 1:
         t = t[0]
     w, h = size
     if t.dim() != 2 or tuple(t.shape) != (h, w):
         raise UsageError(f"mask of shape {tuple(t.shape)} does not fit a {w}x{h} image (need (H, W) = ({h}, {w}))")
+    if t.is_floating_point() and not bool(t.isfinite().all()):
+        # NaN compares False, so it would silently mean "known" (an all-NaN mask "nothing missing").
+        bad = int((~t.isfinite()).sum())
+        raise UsageError(f"the mask contains NaN or infinite values ({bad:,} of {t.numel():,})",
+                         hint="give True (or 1) where pixels are missing, False (or 0) where they are known")
     return (t > 0.5 if t.is_floating_point() else t.bool())[None, None]
 
 

@@ -74,3 +74,29 @@ def test_verify_with_nothing_cached_says_so() -> None:
     result = CliRunner().invoke(models_app, ["verify"])
     assert result.exit_code == 0
     assert "no downloaded models" in result.output
+
+
+def test_list_on_a_terminal_shows_registry_text_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffrestore.cli import models
+
+    registry = tmp_path / "models.toml"
+    registry.write_text("""schema_version = 1
+[models.m]
+family = "pixel"
+description = "d"
+licence = "[bold]MIT[/bold]"
+resolution = 8
+tasks = ["any"]
+verified = false
+[[models.m.files]]
+path = "config.json"
+sha256 = ""
+size = 0
+[[models.m.sources]]
+type = "hf"
+repo = "owner/repo"
+revision = "0123456789abcdef0123456789abcdef01234567"
+""", encoding="utf-8")
+    monkeypatch.setattr(models, "_fancy", lambda: True)
+    out = CliRunner().invoke(models_app, ["--registry", str(registry), "list"]).stdout
+    assert "[bold]MIT[/bold]" in out  # rich markup in a registry file is not interpreted

@@ -163,3 +163,63 @@ def test_alias_clashing_with_a_model_name_is_rejected(tmp_path: Path) -> None:
     text = GOOD.replace('verified = false', 'verified = false\naliases = ["m"]', 1)
     with pytest.raises(RegistryError, match=r"entry 'm': key 'aliases': 'm' is already a model name or alias"):
         _load(tmp_path, text)
+
+
+# ------------------------------------------------------------------- values that used to pass (issue 33) ----
+ADM = GOOD.replace('family = "pixel"', 'family = "adm"') + (
+    "[models.m.arch]\nimage_size = 8\nnum_channels = 8\nnum_res_blocks = 1\n")
+LATENT = GOOD.replace('family = "pixel"', 'family = "latent-kl"').replace(
+    "verified = false", 'verified = false\nprompt = "p"\nlatent_scale = 0.18')
+URL = GOOD + '[[models.m.sources]]\ntype = "url"\nurl = "https://example.com/x"\nfile = "config.json"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "old", "new", "key", "problem"),
+    [
+        (LATENT, "latent_scale = 0.18", "latent_scale = nan", "latent_scale", "finite number > 0"),
+        (LATENT, "latent_scale = 0.18", "latent_scale = inf", "latent_scale", "finite number > 0"),
+        (ADM, "num_res_blocks = 1\n", "num_res_blocks = 1\ndropout = nan\n", "arch.dropout", "[0, 1)"),
+        (ADM, "num_channels = 8", "num_channels = -3", "arch.num_channels", ">= 1"),
+        (GOOD, 'path = "config.json"', 'path = "config\\u0000.json"', "files[0].path", "control characters"),
+        (URL, "https://example.com/x", "https://exa mple.com/x", "sources[1].url", "white space"),
+        (URL, "https://example.com/x", "https://example.com/\\u0000", "sources[1].url", "control character"),
+        (URL, "https://example.com/x", "https:///x", "sources[1].url", "names no host"),
+        (URL, "https://example.com/x", "https://example.com:99999/x", "sources[1].url", "out of range"),
+    ],
+)
+def test_values_that_fail_later_are_refused_when_read(tmp_path: Path, text: str, old: str, new: str, key: str,
+                                                      problem: str) -> None:
+    assert old in text
+    with pytest.raises(RegistryError) as info:
+        _load(tmp_path, text.replace(old, new, 1))
+    message = str(info.value)
+    assert "bad.toml" in message and f"key '{key}'" in message and problem in message, message
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("schema_version = 1\nx = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        (GOOD.replace("schema_version = 1", "schema_version = 1.0"), "must be 1, got 1.0"),
+        (GOOD.replace("schema_version = 1", "schema_version = true"), "must be 1, got True"),
+        (GOOD.replace("[models.m]", "[models.m"), "not valid TOML"),
+    ],
+)
+def test_file_level_mistakes_name_the_file_and_the_fix(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(RegistryError) as info:
+        _load(tmp_path, text)
+    message = str(info.value)
+    assert message.startswith(str(tmp_path / "bad.toml")) and problem in message, message
+    assert message.endswith(")") and ("models.toml" in message.rsplit("(", 1)[1]
+                                      or "schema_version = 1" in message), message
+
+
+def test_a_folder_as_registry_names_the_setting_to_fix(tmp_path: Path) -> None:
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(RegistryError) as info:
+        reg.load_registry(tmp_path / "folder.toml")
+    assert "folder.toml" in str(info.value) and "DIFFRESTORE_REGISTRY" in str(info.value)
+
+
+def test_a_byte_order_mark_is_read_as_utf8(tmp_path: Path) -> None:
+    assert _load(tmp_path, "\ufeff" + GOOD).get("m").files[0].path == "config.json"

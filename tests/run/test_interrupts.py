@@ -78,3 +78,28 @@ def test_a_signal_before_the_inputs_are_planned_exits_with_its_code(tmp_path, ca
     result = run_main(["denoise", write_image(tmp_path / "a.png"), "--device", "cpu"], capsys)
     assert result.code == 143
     assert result.err == "error: interrupted (SIGTERM)\n"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_sighup_stops_a_run_like_sigterm_with_exit_129() -> None:
+    seen = []
+    # A harmless handler first: were SIGHUP not taken over, the default action would end the test process.
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: seen.append(signum))
+    try:
+        with pytest.raises(interrupts.Interrupted) as stop, interrupts.stop_on_signals():
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert signal.getsignal(signal.SIGHUP) is not interrupts._handler  # given back after the block
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert not seen
+    assert stop.value.signum == signal.SIGHUP and stop.value.exit_code == 129 and stop.value.name == "SIGHUP"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_a_sighup_ignored_by_nohup_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupts.stop_on_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)

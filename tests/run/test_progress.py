@@ -47,3 +47,27 @@ def test_reporter_streams() -> None:
     quiet.message("note")
     quiet.item_finished(bad)
     assert quiet_err.getvalue() == "failed: b.png: cannot decode\n"  # only failures survive --quiet
+
+
+def test_names_never_split_a_line() -> None:
+    odd = plan.Item(index=0, input=Path("in/a\nb.png"), output=Path("in/a\nb_x.png"), status="done", seconds=1.0)
+    out, err = _Stream(False), _Stream(False)
+    plain = progress.Reporter(out=out, err=err)
+    plain.start(1)
+    plain.item_finished(odd)
+    plain.message("note: a\x1b[5mb.png: read")
+    assert err.getvalue().splitlines() == ["[1/1] in/a\\nb.png -> in/a\\nb_x.png (1.0 s)", "note: a\\x1b[5mb.png: read"]
+
+
+def test_rich_markup_in_names_is_shown_as_text() -> None:
+    from rich.text import Text
+
+    marked = plan.Item(index=0, input=Path("[blink]x.png"), output=Path("[bold red]x_x.png"))
+    rich_err = _Stream(True)
+    rich = progress.RichReporter(out=_Stream(False), err=rich_err)
+    rich.start(1)
+    rich.batch_started([marked])
+    description = rich.progress.tasks[1].description  # rendered as markup by the bar's TextColumn
+    assert Text.from_markup(description).plain == "steps  [blink]x.png"
+    rich.message("note: [bold red]x.png: read")
+    assert "note: [bold red]x.png: read" in rich_err.getvalue() and "\x1b[5m" not in rich_err.getvalue()

@@ -7,8 +7,16 @@ import pytest
 
 from diffrestore import registry as reg
 from diffrestore.errors import UsageError
-from diffrestore.solvers import get_solver
-from diffrestore.solvers.methods import MAX_STEPS, METHOD_KINDS, PRESET_NAMES, PRESET_STEPS, methods_for_kind
+from diffrestore.solvers import get_solver, solver_class
+from diffrestore.solvers.methods import (
+    MAX_STEPS,
+    METHOD_KINDS,
+    PRESET_NAMES,
+    PRESET_STEPS,
+    SAMPLE_COUNT_METHODS,
+    methods_for_kind,
+    sample_settings,
+)
 
 
 def test_preset_steps_are_the_solvers_presets() -> None:
@@ -43,3 +51,11 @@ def test_every_method_has_a_kind() -> None:
     assert set().union(*(methods_for_kind(kind) for kind in kinds)) == set(METHOD_KINDS)
     assert methods_for_kind("latent") == ("dwgf", "latent-daps")
     assert methods_for_kind("discrete") == ("g2d2",)
+
+
+def test_the_methods_told_the_sample_count_are_those_whose_config_reads_it() -> None:
+    """-n reaches a solver's config only where it has the field (preflight passes ``sample_settings``): DAPS,
+    whose inner step is the mean for one sample and a draw for several."""
+    reads = {m for m in METHOD_KINDS if "num_samples" in solver_class(m).config_class.__dataclass_fields__}
+    assert set(SAMPLE_COUNT_METHODS) == reads == {"daps"}
+    assert sample_settings("daps", 4) == {"num_samples": 4} and sample_settings("dps", 4) == {}
