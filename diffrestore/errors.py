@@ -7,7 +7,8 @@ Exit codes (documented in ``diffrestore --help``):
     0  everything done
     1  some items failed (the others were written)
     2  usage error: bad flags, unreadable or invalid input, impossible combination
-    3  model or download error: unknown model, checksum mismatch, offline with an empty cache
+    3  model or download error: unknown model, checksum mismatch, offline with an empty cache; an optional extra
+       that is not installed (pydicom for DICOM, transformers for prompts)
   130  interrupted (Ctrl-C; 143 after SIGTERM, 129 after SIGHUP); finished outputs are kept, unfinished ones are
        not written
   141  the reader of stdout went away (``| head``): the run finished its files and stopped printing (run/streams.py)
@@ -71,6 +72,13 @@ class DeviceError(UsageError):
 
 class ModelError(DiffrestoreError):
     """An unknown model, or weights that cannot be loaded."""
+
+    exit_code = EXIT_MODEL
+
+
+class MissingExtraError(DiffrestoreError):
+    """An optional dependency (an extra such as ``dicom`` or ``text``) that this input or option needs and that
+    is not installed: exit 3 like a model that cannot be had, with the pip command in the hint."""
 
     exit_code = EXIT_MODEL
 

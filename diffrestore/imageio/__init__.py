@@ -18,7 +18,10 @@ The package is split by job; each module's docstring documents its part:
 :mod:`.png`
     the small PNG codec: it decodes the 16-bit colour PNGs Pillow truncates and encodes every 16-bit PNG;
 :mod:`.damage`
-    tells a damaged file of a supported format (cut, bad checksum) from a file that is no picture at all.
+    tells a damaged file of a supported format (cut, bad checksum) from a file that is no picture at all;
+:mod:`.dicom`
+    CT slices in DICOM (the optional ``dicom`` extra): Hounsfield units in, the source's header out with new
+    UIDs, the linear CT scale and display windows.
 
 Import the public names from here; the submodules' private helpers are not an API.
 """
