@@ -19,6 +19,8 @@ The package is split by job; each module's docstring documents its part:
     the small PNG codec: it decodes the 16-bit colour PNGs Pillow truncates and encodes every 16-bit PNG;
 :mod:`.damage`
     tells a damaged file of a supported format (cut, bad checksum) from a file that is no picture at all;
+:mod:`.kernel_grid`
+    kernel grids for spatially varying blur: a (rows, cols, kh, kw) ``.npy`` array or a folder of ROW_COL files;
 :mod:`.dicom`
     CT slices in DICOM (the optional ``dicom`` extra): Hounsfield units in, the source's header out with new
     UIDs, the linear CT scale and display windows.

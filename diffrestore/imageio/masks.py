@@ -21,6 +21,8 @@ from .common import _LUMA, ALPHA_MISSING_BELOW, LoadedImage, _check_pixels, _cor
 from .read import _decode, _Decoded
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
 
@@ -97,10 +99,11 @@ def mask_from_alpha(loaded: LoadedImage) -> torch.Tensor | None:
 _NPY_HINT = "save the kernel with numpy.save(path, kernel), or give it as a gray PNG or TIFF image"
 
 
-def _read_npy(path: Path, limit: int) -> np.ndarray:
+def _read_npy(path: Path, limit: int, check_shape: Callable[[tuple[int, ...]], None] | None = None) -> np.ndarray:
     """The array of a ``.npy`` file, parsed from its header by hand: the header's shape is checked against the
     pixel limit before any byte of data is read, and no pickle is ever loaded (object arrays are refused from
-    the header's dtype, so numpy never gets to suggest ``allow_pickle``)."""
+    the header's dtype, so numpy never gets to suggest ``allow_pickle``). ``check_shape``: the header's shape
+    check (default: one 2-D kernel); the pixel limit applies to the whole array."""
     from numpy.lib import format as npy
 
     from ..operators.kernels import check_kernel_shape
@@ -124,9 +127,12 @@ def _read_npy(path: Path, limit: int) -> np.ndarray:
             f"kernel '{path}' holds values of dtype {dtype}; a blur kernel must be a real-valued 2-D array",
             hint="save a numeric array, e.g. numpy.save(path, numpy.asarray(kernel, dtype=numpy.float32))",
         )
-    check_kernel_shape(tuple(shape), f"kernel '{path}'", error=InputError)
-    _check_pixels(path, "kernel", (shape[1], shape[0]), limit)
-    count = shape[0] * shape[1]
+    if check_shape is None:
+        check_kernel_shape(tuple(shape), f"kernel '{path}'", error=InputError)
+    else:
+        check_shape(tuple(shape))
+    count = int(np.prod(shape, dtype=np.int64))
+    _check_pixels(path, "kernel", (count // max(int(shape[0]), 1), int(shape[0])), limit)
     offset = stream.tell()
     if len(data) - offset < count * dtype.itemsize:
         raise _corrupt(path, "kernel", f"{len(data) - offset} data bytes where the header announces "
