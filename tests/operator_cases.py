@@ -38,6 +38,11 @@ VARIANTS: dict[str, list[dict]] = {
         {"kernel": ASYM_KERNEL, "boundary": "circular"},
         {"kernel": ASYM_KERNEL, "boundary": "replicate"},
     ],
+    "varying_blur": [
+        {"kernels": torch.stack([torch.stack([ASYM_KERNEL, ASYM_KERNEL.flip(0, 1) + 0.1])])},
+        {"field": "shake", "grid": 2, "kernel_size": 5},
+        {"field": "defocus", "grid": 3, "kernel_size": 5, "boundary": "circular"},
+    ],
     "colorize": [{}],
     "phase_retrieval": [{}, {"oversampling": 1.5}],
     "hdr": [{}, {"scale": 3.0}],

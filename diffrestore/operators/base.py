@@ -29,6 +29,7 @@ class OperatorKind(enum.Enum):
     GAUSSIAN_BLUR = "gaussian_blur"
     MOTION_BLUR = "motion_blur"
     KERNEL_BLUR = "kernel_blur"  # a kernel the user gave
+    VARYING_BLUR = "varying_blur"  # a grid of kernels across the image (spatially varying blur)
     COLORIZE = "colorize"
     PHASE_RETRIEVAL = "phase_retrieval"
     HDR = "hdr"

@@ -16,9 +16,11 @@ from .blur import BLUR_BOUNDARIES, BlurOperator
 from .colour import Colorize
 from .identity import Identity
 from .inpaint import Inpaint, box_mask, random_mask
+from .kernel_fields import defocus_field, shake_field
 from .kernels import gaussian_kernel, motion_blur_kernel
 from .nonlinear import HighDynamicRange, PhaseRetrieval
 from .resample import SR_KERNELS, SuperResolution
+from .varying_blur import VaryingBlurOperator
 
 #: Every name ``build_operator`` accepts; the tests are parametrised over this tuple.
 OPERATOR_NAMES: tuple[str, ...] = (
@@ -28,6 +30,7 @@ OPERATOR_NAMES: tuple[str, ...] = (
     "gaussian_blur",
     "motion_blur",
     "kernel_blur",
+    "varying_blur",
     "colorize",
     "phase_retrieval",
     "hdr",
@@ -40,6 +43,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "gaussian_blur": ("kernel_size", "sigma", "boundary"),
     "motion_blur": ("kernel_size", "intensity", "boundary"),
     "kernel_blur": ("kernel", "kernel_path", "boundary"),
+    "varying_blur": ("kernels", "field", "grid", "kernel_size", "boundary"),
     "colorize": (),
     "phase_retrieval": ("oversampling",),
     "hdr": ("scale",),
@@ -81,6 +85,30 @@ def _boundary(op: str, params: dict[str, Any]) -> str:
     return boundary
 
 
+#: the generated kernel fields of ``varying_blur`` and their default kernel sizes
+KERNEL_FIELDS: dict[str, int] = {"shake": 31, "defocus": 15}
+
+
+def _kernel_grid(params: dict[str, Any], size: tuple[int, int], generator: torch.Generator | None) -> torch.Tensor:
+    """``varying_blur``'s kernels: the given grid, or a field drawn once from ``generator``."""
+    has_kernels, field = params.get("kernels") is not None, params.get("field")
+    if has_kernels == (field is not None):
+        raise UsageError("varying_blur: give exactly one of kernels (a grid array) or field (shake or defocus)")
+    if has_kernels:
+        if params.get("grid") is not None or params.get("kernel_size") is not None:
+            raise UsageError("varying_blur: grid and kernel_size apply to a generated field, not to given kernels")
+        return torch.as_tensor(params["kernels"])
+    if field not in KERNEL_FIELDS:
+        raise UsageError(f"varying_blur: field must be one of {', '.join(KERNEL_FIELDS)}, got {field!r}")
+    nodes = _int_param("varying_blur", "grid", params.get("grid", 4) or 4, 1, 64)
+    kernel_size = _int_param("varying_blur", "kernel_size", params.get("kernel_size") or KERNEL_FIELDS[field], 3,
+                             odd=True)
+    if nodes > min(size):
+        raise UsageError(f"varying_blur: a {nodes} x {nodes} grid is finer than the {size[0]} x {size[1]} image")
+    make = shake_field if field == "shake" else defocus_field
+    return make(nodes, nodes, size, kernel_size, generator)
+
+
 def build_operator(
     name: str, image_shape: tuple[int, int, int], *, generator: torch.Generator | None = None, **params: Any
 ) -> Operator:
@@ -100,6 +128,9 @@ def build_operator(
       the kernel is drawn once from ``generator`` (None: seed 0).
     - ``kernel_blur``: ``kernel`` (2-D tensor/array) or ``kernel_path`` (``.npy`` or an image), normalised to sum 1;
       ``boundary``.
+    - ``varying_blur``: ``kernels`` (a (rows, cols, kh, kw) grid, each normalised to sum 1), or ``field``
+      ``"shake"`` / ``"defocus"`` drawn once from ``generator`` on a ``grid`` x ``grid`` grid (default 4) of
+      ``kernel_size`` kernels (default 31 / 15; see ``operators.kernel_fields``); ``boundary``.
     - ``colorize``: none; needs 3 channels; output has 1 channel.
     - ``phase_retrieval``: ``oversampling`` >= 1 (default 2.0).
     - ``hdr``: ``scale`` > 0 (default 2.0).
@@ -175,6 +206,10 @@ def build_operator(
         else:
             kernel = torch.as_tensor(params["kernel"])
         operator = BlurOperator(shape, kernel, _boundary(name, params), kind=OperatorKind.KERNEL_BLUR)
+    elif name == "varying_blur":
+        operator = VaryingBlurOperator(shape, _kernel_grid(params, (height, width), generator),
+                                       _boundary(name, params))
+        operator.kind = OperatorKind.VARYING_BLUR
     elif name == "colorize":
         return Colorize(shape)
     elif name == "phase_retrieval":

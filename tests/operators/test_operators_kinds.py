@@ -15,6 +15,7 @@ KIND_BY_NAME = {
     "gaussian_blur": OperatorKind.GAUSSIAN_BLUR,
     "motion_blur": OperatorKind.MOTION_BLUR,
     "kernel_blur": OperatorKind.KERNEL_BLUR,
+    "varying_blur": OperatorKind.VARYING_BLUR,
     "colorize": OperatorKind.COLORIZE,
     "phase_retrieval": OperatorKind.PHASE_RETRIEVAL,
     "hdr": OperatorKind.HDR,
