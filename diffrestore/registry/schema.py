@@ -34,9 +34,12 @@ def redact_url(url: str) -> str:
     """
     return _SECRET_PARAM_RE.sub(r"\1***", _USERINFO_RE.sub(r"\1***@", url))
 
-FAMILIES = ("builtin", "pixel", "adm", "latent-kl", "latent-vq", "discrete-vq", "tiny")
-#: families whose weights come from sources (everything except the shipped and the built-in-code ones)
+FAMILIES = ("builtin", "pixel", "adm", "latent-kl", "latent-vq", "discrete-vq", "tiny", "metric")
+#: prior families whose weights come from sources (everything except the shipped and the built-in-code ones)
 DOWNLOADED_FAMILIES = ("pixel", "adm", "latent-kl", "latent-vq", "discrete-vq")
+#: weights of metric networks (LPIPS, FID: diffrestore/metrics/): downloaded like a prior's, but no prior and
+#: never a tiny model's target; their kind "metric" fits no --method
+METRIC_FAMILIES = ("metric",)
 #: families whose loader gives a pixel-space Prior; the others give components (priors/loaders.py)
 PIXEL_FAMILIES = ("builtin", "pixel", "adm")
 TEXT_FAMILIES = ("latent-kl", "discrete-vq")
@@ -48,6 +51,7 @@ FAMILY_KINDS = {
     "builtin": "pixel", "pixel": "pixel", "adm": "pixel",
     "latent-kl": "latent", "latent-vq": "latent",
     "discrete-vq": "discrete",
+    "metric": "metric",
 }
 
 ADM_ARCH_KEYS = {
@@ -130,14 +134,15 @@ class ModelEntry:
 
     @property
     def kind(self) -> str:
-        """"pixel", "latent" or "discrete": what the network works on, hence which methods can use it."""
+        """"pixel", "latent" or "discrete": what the network works on, hence which methods can use it ("metric"
+        for the weights of a metric network, which no method uses)."""
         # Derived, never written in models.toml: hand-kept method lists went stale (they named methods that
         # do not exist). The parser guarantees that loader_family is a key of FAMILY_KINDS.
         return FAMILY_KINDS[self.loader_family]
 
     @property
     def downloadable(self) -> bool:
-        return self.family in DOWNLOADED_FAMILIES
+        return self.family in DOWNLOADED_FAMILIES or self.family in METRIC_FAMILIES
 
     @property
     def known_size(self) -> int:
