@@ -17,7 +17,8 @@ Conventions (docs/architecture.md):
 
 Modules: ``base`` (contracts, kinds), ``compose``, ``identity``, ``inpaint``, ``resample`` (super-resolution),
 ``blur`` and ``kernels``, ``kronecker`` (exact solves for separable operators), ``colour``, ``nonlinear`` (phase
-retrieval, HDR), ``factory`` (by name), ``noise``.
+retrieval, HDR), ``radon`` (parallel-beam CT: exact adjoint, FBP, SART, TV), ``factory`` (by name), ``noise``
+(with ``TransmissionNoise``, CT's photon counts).
 """
 
 from .base import DEFAULT_SEED, LinearOperator, Operator, OperatorKind
@@ -35,17 +36,20 @@ from .noise import (
     NoNoise,
     PoissonNoise,
     Problem,
+    TransmissionNoise,
     build_noise,
     paper_sigma_to_unit,
     simulate,
 )
 from .nonlinear import HighDynamicRange, PhaseRetrieval
+from .radon import FBP_FILTERS, ParallelBeamCT, sparse_view_index, to_full_views, to_sparse_views, view_angles
 from .resample import SR_KERNELS, SuperResolution
 
 __all__ = [
     "BLUR_BOUNDARIES",
     "BT601_WEIGHTS",
     "DEFAULT_SEED",
+    "FBP_FILTERS",
     "NOISE_NAMES",
     "OPERATOR_NAMES",
     "SR_KERNELS",
@@ -61,10 +65,12 @@ __all__ = [
     "NoiseModel",
     "Operator",
     "OperatorKind",
+    "ParallelBeamCT",
     "PhaseRetrieval",
     "PoissonNoise",
     "Problem",
     "SuperResolution",
+    "TransmissionNoise",
     "box_mask",
     "build_noise",
     "build_operator",
@@ -74,4 +80,8 @@ __all__ = [
     "paper_sigma_to_unit",
     "random_mask",
     "simulate",
+    "sparse_view_index",
+    "to_full_views",
+    "to_sparse_views",
+    "view_angles",
 ]

@@ -113,6 +113,53 @@ class PoissonNoise(NoiseModel):
         return f"PoissonNoise(rate={self.rate})"
 
 
+class TransmissionNoise(NoiseModel):
+    """CT photon counting (Beer-Lambert): a ray of line integral ``p`` (a sinogram value) keeps
+    ``counts ~ Poisson(photons * exp(-attenuation * p))`` of ``photons`` incident photons, and the measurement is
+    the log-transformed sinogram ``y = -log(max(counts, 1) / photons) / attenuation`` (a ray with no photon left
+    is read as one photon, as scanners floor counts before the log). ``attenuation`` converts sinogram units to
+    optical depth (e.g. the attenuation coefficient per pixel length of a unit image value), so ``y`` has the
+    sinogram's units and mean about ``p``; ``p`` should be the projection of a non-negative image. The noise on
+    ``y`` has std about ``exp(attenuation p / 2) / (attenuation sqrt(photons))``: rays through more material are
+    noisier. ``std`` is that value at ``p = 0``, the least noise any ray gets. Not one of ``NOISE_NAMES``: it
+    belongs to CT sinograms, not to images."""
+
+    kind = "transmission"
+
+    def __init__(self, photons: float, attenuation: float = 1.0) -> None:
+        photons, attenuation = float(photons), float(attenuation)
+        if not math.isfinite(photons) or photons <= 0 or not math.isfinite(attenuation) or attenuation <= 0:
+            raise UsageError(f"transmission noise needs photons > 0 and attenuation > 0, got {photons}, {attenuation}")
+        self.photons = photons
+        self.attenuation = attenuation
+        self.std = 1.0 / (attenuation * math.sqrt(photons))
+
+    def expected_counts(self, ax: torch.Tensor) -> torch.Tensor:
+        """The Poisson mean of every detector reading, ``photons * exp(-attenuation * A x)``."""
+        return self.photons * torch.exp(-self.attenuation * ax)
+
+    def sample(self, ax: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        mean = self.expected_counts(ax.detach()).to(device=generator.device, dtype=torch.float32)
+        counts = torch.poisson(mean, generator=generator).clamp_min(1.0)
+        y = -torch.log(counts / self.photons) / self.attenuation
+        return y.to(device=ax.device, dtype=ax.dtype)
+
+    def counts(self, y: torch.Tensor) -> torch.Tensor:
+        """The photon counts a log-transformed sinogram ``y`` came from."""
+        return self.photons * torch.exp(-self.attenuation * y)
+
+    def log_likelihood(self, y: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
+        """Exact Poisson log-pmf of the counts behind ``y`` given their mean ``expected_counts(A x)``, summed per
+        item: ``k log(lambda) - lambda - log(k!)`` with ``log(lambda) = log(photons) - attenuation A x`` taken in
+        closed form, so rays with a tiny mean do not underflow to ``log 0``."""
+        counts = self.counts(y).round()
+        log_mean = math.log(self.photons) - self.attenuation * ax
+        return _flat_sum(counts * log_mean - log_mean.exp() - torch.lgamma(counts + 1))
+
+    def __repr__(self) -> str:
+        return f"TransmissionNoise(photons={self.photons}, attenuation={self.attenuation})"
+
+
 def build_noise(kind: str, *, sigma: float | None = None, rate: float | None = None) -> NoiseModel:
     """``"none"``, ``"gaussian"`` (``sigma`` on [0, 1]) or ``"poisson"`` (``rate``)."""
     if kind == "none":
