@@ -276,12 +276,15 @@ def _stderr_console():
 
 
 def _mount_sub_apps() -> None:
-    """``diffrestore models ...`` and ``diffrestore summary ...``."""
+    """``diffrestore models ...``, ``diffrestore summary ...`` and ``diffrestore eval ...``."""
+    from .eval import eval_app, mount_task_commands
     from .models import models_app
     from .summary import summary_app
 
     app.add_typer(models_app, name="models")
     app.add_typer(summary_app, name="summary")
+    mount_task_commands(epilog=EXIT_CODE_TABLE, wrap=_answers_signals)
+    app.add_typer(eval_app, name="eval")
 
 
 _mount_sub_apps()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DiffrestoreError, UsageError, short_error
-from . import interrupts, plan, solver_settings, streams
+from . import interrupts, plan, scoring, solver_settings, streams
 from .inputs import Prepared, batches, check_memory, prepare_input
 from .options import RunOptions
 from .plan import Item, RunSummary
@@ -59,7 +59,8 @@ def run(
         "seed": opts.seed, "num_samples": job.num_samples, "simulate": job.simulate, "device": str(device),
         "dtype": str(dtype).replace("torch.", ""), "operator": job.task.describe(),
         "solver": job.solver.settings(),  # every setting as configured; each item's "resolved" adds the rest
-        **solver_settings.recorded(job.solver, opts.solver_options)})  # --set values as the solver took them
+        **solver_settings.recorded(job.solver, opts.solver_options),  # --set values as the solver took them
+        **({"metrics": scoring.describe_metrics(job.metrics)} if job.metrics else {})})
     output_like = sum(1 for item in items if item.looks_like_output)
     single = len(items) - output_like == 1 and opts.sharding is None  # a part of one image is no single run
     try:
@@ -76,13 +77,19 @@ def run(
                                  "(--include-outputs restores them too)")
             if prepared:
                 # 3. Load the prior once, 4. check that every image fits it, 5. batches -> solve -> save.
+                # The metrics' weights before the prior's: a missing LPIPS network must not cost a restoration.
+                scoring.check_metric_weights(job.metrics, registry=job.registry, offline=opts.offline,
+                                             echo=reporter.message)
+                scorer = None
+                if job.metrics:
+                    scorer = scoring.make_scorer(job.metrics, registry=job.registry, device=device)
                 t_load = time.perf_counter()
                 prior = load_prior(opts.model, device=device, dtype=dtype, offline=opts.offline,
                                    echo=reporter.message, registry=job.registry)
                 summary.load_seconds = time.perf_counter() - t_load
                 prior = ready_prior(job, prior)
                 fitting = _fitting(prepared, prior, job, reporter, single=single)
-                _run_batches(fitting, prior, job, reporter, summary)
+                _run_batches(fitting, prior, job, reporter, summary, scorer)
     except KeyboardInterrupt as stop:
         summary.interrupted, summary.signal = True, interrupts.signal_name(stop)
         for item in items:
@@ -156,7 +163,8 @@ def _fitting(prepared: list[Prepared], prior: Any, job: Job, reporter: Reporter,
     return fitting
 
 
-def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Reporter, summary: RunSummary) -> None:
+def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Reporter, summary: RunSummary,
+                 scorer: Any = None) -> None:
 
     opts = job.options
     stop = False
@@ -188,7 +196,7 @@ def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Repor
                     note_once(f"{p.item.input.name}: {note}")
             results = restore_batch(prior, job.solver, job.task.with_noise_sigma(batch[0].noise_sigma),
                                     [x.tensor for x in loaded], mask=batch[0].mask, num_samples=job.num_samples,
-                                    seed=opts.seed, progress=reporter.step)
+                                    seed=opts.seed, progress=reporter.step, scorer=scorer)
         except (DiffrestoreError, RuntimeError, ValueError, OSError) as error:
             message = short_error(error)
             for p in batch:
@@ -224,7 +232,7 @@ def _finish(item: Item, like: Any, result: Restored, opts: RunOptions, reporter:
     if not opts.json_output:
         line = streams.shown(item.output)  # a newline in a name must not split the line
         if result.metrics:
-            line += f"\tPSNR {result.metrics['psnr']:.2f} dB\tSSIM {result.metrics['ssim']:.4f}"
+            line += scoring.score_text(result.metrics)
         reporter.result(line)
         for extra in item.outputs[1:]:
             reporter.result(streams.shown(extra))

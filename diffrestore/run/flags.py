@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..metrics.catalogue import METRIC_NAMES, describe, parse_metrics
 from ..solvers.methods import G2D2_PROCESSES, MAX_STEPS, METHOD_KINDS, PRESET_GUIDANCE, PRESET_NAMES, PRESET_STEPS
 from ..tasks.flags import Flag
 
@@ -38,6 +39,36 @@ def _guidance_help() -> str:
         per_method.append(f"{method} {fast:g}" if fast == paper else f"{method} {fast:g} (fast) / {paper:g} (paper)")
     return ("Classifier-free guidance scale for text-conditioned priors (1 = the prompt only, one network pass; "
             f"unconditional models take none). Default: {', '.join(per_method)}.")
+
+
+#: what --simulate scores when --metrics is not given
+DEFAULT_METRICS: tuple[str, ...] = ("psnr", "ssim")
+
+
+def metric_conventions(kind: str) -> str:
+    """Each metric of ``kind`` ("image" or "set") with its direction and range convention, from the catalogue."""
+    parts = []
+    for name in METRIC_NAMES:
+        info = describe(name)
+        if info.kind == kind:
+            arrow = "higher is better" if info.higher_is_better else "lower is better"
+            parts.append(f"{name} ({arrow}; {info.convention})")
+    return "; ".join(parts)
+
+
+def parse_metric_list(value: object, flag: str = "--metrics") -> tuple[str, ...]:
+    """``--metrics`` from the command line (``"psnr,lpips"``) or the API (a list of names): the catalogue's
+    names, each once; a one-line usage error for an unknown one."""
+    text = value if isinstance(value, str) else ",".join(str(name) for name in value)  # type: ignore[attr-defined]
+    return parse_metrics(text, flag)
+
+
+def _metrics_help() -> str:
+    return ("With --simulate: the scores of each restored image against the clean input, comma-separated, printed "
+            f"on its output line and in --json. Default: {','.join(DEFAULT_METRICS)}. Each on its own convention: "
+            f"{metric_conventions('image')}. Metrics over a whole set (fid, fid-torchvision, kid) are computed by "
+            "'diffrestore eval'. Weights a metric needs come from the model registry, checked before the prior "
+            "loads.")
 
 
 def _sampling(name: str, option: str, kind: type, help: str, **more) -> Flag:
@@ -96,7 +127,9 @@ RUN_FLAGS: tuple[Flag, ...] = (
     _sampling("batch_size", "--batch-size", int, "Images of the same size restored together (each brings "
               "--num-samples rows).", default=4, low=1, metavar="N"),
     _sampling("simulate", "--simulate", bool, "Treat each input as the CLEAN image: degrade it with this task's "
-              "operator and noise, restore it, and print PSNR / SSIM against the input.", default=False),
+              "operator and noise, restore it, and score it against the input (PSNR / SSIM, or --metrics).",
+              default=False),
+    _sampling("metrics", "--metrics", str, _metrics_help(), metavar="NAME,...", parse=parse_metric_list),
     _sampling("offline", "--offline", bool, "Never download: use cached weights only.", default=False),
     _sampling("registry", "--registry", Path, "The models.toml that --model NAME is looked up in, instead of the "
               "one shipped with diffrestore (as in 'diffrestore models --registry').", metavar="FILE",
@@ -130,3 +163,32 @@ RUN_FLAGS: tuple[Flag, ...] = (
 )
 #: the flags by keyword name
 RUN_FLAG_BY_NAME: dict[str, Flag] = {flag.name: flag for flag in RUN_FLAGS}
+
+
+# ---------------------------------------------------------------------------------------- diffrestore eval
+
+EVALUATION = "Evaluation"
+
+
+def _eval_metrics_help() -> str:
+    return (f"Metrics of the table, comma-separated. Default: {','.join(DEFAULT_METRICS)}. Per image (mean ± std "
+            f"over the images): {metric_conventions('image')}. Over the whole set of saved images, against the "
+            f"references: {metric_conventions('set')}. Weights a metric needs come from the model registry "
+            "('diffrestore models download NAME'), checked before anything runs.")
+
+
+#: the options of 'diffrestore eval' besides the run's (mode a) or instead of them (mode b)
+EVAL_FLAGS: tuple[Flag, ...] = (
+    Flag("eval_methods", "--method", str, "Methods to compare, comma-separated (one row of the table each, "
+         "restored into OUT/<method>/), e.g. daps,dps. Any --method of the task commands.", default="daps",
+         metavar="METHOD,...", panel=EVALUATION),
+    Flag("eval_metrics", "--metrics", str, _eval_metrics_help(), default=",".join(DEFAULT_METRICS),
+         metavar="NAME,...", panel=EVALUATION, show_default=False, parse=parse_metric_list),
+    Flag("eval_output", "--output", Path, "Folder of the report: results.csv, results.json, table.md, "
+         "contact_sheet.png (and OUT/<method>/ with the restored images). Required for a task; optional with "
+         "--restored (the table is printed either way).", short="-o", metavar="OUT", panel=EVALUATION),
+    Flag("contact_rows", "--contact-sheet", int, "Images (rows) in OUT/contact_sheet.png: degraded input, each "
+         "method, reference, and each method's std map with -n > 1. 0: no contact sheet.", default=4, low=0,
+         metavar="N", panel=EVALUATION),
+)
+EVAL_FLAG_BY_NAME: dict[str, Flag] = {flag.name: flag for flag in EVAL_FLAGS}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..solvers.methods import DEFAULT_SAMPLES, MAX_STEPS, PRESET_STEPS
-from .flags import RUN_FLAGS
+from .flags import DEFAULT_METRICS, RUN_FLAG_BY_NAME, RUN_FLAGS
 from .runtime import check_device_name, check_dtype_name
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class RunOptions:
     progress: str = "auto"
     fail_fast: bool = False
     simulate: bool = False
+    metrics: str | tuple[str, ...] | None = None  # --metrics: names (text or a sequence); None = DEFAULT_METRICS
     recursive: bool = False
     offline: bool | None = None
     include_outputs: bool = False  # also restore folder files named like this command's outputs
@@ -60,6 +61,13 @@ class RunOptions:
 def samples_per_image(opts: RunOptions) -> int:
     """-n, or the method's default when it is not given (methods.DEFAULT_SAMPLES: dwgf 4, the others 1)."""
     return int(opts.num_samples) if opts.num_samples is not None else DEFAULT_SAMPLES.get(opts.method, 1)
+
+
+def run_metrics(opts: RunOptions) -> tuple[str, ...]:
+    """The metric names --simulate scores: --metrics parsed (UsageError for an unknown name), else the default."""
+    if opts.metrics is None:
+        return DEFAULT_METRICS
+    return RUN_FLAG_BY_NAME["metrics"].check(opts.metrics)
 
 
 def check_steps(method: str, steps: int | None) -> None:

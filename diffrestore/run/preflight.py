@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import DiffrestoreError, UsageError
 from ..tasks import Task, resolve_task
-from .options import RunOptions, check_run_options, check_steps, samples_per_image
+from .options import RunOptions, check_run_options, check_steps, run_metrics, samples_per_image
 
 
 def make_solver(method: str, preset: str, steps: int | None, settings: Mapping[str, Any] | None = None,
@@ -54,6 +54,7 @@ class Job:
     solver: Any
     registry: Any = None  # the models.toml read (None: the shipped one)
     prior_kind: str | None = None  # of --model, from its registry family or folder layout
+    metrics: tuple[str, ...] = ()  # what a simulated run scores each image with (none for real inputs)
 
     @property
     def simulate(self) -> bool:
@@ -72,6 +73,7 @@ class Checked:
     conditioning: dict[str, Any]  # --prompt, --negative-prompt, --guidance, --g2d2-process (and -n) as overrides
     registry: Any = None
     prior_kind: str | None = None
+    metrics: tuple[str, ...] = ()
 
 
 def check_flags(opts: RunOptions, task_values: Mapping[str, Any] | None = None, *, prior: Any = None,
@@ -88,6 +90,7 @@ def check_flags(opts: RunOptions, task_values: Mapping[str, Any] | None = None, 
 
     check_run_options(opts)
     task = resolve_task(opts.task, task_values, simulate=opts.simulate)
+    metrics = check_metrics(opts, task)
     num_samples = samples_per_image(opts)
     registry = registry if registry is not None else load_registry(opts.registry)
     kind = getattr(prior, "kind", "pixel") if prior is not None else prior_kind(opts.model, registry=registry)
@@ -100,7 +103,7 @@ def check_flags(opts: RunOptions, task_values: Mapping[str, Any] | None = None, 
     if MAX_STEPS.get(method, 0) > 1:  # a one-call method (mmse) says first what it cannot do (make_job)
         check_steps(method, opts.steps)
     return Checked(options=opts, task=task, method=method, num_samples=num_samples, conditioning=conditioning,
-                   registry=registry, prior_kind=kind)
+                   registry=registry, prior_kind=kind, metrics=metrics)
 
 
 def make_job(checked: Checked) -> Job:
@@ -117,7 +120,7 @@ def make_job(checked: Checked) -> Job:
         solver = make_solver(method, opts.preset, opts.steps, settings, **checked.conditioning)
         check_steps(method, opts.steps)
     return Job(options=opts, task=checked.task, method=method, num_samples=checked.num_samples, solver=solver,
-               registry=checked.registry, prior_kind=checked.prior_kind)
+               registry=checked.registry, prior_kind=checked.prior_kind, metrics=checked.metrics)
 
 
 def validate(opts: RunOptions, task_values: Mapping[str, Any] | None = None, *, prior: Any = None,
@@ -126,6 +129,25 @@ def validate(opts: RunOptions, task_values: Mapping[str, Any] | None = None, *, 
     then ``make_job`` (the solver and its whole config). The engine runs the two apart, with the input planning
     between them, so that a missing file also fails before torch loads."""
     return make_job(check_flags(opts, task_values, prior=prior, registry=registry))
+
+
+def check_metrics(opts: RunOptions, task: Task) -> tuple[str, ...]:
+    """The metrics a run scores its images with: --metrics (or the default) when the task is simulated, none
+    otherwise. UsageError for --metrics without a clean image to score against, or for a metric over a whole set
+    (FID, KID), which one image cannot give: ``diffrestore eval`` computes those over its folder."""
+    from ..metrics.catalogue import describe
+
+    names = run_metrics(opts)  # an unknown name first, whatever else is wrong
+    if not task.simulate:
+        if opts.metrics is not None:
+            raise UsageError("--metrics needs --simulate: a real input has no clean image to score against",
+                             hint="add --simulate to degrade a clean image, restore and score it")
+        return ()
+    per_set = [name for name in names if describe(name).kind == "set"]
+    if per_set:
+        raise UsageError(f"--metrics {per_set[0]} is computed over a set of images, not per image",
+                         hint=f"use 'diffrestore eval {task.name} CLEAN_DIR ... --metrics {','.join(names)}'")
+    return names
 
 
 def solver_overrides(opts: RunOptions, method: str) -> dict[str, Any]:

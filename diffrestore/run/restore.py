@@ -87,12 +87,14 @@ def restore_batch(
     num_samples: int = 1,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    scorer: Any = None,
 ) -> list[Restored]:
     """Restore same-size images (each (1, C, H, W), tensor units) that share one operator, in one solver call:
     ``num_samples`` posterior samples each. ``task``: as these images need it (with their estimated noise level).
 
     Each image's samples and simulated noise come from its own generators, seeded from ``seed`` and the image's
-    pixels, so an image's result does not depend on what else is in the batch."""
+    pixels, so an image's result does not depend on what else is in the batch. ``scorer``: the metrics' ``Scorer``
+    (``run/scoring``) that scores a simulated image's output against its clean image; None scores PSNR and SSIM."""
     import torch
 
     from .. import metrics
@@ -137,7 +139,9 @@ def restore_batch(
             std = ((samples + 1.0) / 2.0).std(dim=0, keepdim=True).mean(dim=1, keepdim=True)
         ref = None if refs[i] is None else task.to_output(refs[i], in_c)
         scores: dict[str, float] = {}
-        if ref is not None:
+        if ref is not None and scorer is not None:
+            scores = {name: float(values[0]) for name, values in scorer.score_images(mean, ref).items()}
+        elif ref is not None:
             scores = {"psnr": float(metrics.psnr(mean, ref)[0]), "ssim": float(metrics.ssim(mean, ref)[0])}
         results.append(Restored(image=mean, samples=samples, std=std, measurement=ys[i], reference=ref,
                                 metrics=scores, resolved=resolved))

@@ -21,7 +21,7 @@ from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError, U
 
 #: the settings every part of one run shares (a device may differ: cuda:0, cuda:1)
 RUN_SETTINGS = ("task", "method", "model", "preset", "steps", "seed", "num_samples", "simulate", "dtype", "operator",
-                "solver", "settings")
+                "solver", "settings", "metrics")
 _STATUS_COUNTS = {"done": "done", "skipped": "skipped", "failed": "failed", "not_run": "not-run"}
 _PART_FIELDS = ("device", "seconds", "load_seconds", "interrupted", "signal", "error")
 
