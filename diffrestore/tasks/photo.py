@@ -117,19 +117,33 @@ class Superres(TaskSpec):
         return "sr", {"factor": params["scale"], "kernel": params["downsample"]}
 
 
+#: --blur kinds that vary across the image (a grid of kernels drawn once from --seed) and their kernel sizes
+VARYING_BLURS: dict[str, int] = {"shake": 31, "defocus": 15}
+
+
 class Deblur(TaskSpec):
     name = "deblur"
-    summary = "Remove a known blur: gaussian (--sigma), motion (--intensity), or a kernel file (--kernel)."
+    summary = ("Remove a known blur: gaussian (--sigma), motion (--intensity), a kernel file (--kernel), or a blur "
+               "that varies across the image (--kernel-grid, or --blur shake|defocus to simulate one).")
     example = "diffrestore deblur blurry.png --blur gaussian --sigma 3"
     #: the DPS / DAPS papers' blurs: 61x61 kernels, gaussian sigma 3.0, motion intensity 0.5
     flags = (
-        Flag("blur", "--blur", str, "Blur kind: gaussian or motion (ignored with --kernel).", default="gaussian",
-             choices=("gaussian", "motion"), metavar="gaussian|motion"),
+        Flag("blur", "--blur", str, "Blur kind: gaussian or motion (one kernel for the whole image), shake (handheld "
+             "shake with a roll: streaks that turn and lengthen across the frame) or defocus (a tilted plane: disks "
+             "that grow across the frame); shake, defocus and motion are drawn once from --seed. Ignored with "
+             "--kernel or --kernel-grid.", default="gaussian", choices=("gaussian", "motion", "shake", "defocus"),
+             metavar="gaussian|motion|shake|defocus"),
         Flag("kernel", "--kernel", Path, "Blur kernel from a file (.png or .npy), normalised to sum 1.",
              metavar="FILE"),
+        Flag("kernel_grid", "--kernel-grid", Path, "A blur that varies across the image: a (rows, cols, kh, kw) .npy "
+             "array of kernels on a regular grid (row 0 at the top; node centres at the centres of equal cells, "
+             "blended bilinearly), or a folder of kernel files named ROW_COL (0_0.png, 0_1.png, ...).",
+             metavar="FILE|DIR"),
         Flag("kernel_size", "--kernel-size", int, f"Kernel width in pixels, odd, at most {MAX_KERNEL_SIZE} (motion "
-             "kernels: at least 3).", default=61, low=1, high=MAX_KERNEL_SIZE, odd=True, metavar="PIXELS",
-             hint="the papers use 61"),
+             "kernels: at least 3; default 61, shake 31, defocus 15).", default=61, low=1, high=MAX_KERNEL_SIZE,
+             odd=True, metavar="PIXELS", hint="the papers use 61"),
+        Flag("grid", "--grid", int, "Kernels per side of the grid for --blur shake|defocus.", default=4, low=1,
+             high=64, metavar="N"),
         Flag("sigma", "--sigma", float, "Gaussian blur std in pixels.", default=3.0, low=0.0, low_open=True,
              metavar="PIXELS"),
         Flag("intensity", "--intensity", float, "Motion blur strength; the kernel is drawn once from --seed.",
@@ -137,53 +151,86 @@ class Deblur(TaskSpec):
     )
 
     def check(self, params: dict[str, Any], given: frozenset[str], *, simulated: bool) -> None:
-        if params["kernel"] is not None:
-            if not params["kernel"].is_file():
-                raise UsageError(f"kernel file not found: {params['kernel']}")
-            if given & {"kernel_size", "sigma", "intensity"}:
-                raise UsageError("--kernel FILE cannot be combined with --kernel-size, --sigma or --intensity",
-                                 hint="the file defines the kernel")
+        if params["kernel"] is not None and params["kernel_grid"] is not None:
+            raise UsageError("--kernel and --kernel-grid cannot be combined",
+                             hint="--kernel is one blur for the whole image, --kernel-grid one that varies")
+        for flag, key in (("--kernel FILE", "kernel"), ("--kernel-grid", "kernel_grid")):
+            if params[key] is None:
+                continue
+            if not (params[key].is_file() or (key == "kernel_grid" and params[key].is_dir())):
+                raise UsageError(f"{'kernel grid' if key == 'kernel_grid' else 'kernel file'} not found: "
+                                 f"{params[key]}")
+            extra = given & {"kernel_size", "sigma", "intensity", "grid"}
+            if extra:
+                raise UsageError(f"{flag} cannot be combined with "
+                                 f"{', '.join('--' + e.replace('_', '-') for e in sorted(extra))}",
+                                 hint="the file defines the kernels")
             return
-        if "sigma" in given and params["blur"] != "gaussian":
+        blur = params["blur"]
+        if "sigma" in given and blur != "gaussian":
             raise UsageError("--sigma applies to --blur gaussian", hint="motion blur takes --intensity")
-        if "intensity" in given and params["blur"] != "motion":
+        if "intensity" in given and blur != "motion":
             raise UsageError("--intensity applies to --blur motion")
-        if params["blur"] == "motion" and params["kernel_size"] < 3:
-            raise UsageError(f"--kernel-size for --blur motion must be at least 3, got {params['kernel_size']}",
+        if "grid" in given and blur not in VARYING_BLURS:
+            raise UsageError("--grid applies to --blur shake or defocus (or give a --kernel-grid)")
+        if blur in VARYING_BLURS:
+            if not simulated:
+                raise UsageError(f"--blur {blur} is drawn from --seed, so it can only be simulated: add --simulate",
+                                 hint="to restore a real photo blurred by a varying blur, give its --kernel-grid")
+            if "kernel_size" not in given:
+                params["kernel_size"] = VARYING_BLURS[blur]
+        if blur in ("motion", "shake") and params["kernel_size"] < 3:
+            raise UsageError(f"--kernel-size for --blur {blur} must be at least 3, got {params['kernel_size']}",
                              hint="a motion path needs room to move: the papers use 61")
 
     def load(self, params: dict[str, Any]) -> None:
-        """Read --kernel FILE once: a bad file is one error before any model loads, and no image reads it again."""
-        if params["kernel"] is None:
-            return
+        """Read --kernel FILE or --kernel-grid once: a bad file is one error before any model loads, and no image
+        reads it again."""
         from .. import imageio
         from ..errors import DiffrestoreError, short_error
 
-        try:
-            params["loaded_kernel"] = imageio.load_kernel(params["kernel"])
-        except DiffrestoreError:
-            raise
-        except (OSError, ValueError) as error:  # imageio names its own faults; this is the rest, in one line
-            raise InputError(f"kernel '{params['kernel']}' cannot be read: {short_error(error)}") from error
+        for key, target in (("kernel", "loaded_kernel"), ("kernel_grid", "loaded_grid")):
+            if params[key] is None:
+                continue
+            try:
+                if key == "kernel":
+                    params[target] = imageio.load_kernel(params[key])
+                else:
+                    from ..imageio.kernel_grid import load_kernel_grid
+
+                    params[target] = load_kernel_grid(params[key])
+            except DiffrestoreError:
+                raise
+            except (OSError, ValueError) as error:  # imageio names its own faults; this is the rest, in one line
+                raise InputError(f"{key.replace('_', ' ')} '{params[key]}' cannot be read: "
+                                 f"{short_error(error)}") from error
 
     def kernel_shape(self, params: Mapping[str, Any]) -> tuple[int, int] | None:
-        if params.get("loaded_kernel") is not None:
-            return int(params["loaded_kernel"].shape[0]), int(params["loaded_kernel"].shape[1])
-        if params["kernel"] is not None:
+        for key in ("loaded_kernel", "loaded_grid"):
+            if params.get(key) is not None:
+                return int(params[key].shape[-2]), int(params[key].shape[-1])
+        if params["kernel"] is not None or params["kernel_grid"] is not None:
             return None  # a file not read yet
         return params["kernel_size"], params["kernel_size"]
 
     def kernel_from_flag(self, params: Mapping[str, Any]) -> bool:
-        return params["kernel"] is None
+        return params["kernel"] is None and params["kernel_grid"] is None
 
     def describe(self, params: Mapping[str, Any]) -> dict[str, Any]:
         if params["kernel"] is not None:
             return {"kernel": str(params["kernel"])}
-        info: dict[str, Any] = {"blur": params["blur"], "kernel_size": params["kernel_size"]}
+        if params["kernel_grid"] is not None:
+            info: dict[str, Any] = {"kernel_grid": str(params["kernel_grid"])}
+            if params.get("loaded_grid") is not None:
+                info["grid"] = list(params["loaded_grid"].shape[:2])
+            return info
+        info = {"blur": params["blur"], "kernel_size": params["kernel_size"]}
         if params["blur"] == "gaussian":
             info["sigma"] = params["sigma"]
-        else:
+        elif params["blur"] == "motion":
             info["intensity"] = params["intensity"]
+        else:
+            info["grid"] = params["grid"]
         return info
 
     def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
@@ -191,6 +238,11 @@ class Deblur(TaskSpec):
             return "kernel_blur", {"kernel": params["loaded_kernel"]}
         if params["kernel"] is not None:
             return "kernel_blur", {"kernel_path": str(params["kernel"])}
+        if params.get("loaded_grid") is not None:
+            return "varying_blur", {"kernels": params["loaded_grid"]}
+        if params["blur"] in VARYING_BLURS:
+            return "varying_blur", {"field": params["blur"], "grid": params["grid"],
+                                    "kernel_size": params["kernel_size"]}
         if params["blur"] == "motion":
             return "motion_blur", {"kernel_size": params["kernel_size"], "intensity": params["intensity"]}
         return "gaussian_blur", {"kernel_size": params["kernel_size"], "sigma": params["sigma"]}
