@@ -232,3 +232,68 @@ def ct_slice_bytes(source: CTSlice, hu: np.ndarray, *, description: str = "resto
 def clipped_on_write(source: CTSlice, hu: np.ndarray) -> int:
     """How many pixels of ``hu`` the source's pixel representation cannot hold (they are clipped on write)."""
     return _stored_values(source.dataset, hu)[1]
+
+
+# ------------------------------------------------------------------------------ CT arrays: .npy, PNG, TIFF
+
+#: files a CT command reads besides DICOM: arrays of the CT scale (or sinograms) and grey images of it
+CT_ARRAY_EXTENSIONS = (".npy", ".tif", ".tiff", ".png")
+
+
+@dataclass(frozen=True)
+class CTArray:
+    """A 2-D array read from .npy, PNG or TIFF: a slice on the CT scale or a sinogram, as stored (no windowing)."""
+
+    values: np.ndarray  # (rows, cols) float32: integer images divided by their white level, floats as they are
+    path: Path
+    format: str  # "npy", "png", "tiff"
+    bit_depth: int  # 8 or 16 for integer images, 32 for floats
+    notes: tuple[str, ...] = ()
+
+
+def read_ct_array(path: str | os.PathLike[str]) -> CTArray:
+    """One 2-D array: ``.npy`` of shape (rows, cols) or (1, rows, cols), any real dtype (no pickle is loaded);
+    an 8- or 16-bit grey PNG / TIFF (values / white level, so 0..1) or a 32-bit float TIFF (values as stored).
+    ImageReadError (exit 2) for anything else."""
+    from .common import _limit
+    from .read import _decode
+
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise ImageReadError(f"{path}: not a readable NumPy .npy array ({error})",
+                                 hint="save it with numpy.save(path, array)") from error
+        if array.dtype.kind not in "biuf":
+            raise ImageReadError(f"{path}: holds values of dtype {array.dtype}, not real numbers")
+        if array.ndim == 3 and array.shape[0] == 1:
+            array = array[0]
+        if array.ndim != 2:
+            raise ImageReadError(f"{path}: an array of shape {tuple(array.shape)}; expected one 2-D array "
+                                 "(rows, cols) or (1, rows, cols)")
+        values = array.astype(np.float32)
+        fmt, depth = "npy", 32
+    else:
+        decoded = _decode(path, "CT image", _limit(None), allow_float=True)
+        if decoded.pixels.shape[2] != 1:
+            raise ImageReadError(f"{path}: a colour image; a CT slice or sinogram has one grey channel",
+                                 hint="save it as a grey (mode L or I;16) image or a float TIFF")
+        values = decoded.pixels[:, :, 0].astype(np.float32) / np.float32(decoded.max_value)
+        fmt, depth = ("tiff" if decoded.format == "TIFF" else decoded.format.lower()), decoded.bit_depth
+    if not np.isfinite(values).all():
+        raise ImageReadError(f"{path}: holds NaN or infinite values")
+    return CTArray(values=values, path=path, format=fmt, bit_depth=depth)
+
+
+def array_file_bytes(values: np.ndarray, suffix: str) -> bytes:
+    """A 2-D float32 array as the bytes of a ``.npy`` file or a 32-bit float TIFF (``suffix``), values unchanged."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    buffer = io.BytesIO()
+    if suffix.lower() == ".npy":
+        np.save(buffer, values, allow_pickle=False)
+    else:
+        from PIL import Image
+
+        Image.fromarray(values).save(buffer, format="TIFF")  # float32 -> mode F
+    return buffer.getvalue()

@@ -11,8 +11,10 @@ from __future__ import annotations
 #: method -> the prior kind it works with
 METHOD_KINDS: dict[str, str] = {
     "dps": "pixel", "mcg": "pixel", "daps": "pixel", "mmse": "pixel", "latent-daps": "latent", "dwgf": "latent",
-    "g2d2": "discrete",
+    "g2d2": "discrete", "fbp": "none", "sart": "none", "tv": "none",
 }
+#: the classical CT reconstructions: no prior at all (kind "none": --model is not loaded; solvers/classical.py)
+CLASSICAL_METHODS: tuple[str, ...] = ("fbp", "sart", "tv")
 #: (method, prior kind) -> the method that runs: one name for an algorithm whatever space its prior works in
 #: (``--method daps`` with Stable Diffusion runs LatentDAPS)
 KIND_VARIANTS: dict[tuple[str, str], str] = {("daps", "latent"): "latent-daps"}
@@ -39,6 +41,9 @@ PRESET_STEPS: dict[str, dict[str, int]] = {
     "latent-daps": {"fast": 25, "paper": 50},
     "dwgf": {"fast": 100, "paper": 998},
     "g2d2": {"fast": 25, "paper": 100},
+    "fbp": {"fast": 1, "paper": 1},
+    "sart": {"fast": 5, "paper": 5},
+    "tv": {"fast": 100, "paper": 100},
 }
 #: method -> preset -> classifier-free guidance scale on text-conditioned models, as the solvers' presets say
 #: (``default_guidance``; tests/cli/test_flags.py keeps them equal): here so that --help can show them
@@ -52,7 +57,7 @@ PRESET_GUIDANCE: dict[str, dict[str, float]] = {
 #: is already days of network calls on any device; MMSE is one denoiser call; DWGF takes one Adam step per
 #: timestep of a 1000-step model but the first and last (999 .. 2).
 MAX_STEPS: dict[str, int] = {"daps": 10000, "dps": 1000, "mcg": 1000, "mmse": 1, "latent-daps": 10000,
-                             "dwgf": 998, "g2d2": 100}
+                             "dwgf": 998, "g2d2": 100, "fbp": 1, "sart": 1000, "tv": 10000}
 
 
 def resolve_method(method: str, kind: str | None) -> str:
@@ -73,7 +78,8 @@ def methods_for_kind(kind: str) -> tuple[str, ...]:
 
 
 __all__ = [
-    "CONDITIONED_METHODS", "DEFAULT_SAMPLES", "G2D2_PROCESSES", "KIND_VARIANTS", "MAX_STEPS", "METHOD_KINDS",
+    "CLASSICAL_METHODS", "CONDITIONED_METHODS", "DEFAULT_SAMPLES", "G2D2_PROCESSES", "KIND_VARIANTS", "MAX_STEPS",
+    "METHOD_KINDS",
     "PRESET_GUIDANCE", "PRESET_NAMES", "PRESET_STEPS", "SAMPLE_COUNT_METHODS", "methods_for_kind",
     "resolve_method", "sample_settings",
 ]

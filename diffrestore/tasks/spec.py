@@ -89,6 +89,9 @@ class TaskSpec:
     min_channels: ClassVar[int] = 1
     #: the operator of a task whose operator takes no parameters (``operators.build_operator``'s name)
     operator_name: ClassVar[str | None] = None
+    #: a real input's Gaussian noise level can be estimated from the file (photos); where it cannot (a sparse-view
+    #: sinogram is no picture), an unset --noise-sigma means ``simulated_noise_sigma`` for real inputs too
+    noise_estimable: ClassVar[bool] = True
 
     @classmethod
     def all_flags(cls) -> tuple[Flag, ...]:
@@ -108,6 +111,34 @@ class TaskSpec:
         from .. import imageio
 
         return imageio.load_image(path)
+
+    def check_input(self, params: Mapping[str, Any], loaded: Any, *, simulated: bool) -> None:
+        """UsageError / InputError when a decoded input cannot be this task's file (a sinogram of the wrong
+        shape), before any model loads."""
+
+    # ---------------------------------------------------------------------------------------- outputs
+
+    def check_output(self, path: Path, loaded: Any) -> None:
+        """OutputError when the output ``path`` cannot be written for the input ``loaded`` (by default: no image
+        extension to choose the format by)."""
+        from ..errors import OutputError
+        from ..imageio import IMAGE_EXTENSIONS
+        from ..imageio.common import _SAVE_FORMATS
+
+        if path.suffix.lower() not in _SAVE_FORMATS:
+            raise OutputError(f"output {path} for the input {getattr(loaded, 'path', '?')} has no image extension "
+                              "to choose its format",
+                              hint=f"rename the input to end in one of {', '.join(IMAGE_EXTENSIONS)}, or give -o "
+                              "NAME.png for it")
+
+    def save_output(self, params: Mapping[str, Any], image: torch.Tensor, path: Path, *, like: Any,
+                    overwrite: bool, protected: Any, output_set: Any = None) -> list[str]:
+        """Write one restored image ((1, C, H, W), tensor units) to ``path`` like the input ``like``; returns
+        what the format could not keep. By default an image file (``imageio.save_image``)."""
+        from .. import imageio
+
+        return list(imageio.save_image(image, path, like=like, overwrite=overwrite, protected=protected,
+                                       output_set=output_set).notes)
 
     # ---------------------------------------------------------------- hooks on the flags (torch-free)
 
@@ -174,6 +205,13 @@ class TaskSpec:
 
         return MaskSource("none")
 
+    def noise_model(self, params: Mapping[str, Any], noise: str, sigma: float) -> Any:
+        """The noise model in tensor units for ``noise`` (the --noise kind) and the Gaussian ``sigma`` on [0, 1]."""
+        from .. import operators
+
+        kind = "none" if noise == "gaussian" and sigma == 0.0 else noise
+        return operators.build_noise(kind, sigma=sigma, rate=float(params["poisson_rate"]))
+
 
 @dataclass(frozen=True, eq=False)
 class Task:
@@ -185,6 +223,10 @@ class Task:
     given: frozenset[str] = frozenset()
     simulate: bool = False  # the file is the clean image (--simulate, or a task that always simulates)
     noise_sigma: float | None = None  # Gaussian std on [0, 1]; None: estimated from each input
+
+    def __post_init__(self) -> None:
+        if self.noise_sigma is None and self.noise == "gaussian" and not self.spec.noise_estimable:
+            object.__setattr__(self, "noise_sigma", float(self.spec.simulated_noise_sigma))
 
     @property
     def name(self) -> str:
@@ -236,7 +278,17 @@ class Task:
         return self.spec.input_extensions()
 
     def read_input(self, path: Path) -> Any:
-        return self.spec.read_input(path)
+        loaded = self.spec.read_input(path)
+        self.spec.check_input(self.params, loaded, simulated=self.simulate)
+        return loaded
+
+    def check_output(self, path: Path, loaded: Any) -> None:
+        self.spec.check_output(path, loaded)
+
+    def save_output(self, image: torch.Tensor, path: Path, *, like: Any, overwrite: bool, protected: Any,
+                    output_set: Any = None) -> list[str]:
+        return self.spec.save_output(self.params, image, path, like=like, overwrite=overwrite, protected=protected,
+                                     output_set=output_set)
 
     def mask_source(self, input_path: Path, extensions: tuple[str, ...]) -> MaskSource:
         return self.spec.mask_source(self.params, input_path, extensions)
@@ -249,11 +301,7 @@ class Task:
 
     def noise_model(self) -> Any:
         """The noise model in tensor units (see operators.GaussianNoise: sigma on the [0, 1] scale)."""
-        from .. import operators
-
-        sigma = float(self.noise_sigma or 0.0)
-        kind = "none" if self.noise == "gaussian" and sigma == 0.0 else self.noise
-        return operators.build_noise(kind, sigma=sigma, rate=float(self.params["poisson_rate"]))
+        return self.spec.noise_model(self.params, self.noise, float(self.noise_sigma or 0.0))
 
     def operator(self, x_shape: tuple[int, int, int], *, seed: int, mask: Any = None,
                  input_channels: int | None = None) -> Any:

@@ -43,11 +43,13 @@ def test_methods_for_kind() -> None:
     assert methods_for_kind("pixel") == ("daps", "dps", "mcg", "mmse")
     assert methods_for_kind("latent") == ("dwgf", "latent-daps") and methods_for_kind("discrete") == ("g2d2",)
     assert methods_for_kind("no-such-kind") == ()
-    assert set(METHOD_KINDS.values()) <= set(reg.FAMILY_KINDS.values())  # every method fits some family
+    # every method fits some family, but the classical CT reconstructions, which take no prior at all
+    assert set(METHOD_KINDS.values()) - {"none"} <= set(reg.FAMILY_KINDS.values())
+    assert methods_for_kind("none") == ("fbp", "sart", "tv")
 
 
 def test_every_method_has_a_kind() -> None:
-    kinds = ("pixel", "latent", "discrete")
+    kinds = ("pixel", "latent", "discrete", "none")
     assert set().union(*(methods_for_kind(kind) for kind in kinds)) == set(METHOD_KINDS)
     assert methods_for_kind("latent") == ("dwgf", "latent-daps")
     assert methods_for_kind("discrete") == ("g2d2",)
