@@ -11,12 +11,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Restoration", "__version__", "restore"]
+__all__ = ["Restoration", "__version__", "restore", "score", "score_folders"]
 
 
 def __getattr__(name: str):
-    # restore() lives in api.py, which pulls in the engine; load it on first use so `import diffrestore` stays light.
-    if name in ("restore", "Restoration"):
+    # restore() and score() live in api.py, which pulls in the engine; load it on first use so `import diffrestore`
+    # stays light.
+    if name in ("restore", "Restoration", "score", "score_folders"):
         from . import api
 
         return getattr(api, name)

@@ -6,6 +6,9 @@
     result.image                                  # (1, C, H, W) float32 tensor in [-1, 1]
     result.to_numpy()                             # (H, W, C) float32 in [0, 1]
 
+    diffrestore.score(restored, clean, metrics="psnr,lpips")          # {"psnr": 27.1, "lpips": 0.12}
+    diffrestore.score_folders("out/daps", "clean/", metrics="fid,kid")  # what `diffrestore eval --restored` reports
+
 Options have the CLI's names with underscores (``num_samples``, ``noise_sigma``, ``random_fraction``...).
 
 Images can be a path, a ``LoadedImage``, a PIL image, a numpy array or a torch tensor, read as the CLI reads files:
@@ -33,7 +36,7 @@ dtype.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from .solvers.base import ProgressCallback
 
 _PRIOR_CACHE: dict[tuple[str, str, str, str], Any] = {}
+_SCORER_CACHE: dict[tuple[tuple[str, ...], str, str], Any] = {}
 
 
 @dataclass
@@ -58,7 +62,8 @@ class Restoration:
     std: torch.Tensor | None  # (1, 1, H, W): per-pixel std of the samples on the [0, 1] scale; None for K = 1
     measurement: torch.Tensor  # y, as the solver saw it
     reference: torch.Tensor | None  # the clean input when simulating
-    metrics: dict[str, float] = field(default_factory=dict)  # psnr (dB) and ssim when simulating
+    #: when simulating: the scores against the clean input, {name: value} (psnr in dB, ssim, or ``metrics=``)
+    metrics: dict[str, float] = field(default_factory=dict)
     #: the method's settings as configured and what it derived for this image (the CLI's "solver" and "resolved")
     settings: dict[str, Any] = field(default_factory=dict)
     resolved: dict[str, Any] = field(default_factory=dict)
@@ -266,6 +271,74 @@ def _get_prior(job: Any) -> Any:
     return _PRIOR_CACHE[key]
 
 
+def _get_scorer(names: tuple[str, ...], device: Any, registry_file: Any, registry: Any, offline: bool | None) -> Any:
+    """A ``Scorer`` for ``names``, its weights in the cache first (downloaded unless offline: ModelError, exit 3,
+    naming ``diffrestore models download``), kept for later calls with the same names, device and registry (one
+    LPIPS network loaded per loop over images, not one per image)."""
+    from .run.scoring import check_metric_weights, make_scorer
+
+    key = (names, str(device), str(registry_file or ""))
+    if key not in _SCORER_CACHE:
+        check_metric_weights(names, registry=registry, offline=offline)
+        _SCORER_CACHE.clear()
+        _SCORER_CACHE[key] = make_scorer(names, registry=registry, device=device)
+    return _SCORER_CACHE[key]
+
+
+def score(restored: Any, reference: Any, metrics: str | Sequence[str] = ("psnr", "ssim"), *, device: str = "cpu",
+          registry: str | Path | None = None, offline: bool | None = None) -> dict[str, float]:
+    """The image metrics of one restored image against its reference, ``{name: value}``: PSNR in dB, SSIM, the
+    LPIPS variants (``diffrestore eval``'s names; see docs/metrics.md). Both images are read as ``restore`` reads
+    its input (paths, PIL images, arrays, tensors; the same errors for bad ones); a gray restoration of a colour
+    reference is scored on the reference's luminance, as eval does. Set metrics (FID, KID) need folders:
+    :func:`score_folders`. A network's weights come from the registry (``registry``: another models.toml), and
+    an image smaller than a metric's network takes is refused before it loads."""
+    from . import imageio
+    from .errors import SizeMismatchError
+    from .run.flags import parse_metric_list
+    from .run.preflight import load_registry
+    from .run.runtime import resolve_device
+    from .run.scoring import check_image_sizes, describe_metrics
+
+    names = parse_metric_list(metrics, "metrics")
+    per_set = [name for name, info in describe_metrics(names).items() if info["kind"] == "set"]
+    if per_set:
+        raise UsageError(f"metrics: {per_set[0]} is computed over a set of images, not one pair",
+                         hint="use diffrestore.score_folders(restored_dir, reference_dir, metrics=...)")
+    x, ref = _as_loaded(restored)[0].tensor, _as_loaded(reference)[0].tensor
+    if x.shape[-2:] != ref.shape[-2:]:
+        raise SizeMismatchError(f"the restored image is {x.shape[-1]} x {x.shape[-2]} but the reference is "
+                                f"{ref.shape[-1]} x {ref.shape[-2]}", hint="score images of the same size")
+    if ref.shape[1] != x.shape[1]:
+        ref = imageio.to_channels(ref, int(x.shape[1]))
+    check_image_sizes(names, [("the restored image", (int(x.shape[-1]), int(x.shape[-2])))], flag="metrics")
+    scorer = _get_scorer(names, resolve_device(device), registry, load_registry(registry), offline)
+    return {name: values[0] for name, values in scorer.score_images(x, ref).items()}
+
+
+def score_folders(restored: str | Path | Sequence[str | Path], reference: str | Path,
+                  metrics: str | Sequence[str] = ("psnr", "ssim"), *, suffix: str | None = None,
+                  output: str | Path | None = None, overwrite: bool = False, contact_rows: int = 4,
+                  device: str = "auto", registry: str | Path | None = None,
+                  offline: bool | None = None) -> dict[str, Any]:
+    """``diffrestore eval --restored DIR --reference DIR`` from Python: every metric, FID and KID included, of one
+    or more folders of restored images against a folder of references, files matched by name (``suffix``: the
+    exact rule, as ``--suffix``). Returns the document ``results.json`` holds: ``aggregate[folder][metric]`` is
+    ``{"mean", "std", "n"}`` for an image metric and ``{"value", "n", ...}`` for a set metric, ``images`` every
+    pair's scores (an identical image's PSNR is None, JSON having no inf). ``output``: a folder to write the
+    report files into too (``overwrite`` to replace a report). The same checks and errors as the command."""
+    from .run.eval_report import results_json
+    from .run.evaluate import evaluate_folders
+    from .run.flags import parse_metric_list
+
+    folders = [Path(restored)] if isinstance(restored, (str, Path)) else [Path(folder) for folder in restored]
+    report = evaluate_folders(folders, Path(reference), parse_metric_list(metrics, "metrics"),
+                              output=Path(output) if output is not None else None, suffix=suffix,
+                              overwrite=overwrite, registry_file=Path(registry) if registry is not None else None,
+                              offline=offline, device=device, contact_rows=contact_rows, say=lambda text: None)
+    return results_json(report)
+
+
 def restore(
     image: Any,
     task: str = "inpaint",
@@ -288,6 +361,7 @@ def restore(
     guidance: float | None = None,
     tile_overlap: int | None = None,
     solver_options: Mapping[str, Any] | None = None,
+    metrics: str | Sequence[str] | None = None,
     **task_options: Any,
 ) -> Restoration:
     """Restore one image with the given task; the options are the CLI's flags (see ``diffrestore TASK --help``).
@@ -295,6 +369,9 @@ def restore(
     ``negative_prompt``, ``guidance``: for text-conditioned latent priors (``method="daps"`` runs LatentDAPS on
     a latent prior). ``solver_options``: the method's hyper-parameters on top of ``preset`` (the CLI's
     ``--set KEY=VALUE``), e.g. ``{"inner_spread": 1.0}``; strings are parsed as on the command line.
+    ``metrics``: with ``simulate=True``, the scores in ``Restoration.metrics`` (the CLI's ``--metrics``, as
+    ``"psnr,lpips"`` or a list; default PSNR and SSIM); their weights are fetched and the image's size checked
+    against their networks before the prior loads.
 
     The image takes the CLI's path: the same checks (``run.preflight.validate``), the same reading of the input
     (mask, noise estimate, memory: ``run.inputs``), the same restoration (``run.restore``). Raises the same
@@ -309,7 +386,8 @@ def restore(
                           num_samples=num_samples, device=device, dtype=dtype, simulate=simulate, offline=offline,
                           registry=Path(registry) if registry is not None else None, prompt=prompt,
                           negative_prompt=negative_prompt, guidance=guidance, tile_overlap=tile_overlap,
-                          solver_options=dict(solver_options or {}))
+                          solver_options=dict(solver_options or {}),
+                          metrics=metrics if metrics is None or isinstance(metrics, str) else tuple(metrics))
     job = validate(run_opts, task_options, prior=prior)  # the CLI's checks and messages
 
     loaded, from_file = _as_loaded(image)
@@ -322,10 +400,17 @@ def restore(
 
         run_device = resolve_device(device)
     inputs.check_memory(job, [prepared], run_device)
+    scorer = None
+    if job.metrics:  # as the engine: sizes, then the metrics' weights, before the prior loads
+        from .run.scoring import check_image_sizes
+
+        check_image_sizes(job.metrics, [(loaded.path if from_file else "the image", prepared.restored_size)],
+                          flag="metrics")
+        scorer = _get_scorer(job.metrics, run_device, registry, job.registry, offline)
     prior = restoring.ready_prior(job, prior if prior is not None else _get_prior(job))
     task_now = job.task.with_noise_sigma(prepared.noise_sigma)
     [result] = restoring.restore_batch(prior, job.solver, task_now, [tensor], mask=prepared.mask,
-                                       num_samples=job.num_samples, seed=seed, progress=progress)
+                                       num_samples=job.num_samples, seed=seed, progress=progress, scorer=scorer)
     assumed = task_now.noise_sigma if task_now.noise == "gaussian" else None
     # As the CLI: the notes it would print for this input, and an image whose transparency was the hole to fill
     # is saved opaque; any other alpha is put back by save().

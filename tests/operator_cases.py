@@ -13,11 +13,25 @@ import pytest
 import torch
 
 from diffrestore.operators import OPERATOR_NAMES, Compose, Operator, build_operator
+from diffrestore.operators.bkse import BkseGenerator
 
 # A small, asymmetric, even-sized kernel: catches flips and off-by-one centring that a symmetric one hides.
 ASYM_KERNEL = torch.tensor([[0.0, 1.0, 2.0, 0.5], [3.0, 0.2, 0.0, 1.0], [0.0, 0.0, 4.0, 0.1]])
 # Well-conditioned (spectrum >= 0.2): its pseudo-inverse is a meaningful number to compare with a dense reference.
 MILD_KERNEL = torch.tensor([[0.0, 0.1, 0.0], [0.1, 0.6, 0.1], [0.0, 0.1, 0.0]])
+
+
+
+def tiny_bkse_generator(seed: int = 0) -> BkseGenerator:
+    """bkse's generator at test size (4 features, one block each side, code of 32 channels), weights N(0, 0.05^2)
+    from ``seed``: the structure of GOPRO_wVAE.pth in a few thousand weights."""
+    network = BkseGenerator(features=4, front_blocks=1, back_blocks=1, tail=8)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.copy_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return network
+
 
 # Every operator name needs at least one entry (checked in test_operators).
 VARIANTS: dict[str, list[dict]] = {
@@ -46,6 +60,9 @@ VARIANTS: dict[str, list[dict]] = {
     "colorize": [{}],
     "phase_retrieval": [{}, {"oversampling": 1.5}],
     "hdr": [{}, {"scale": 3.0}],
+    "bkse": [{"weights": tiny_bkse_generator()}],  # its code drawn from the seed; sides padded to 128
+    # sparse views (default 30), a few irregular angles, and a detector narrower than the diagonal
+    "ct": [{}, {"angles_deg": (0.0, 17.0, 61.5, 90.0, 133.0)}, {"views": 7, "detectors": 15}],
 }
 # A grey task seen by an RGB prior: the grey operator applied after the luminance map.
 COMPOSITES: list[dict] = [
@@ -58,7 +75,7 @@ COMPOSITES: list[dict] = [
     {"outer": ("colorize", {}), "inner": ("gaussian_blur", {})},
     {"outer": ("hdr", {}), "inner": ("colorize", {})},
 ]
-NONLINEAR = {"phase_retrieval", "hdr"}
+NONLINEAR = {"phase_retrieval", "hdr", "bkse"}
 # Operators whose pinv is exact by construction; the others (CGLS, or a thresholded spectrum) are regularised.
 CLOSED_FORM = {"identity", "inpaint", "colorize"}
 # A A^T = c I: a composite with one of these inside has pinv inner^+ outer^+, as exact as the outer one's.
@@ -70,7 +87,8 @@ SHAPES = [(1, 3, 17, 23), (2, 3, 31, 20)]
 def case_id(name: str, params: dict) -> str:
     if name == "compose":
         return f"{case_id(*params['outer'])}-after-{case_id(*params['inner'])}"
-    shown = {k: ("tensor" if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
+    shown = {k: ("tensor" if isinstance(v, torch.Tensor) else "network" if isinstance(v, torch.nn.Module) else v)
+             for k, v in params.items()}
     return name + "".join(f"-{k}={v}" for k, v in shown.items())
 
 
@@ -129,6 +147,9 @@ def expected_output_shape(name: str, params: dict, shape: tuple[int, int, int, i
     if name == "phase_retrieval":
         s = params.get("oversampling", 2.0)
         return (n, c, math.ceil(s * h), math.ceil(s * w))
+    if name == "ct":  # (detectors, views): the diagonal of the padded square by default
+        views = len(params["angles_deg"]) if "angles_deg" in params else params.get("views", 30)
+        return (n, c, params.get("detectors", math.ceil(math.sqrt(2) * max(h, w))), views)
     return shape
 
 

@@ -50,6 +50,10 @@ def _describe(entry: reg.ModelEntry) -> dict[str, Any]:
     """
     info = reg.describe(entry)
     info["methods"] = list(methods_for_kind(entry.kind))
+    if entry.family in reg.METRIC_FAMILIES:  # the weights of a metric's network: which metrics, not which methods
+        from ..metrics.catalogue import metrics_using
+
+        info["metrics"] = list(metrics_using(entry.name))
     return info
 
 
@@ -97,7 +101,8 @@ def list_command(
         typer.echo(json.dumps(rows, indent=2))
         return
     headers = ("name", "family", "size", "cached", "licence")
-    table = [(r["name"], r["family"] + (f" ({r['of']})" if r.get("of") else ""), r["size"], r["cached"],
+    table = [(r["name"], r["family"] + (f" ({r['of']})" if r.get("of") else "")
+              + (f" ({', '.join(r['metrics'])})" if r.get("metrics") else ""), r["size"], r["cached"],
               r["licence"]) for r in rows]
     if _fancy():
         from rich.console import Console
@@ -134,8 +139,13 @@ def info_command(
     out(f"  family      {family}")
     out(f"  resolution  {entry.resolution or 'any'}")
     out(f"  kind        {entry.kind}")
-    methods = ", ".join(info["methods"]) or f"none yet (no --method uses {entry.kind} priors)"
-    out(f"  methods     {methods}")
+    if "metrics" in info:
+        from ..metrics.catalogue import weights_text
+
+        out(f"  methods     none: {weights_text(entry.name)} (--metrics, diffrestore eval), not a prior")
+    else:
+        methods = ", ".join(info["methods"]) or f"none yet (no --method uses {entry.kind} priors)"
+        out(f"  methods     {methods}")
     out(f"  tasks       {', '.join(entry.tasks)}")
     if entry.prompt:
         out(f"  prompt      {entry.prompt}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from .networks import ALEXNET_MIN_SIDE, VGG16_MIN_SIDE
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +41,9 @@ class MetricInfo:
     convention: str
     summary: str
     models: tuple[str, ...] = ()
+    #: the smallest image side (width and height) the metric takes: its network's, from the layer arithmetic
+    #: (networks.smallest_side); 1 where any image works (PSNR, SSIM, FID and KID resized to 299)
+    min_side: int = 1
 
 
 _INFO: dict[str, MetricInfo] = {
@@ -51,13 +55,13 @@ _INFO: dict[str, MetricInfo] = {
                    "structural similarity (Wang et al. 2004) per image"),
         MetricInfo("lpips", "image", False, "[-1, 1] input, LPIPS v0.1 scaling layer; grey repeated to RGB",
                    "LPIPS v0.1 with AlexNet features (the official default)",
-                   ("alexnet-imagenet", "lpips-heads")),
+                   ("alexnet-imagenet", "lpips-heads"), ALEXNET_MIN_SIDE),
         MetricInfo("lpips-vgg", "image", False, "[-1, 1] input, LPIPS v0.1 scaling layer; grey repeated to RGB",
                    "LPIPS v0.1 with VGG16 features (what DPS reports)",
-                   ("vgg16-imagenet", "lpips-heads")),
+                   ("vgg16-imagenet", "lpips-heads"), VGG16_MIN_SIDE),
         MetricInfo("lpips-piq", "image", False, "[0, 1] input, ImageNet mean/std; grey repeated to RGB",
                    "piq's LPIPS: VGG16 with average pooling (what DAPS and InverseBench report)",
-                   ("vgg16-imagenet", "lpips-piq-heads")),
+                   ("vgg16-imagenet", "lpips-piq-heads"), VGG16_MIN_SIDE),
         MetricInfo("fid", "set", False,
                    "[0, 1] -> 2x-1, bilinear resize to 299; TF Inception (2015-12-05) 2048-d pool3",
                    "Frechet Inception distance, pytorch-fid's network and pipeline",
@@ -80,6 +84,38 @@ def describe(name: str) -> MetricInfo:
         return _INFO[name]
     except KeyError:
         raise UsageError(f"unknown metric '{name}' (valid: {', '.join(METRIC_NAMES)})") from None
+
+
+def min_side(name: str, *, fid_resize: str = "bilinear") -> int:
+    """The smallest image side ``name`` takes; FID and KID without resizing take the Inception network's."""
+    if describe(name).kind == "set" and fid_resize == "none":
+        from .inception import MIN_SIDE
+
+        return MIN_SIDE
+    return describe(name).min_side
+
+
+def too_small(names: Any, size: tuple[int, int], *, fid_resize: str = "bilinear") -> tuple[str, int] | None:
+    """(the first metric of ``names`` that cannot take an image of ``size`` = (width, height), its smallest side),
+    or None when every one can."""
+    for name in names:
+        side = min_side(name, fid_resize=fid_resize)
+        if min(size) < side:
+            return name, side
+    return None
+
+
+def check_image_size(names: Any, size: tuple[int, int], image: str, *, flag: str = "--metrics",
+                     fid_resize: str = "bilinear") -> None:
+    """UsageError (exit 2), one line naming ``image``, its size and the metric, when a metric of ``names`` cannot
+    take an image of ``size`` = (width, height). Callers check before any restoration or network loads: the
+    network would stop with "Output size is too small" only after the work was done."""
+    found = too_small(names, size, fid_resize=fid_resize)
+    if found is not None:
+        name, side = found
+        raise UsageError(f"{image} is {size[0]} x {size[1]} pixels: too small for the metric {name}, whose network "
+                         f"needs at least {side} pixels on each side",
+                         hint=f"leave {name} out of {flag}, or score images of at least {side} x {side} pixels")
 
 
 def parse_metrics(text: str, flag: str = "--metrics") -> tuple[str, ...]:
@@ -105,6 +141,21 @@ def required_models(names: Any) -> tuple[str, ...]:
             if model not in wanted:
                 wanted.append(model)
     return tuple(wanted)
+
+
+def metrics_using(model: str) -> tuple[str, ...]:
+    """The metric names whose networks load the registry model ``model``, in catalogue order."""
+    return tuple(name for name in METRIC_NAMES if model in _INFO[name].models)
+
+
+def weights_text(model: str) -> str:
+    """What a metric-family registry entry is, for ``models info`` and the refusal of ``--model``: "weights for the
+    lpips metric", "weights for the fid and kid metrics" (or a metric's network, for a name no metric loads)."""
+    users = metrics_using(model)
+    if not users:
+        return "weights for a metric's network"
+    names = users[0] if len(users) == 1 else f"{', '.join(users[:-1])} and {users[-1]}"
+    return f"weights for the {names} metric{'s' if len(users) > 1 else ''}"
 
 
 class Scorer:
@@ -184,6 +235,10 @@ class Scorer:
                     values = pixel.ssim(restored, reference)
                 else:
                     model = self._lpips_model(name)
+                    # a clear refusal instead of the network's "Output size is too small" (the engine, eval and
+                    # the API check before anything loads; this guards direct users of the Scorer)
+                    check_image_size((name,), (int(restored.shape[-1]), int(restored.shape[-2])), "the image",
+                                     flag="the metrics")
                     values = model(restored.to(self.device), reference.to(self.device))
                 scores[name] = [float(v) for v in values.cpu()]
             for name in self.set_names:

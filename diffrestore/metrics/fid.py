@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .inception import FEATURES, UNUSED_KEYS, inception_features
+from .inception import FEATURES, MIN_SIDE, UNUSED_KEYS, inception_features
 from .networks import load_checked, read_weights, weight_file
 
 if TYPE_CHECKING:
@@ -199,8 +199,8 @@ def prepare_input(x: torch.Tensor, resize: str = DEFAULT_RESIZE) -> torch.Tensor
         levels = ((x + 1) * 127.5).round()  # the 8-bit image the reference reads from a file
         levels = _tf1_resize_axis(_tf1_resize_axis(levels, INPUT_SIZE, 2), INPUT_SIZE, 3)
         return (levels - 128) / 128
-    if min(x.shape[-2:]) < 75:
-        raise UsageError(f"FID without resizing needs images of at least 75x75 pixels, got "
+    if min(x.shape[-2:]) < MIN_SIDE:
+        raise UsageError(f"FID without resizing needs images of at least {MIN_SIDE}x{MIN_SIDE} pixels, got "
                          f"{x.shape[-1]}x{x.shape[-2]}", hint="use the bilinear resize mode")
     return x
 

@@ -23,10 +23,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
+from .networks import smallest_side
+
 VARIANTS = ("fid", "torchvision")
 #: keys the published files hold that the feature network does not use
 UNUSED_KEYS = {"fid": ("fc.",), "torchvision": ("fc.", "AuxLogits.")}
 FEATURES = 2048
+#: the steps that shrink the grid, in order (every other layer keeps its size: 1x1 convolutions, padded 3x3, 1x7
+#: and 7x1 ones, the stride-1 pools): Conv2d_1a (3x3/2), Conv2d_2a (3x3), the first max pool (3x3/2), Conv2d_4a
+#: (3x3), the second max pool, then the reductions Mixed_6a and Mixed_7a (3x3/2 in each branch)
+REDUCING_STEPS = ((3, 2, 0), (3, 1, 0), (3, 2, 0), (3, 1, 0), (3, 2, 0), (3, 2, 0), (3, 2, 0))
+#: the smallest side the network takes without resizing (75: the 8x8 grid at 299 shrinks to 1x1)
+MIN_SIDE = smallest_side(REDUCING_STEPS)
 
 
 def _modules() -> dict[str, type]:
@@ -154,7 +162,7 @@ def _modules() -> dict[str, type]:
             ], dim=1)
 
     class InceptionFeatures(nn.Module):
-        """Images in [-1, 1], (N, 3, H, W) with H, W >= 75 (299 is what the weights were trained at) -> pool3
+        """Images in [-1, 1], (N, 3, H, W) with H, W >= MIN_SIDE (299 is what the weights were trained at) -> pool3
         features (N, 2048)."""
 
         def __init__(self, variant: str) -> None:

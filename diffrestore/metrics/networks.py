@@ -36,6 +36,41 @@ VGG16_TAPS = (3, 8, 15, 22, 29)
 VGG16_CHANNELS = (64, 128, 256, 512, 512)
 
 
+#: a spatial step of a network: (kernel, stride, padding), as a convolution or a pool applies it to one side
+Step = tuple[int, int, int]
+
+
+def smallest_side(steps: tuple[Step, ...] | list[Step]) -> int:
+    """The smallest input side for which every step leaves at least one pixel, from the layer arithmetic.
+
+    A step maps a side n to floor((n + 2p - k) / s) + 1, so it leaves at least m pixels exactly when
+    n >= (m - 1) s + k - 2p. Walking back from one pixel after the last step gives the bound; below it PyTorch
+    stops with "Output size is too small" (or returns an empty tensor), at it every layer has an output.
+    """
+    needed = 1
+    for kernel, stride, padding in reversed(list(steps)):
+        needed = max(1, (needed - 1) * stride + kernel - 2 * padding)
+    return needed
+
+
+def trunk_steps(layout: tuple[Any, ...], taps: tuple[int, ...], pool: Step, conv: Step | None = None) -> list[Step]:
+    """The spatial steps of a trunk up to its last tap (``Trunk.forward`` stops there, so a later pool does not
+    count), in the numbering of ``features``: a conv item is two modules (conv, ReLU), a pool one. ``conv``: the
+    step of every convolution when the layout gives only widths (VGG)."""
+    steps: list[Step] = []
+    index = 0
+    for item in layout:
+        if index > taps[-1]:
+            break
+        if item == "M":
+            steps.append(pool)
+            index += 1
+        else:
+            steps.append(conv if conv is not None else tuple(item[2:5]))  # type: ignore[arg-type]
+            index += 2
+    return steps
+
+
 def _trunk_module() -> type:
     from torch import nn
 
@@ -172,3 +207,9 @@ def hub_hash_prefix(path: str) -> str:
 
     match = re.search(r"-([0-9a-f]{8,64})\.[A-Za-z]+$", Path(path).name)
     return match.group(1) if match else ""
+
+
+#: the smallest image side each LPIPS trunk takes (31 for AlexNet: the 11x11/4 convolution and two 3x3/2 pools;
+#: 16 for VGG16: four 2x2/2 pools before relu5_3; average pools have the same arithmetic as max pools)
+ALEXNET_MIN_SIDE = smallest_side(trunk_steps(ALEXNET_LAYOUT, ALEXNET_TAPS, pool=(3, 2, 0)))
+VGG16_MIN_SIDE = smallest_side(trunk_steps(VGG16_LAYOUT, VGG16_TAPS, pool=(2, 2, 0), conv=(3, 1, 1)))

@@ -33,6 +33,8 @@ class OperatorKind(enum.Enum):
     COLORIZE = "colorize"
     PHASE_RETRIEVAL = "phase_retrieval"
     HDR = "hdr"
+    NONLINEAR_BLUR = "nonlinear_blur"  # a learned blur that varies across the image (bkse)
+    CT = "ct"  # parallel-beam projections (a sinogram)
 
 
 class Operator(torch.nn.Module):

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import UsageError
 from .base import Operator, OperatorKind
+from .bkse import BkseBlur
 from .blur import BLUR_BOUNDARIES, BlurOperator
 from .colour import Colorize
 from .identity import Identity
@@ -19,6 +20,7 @@ from .inpaint import Inpaint, box_mask, random_mask
 from .kernel_fields import defocus_field, shake_field
 from .kernels import gaussian_kernel, motion_blur_kernel
 from .nonlinear import HighDynamicRange, PhaseRetrieval
+from .radon import ParallelBeamCT
 from .resample import SR_KERNELS, SuperResolution
 from .varying_blur import VaryingBlurOperator
 
@@ -34,6 +36,8 @@ OPERATOR_NAMES: tuple[str, ...] = (
     "colorize",
     "phase_retrieval",
     "hdr",
+    "bkse",
+    "ct",
 )
 #: The parameters each operator accepts; any other is refused with the accepted list, so typos do not pass.
 _PARAMS: dict[str, tuple[str, ...]] = {
@@ -47,6 +51,8 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "colorize": (),
     "phase_retrieval": ("oversampling",),
     "hdr": ("scale",),
+    "bkse": ("weights", "code"),
+    "ct": ("views", "angles_deg", "detectors"),
 }
 
 
@@ -134,6 +140,12 @@ def build_operator(
     - ``colorize``: none; needs 3 channels; output has 1 channel.
     - ``phase_retrieval``: ``oversampling`` >= 1 (default 2.0).
     - ``hdr``: ``scale`` > 0 (default 2.0).
+    - ``bkse``: bkse's learned nonlinear blur (``operators.bkse.BkseBlur``): ``weights`` (required: a
+      checkpoint path, a state dict or a ``BkseGenerator``), ``code`` (a kernel code (1, 512, H'/128, W'/128);
+      default: drawn once from ``generator``, N(0, 1.2^2)).
+    - ``ct``: parallel-beam projections (``operators.radon``): ``views`` equally spaced angles over [0, 180)
+      degrees (integer >= 1, default 30) or ``angles_deg`` (a sequence of degrees, then ``views`` may only
+      repeat its length); ``detectors`` bins (default ``ceil(sqrt(2) * max(H, W))``). Output ``(C, D, V)``.
 
     Blur ``boundary`` is ``"reflect"`` (default), ``"replicate"`` or ``"circular"`` (see ``operators.blur``).
     Bad names or parameters raise ``UsageError`` with a one-line message.
@@ -215,10 +227,49 @@ def build_operator(
     elif name == "phase_retrieval":
         oversampling = _float_param(name, "oversampling", params.get("oversampling", 2.0), 1.0, low_open=False)
         return PhaseRetrieval(shape, oversampling)
+    elif name == "bkse":
+        if params.get("weights") is None:
+            raise UsageError("bkse: weights are required (bkse's GOPRO_wVAE.pth: a path, a state dict or a generator)")
+        return BkseBlur(shape, params["weights"], code=params.get("code"), generator=generator)
+    elif name == "ct":
+        return _ct_operator(shape, params)
     else:  # hdr
         return HighDynamicRange(shape, _float_param(name, "scale", params.get("scale", 2.0), 0.0))
     operator.name = name
     return operator
+
+
+def _ct_angles(params: dict[str, Any]) -> tuple[float, ...]:
+    """``ct``'s view angles in degrees: ``angles_deg`` as given, else ``views`` equally spaced (default 30)."""
+    from .radon import view_angles
+
+    angles = params.get("angles_deg")
+    views = params.get("views")
+    if angles is None:
+        return view_angles(_int_param("ct", "views", 30 if views is None else views, 1))
+    try:
+        angles = tuple(float(a) for a in (angles.tolist() if hasattr(angles, "tolist") else angles))
+    except (TypeError, ValueError):
+        raise UsageError(f"ct: angles_deg must be a sequence of numbers in degrees, got {angles!r}") from None
+    if not angles or not all(math.isfinite(a) for a in angles):
+        raise UsageError(f"ct: angles_deg must be a non-empty sequence of finite degrees, got {angles!r}")
+    if views is not None and _int_param("ct", "views", views, 1) != len(angles):
+        raise UsageError(f"ct: views={views} but angles_deg lists {len(angles)} angles")
+    return angles
+
+
+def _ct_operator(shape: tuple[int, int, int], params: dict[str, Any]) -> ParallelBeamCT:
+    detectors = params.get("detectors")
+    detectors = None if detectors is None else _int_param("ct", "detectors", detectors, 1)
+    return ParallelBeamCT(shape, _ct_angles(params), detectors=detectors)
+
+
+def ct_image_side(detectors: int) -> int | None:
+    """The side N of the square image whose default detector count ``ceil(sqrt(2) N)`` is ``detectors``, or None
+    when no N has that count. ``floor(D / sqrt(2))`` inverts ``ceil(sqrt(2) N)``: ``sqrt(2) N`` is irrational
+    for N >= 1, so ``D - 1 < sqrt(2) N < D`` and ``N < D / sqrt(2) < N + 1 / sqrt(2)``."""
+    side = math.floor(detectors / math.sqrt(2))
+    return side if side >= 1 and math.ceil(math.sqrt(2) * side) == detectors else None
 
 
 def image_shape_for_measurement(
@@ -228,7 +279,9 @@ def image_shape_for_measurement(
 
     ``sr`` multiplies the size by ``factor`` (a ``ceil``-sized ``y`` came from exactly ``f`` times its size or a
     little less; we restore the full multiple); ``colorize`` gives 3 channels; ``phase_retrieval`` divides by
-    ``oversampling``; every other operator keeps the shape. ``params`` are those of ``build_operator``.
+    ``oversampling``; ``ct`` maps a sinogram ``(C, D, V)`` to the square image of side ``floor(D / sqrt(2))``
+    (the inverse of the default detector count ``ceil(sqrt(2) N)``; ``ct_image_side``) and checks ``V`` against
+    the views; every other operator keeps the shape. ``params`` are those of ``build_operator``.
     """
     if name not in OPERATOR_NAMES:
         raise UsageError(f"unknown operator '{name}' (choose one of: {', '.join(OPERATOR_NAMES)})")
@@ -248,4 +301,25 @@ def image_shape_for_measurement(
                 f"phase_retrieval: a {width}x{height} measurement is not an oversampling-{oversampling:g} canvas"
             )
         return (channels, image_h, image_w)
+    if name == "ct":
+        return (channels, *_ct_image_size(height, width, params))
     return (channels, height, width)
+
+
+def _ct_image_size(detectors: int, views: int, params: dict[str, Any]) -> tuple[int, int]:
+    """(N, N) for a sinogram of ``detectors`` x ``views``; UsageError naming the expected shape otherwise."""
+    angles = _ct_angles(params)
+    if params.get("detectors") is not None:
+        raise UsageError("ct: the image size of a sinogram is known only for the default detector count "
+                         "ceil(sqrt(2) N); leave detectors unset")
+    side = ct_image_side(detectors)
+    if side is None:
+        below = math.floor(detectors / math.sqrt(2))
+        near = [(n, math.ceil(math.sqrt(2) * n)) for n in (below, below + 1) if n >= 1]
+        shown = " or ".join(f"{d} (a {n} x {n} image)" for n, d in near)
+        raise UsageError(f"ct: a sinogram with {detectors} detector rows fits no square image (an N x N "
+                         f"image has ceil(sqrt(2) N)): expected e.g. {shown}, by {views} views")
+    if views != len(angles):
+        raise UsageError(f"ct: the sinogram has {views} view columns but {len(angles)} view angles were given: "
+                         f"expected shape ({detectors}, {len(angles)}) (detectors, views)")
+    return side, side

@@ -52,6 +52,7 @@ from .schema import (
     FAMILY_KINDS,
     LATENT_FAMILIES,
     METRIC_FAMILIES,
+    OPERATOR_FAMILIES,
     PACKAGE_DIR,
     PIXEL_FAMILIES,
     SCHEMA_VERSION,
@@ -133,8 +134,8 @@ def describe(entry: ModelEntry) -> dict[str, Any]:
 
 __all__ = [
     "ADM_ARCH_KEYS", "ADM_DIFFUSION_KEYS", "DEFAULT_REGISTRY", "DOWNLOADED_FAMILIES", "FAMILIES", "FAMILY_KINDS",
-    "HUB_DOWNLOAD", "LATENT_FAMILIES", "LOCK_NAME", "METRIC_FAMILIES", "PACKAGE_DIR", "PIXEL_FAMILIES",
-    "SCHEMA_VERSION",
+    "HUB_DOWNLOAD", "LATENT_FAMILIES", "LOCK_NAME", "METRIC_FAMILIES", "OPERATOR_FAMILIES", "PACKAGE_DIR",
+    "PIXEL_FAMILIES", "SCHEMA_VERSION",
     "TEXT_FAMILIES", "URL_RETRIES", "URL_TIMEOUT_S", "Echo", "FileSpec", "HubDownload", "ModelEntry", "Registry",
     "Source", "VerifyResult", "cache_dir", "cache_state", "describe", "download_model", "ensure_local",
     "fetch_url", "human_size", "is_offline", "load_registry", "missing_files", "model_dir", "model_path",

@@ -34,12 +34,15 @@ def redact_url(url: str) -> str:
     """
     return _SECRET_PARAM_RE.sub(r"\1***", _USERINFO_RE.sub(r"\1***@", url))
 
-FAMILIES = ("builtin", "pixel", "adm", "latent-kl", "latent-vq", "discrete-vq", "tiny", "metric")
+FAMILIES = ("builtin", "pixel", "adm", "latent-kl", "latent-vq", "discrete-vq", "tiny", "metric", "operator")
 #: prior families whose weights come from sources (everything except the shipped and the built-in-code ones)
 DOWNLOADED_FAMILIES = ("pixel", "adm", "latent-kl", "latent-vq", "discrete-vq")
 #: weights of metric networks (LPIPS, FID: diffrestore/metrics/): downloaded like a prior's, but no prior and
 #: never a tiny model's target; their kind "metric" fits no --method
 METRIC_FAMILIES = ("metric",)
+#: weights of a learned measurement operator (bkse's blur: diffrestore/operators/bkse.py), read by the task that
+#: uses it (deblur --blur bkse): downloaded like a prior's, but no prior; their kind "operator" fits no --method
+OPERATOR_FAMILIES = ("operator",)
 #: families whose loader gives a pixel-space Prior; the others give components (priors/loaders.py)
 PIXEL_FAMILIES = ("builtin", "pixel", "adm")
 TEXT_FAMILIES = ("latent-kl", "discrete-vq")
@@ -52,6 +55,7 @@ FAMILY_KINDS = {
     "latent-kl": "latent", "latent-vq": "latent",
     "discrete-vq": "discrete",
     "metric": "metric",
+    "operator": "operator",
 }
 
 ADM_ARCH_KEYS = {
@@ -135,14 +139,14 @@ class ModelEntry:
     @property
     def kind(self) -> str:
         """"pixel", "latent" or "discrete": what the network works on, hence which methods can use it ("metric"
-        for the weights of a metric network, which no method uses)."""
+        for the weights of a metric network, "operator" for those of a learned operator: no method uses either)."""
         # Derived, never written in models.toml: hand-kept method lists went stale (they named methods that
         # do not exist). The parser guarantees that loader_family is a key of FAMILY_KINDS.
         return FAMILY_KINDS[self.loader_family]
 
     @property
     def downloadable(self) -> bool:
-        return self.family in DOWNLOADED_FAMILIES or self.family in METRIC_FAMILIES
+        return self.family in DOWNLOADED_FAMILIES or self.family in METRIC_FAMILIES or self.family in OPERATOR_FAMILIES
 
     @property
     def known_size(self) -> int:

@@ -64,8 +64,10 @@ def run(
     output_like = sum(1 for item in items if item.looks_like_output)
     single = len(items) - output_like == 1 and opts.sharding is None  # a part of one image is no single run
     try:
-        # 2. Decode every input and build its mask before any weights load; check the memory the sizes need.
+        # 2. Decode every input and build its mask before any weights load; check the sizes against the metrics'
+        # networks and the memory the sizes need.
         prepared = _prepare(items, job, single=single)
+        scoring.check_image_sizes(job.metrics, [(p.item.input, p.restored_size) for p in prepared])
         check_memory(job, prepared, device)
         with reporter:
             reporter.start(len(items))
@@ -84,8 +86,11 @@ def run(
                 if job.metrics:
                     scorer = scoring.make_scorer(job.metrics, registry=job.registry, device=device)
                 t_load = time.perf_counter()
-                prior = load_prior(opts.model, device=device, dtype=dtype, offline=opts.offline,
-                                   echo=reporter.message, registry=job.registry)
+                # a classical reconstruction (fbp, sart, tv) needs no network: it gets a stand-in, nothing loads
+                stand_in = getattr(job.solver, "stand_in_prior", None)
+                prior = stand_in(device) if stand_in is not None else load_prior(
+                    opts.model, device=device, dtype=dtype, offline=opts.offline, echo=reporter.message,
+                    registry=job.registry)
                 summary.load_seconds = time.perf_counter() - t_load
                 prior = ready_prior(job, prior)
                 fitting = _fitting(prepared, prior, job, reporter, single=single)
@@ -112,7 +117,8 @@ def _prepare(items: list[Item], job: Job, *, single: bool) -> list[Prepared]:
             continue
         try:
             loaded = job.task.read_input(item.input)
-            plan.check_output_names(item)  # after the read: a file that is no image says so first
+            # after the read: a file that is no image says so first; the task knows what its outputs can be
+            plan.check_output_names(item, lambda out, loaded=loaded: job.task.check_output(out, loaded))
             p = prepare_input(job, loaded.tensor, path=item.input, loaded=loaded, extensions=extensions)
             p.notes = _input_notes(p, loaded)
             size = loaded.tensor.numel() * loaded.tensor.element_size()
@@ -211,16 +217,17 @@ def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Repor
             # image is reported done: it is complete or absent, never a main output without its samples.
             with interrupts.deferred():
                 if not _finish(p.item, like, result, opts, reporter, note_once, protected,
-                               (len(batch), batch_seconds)):
+                               (len(batch), batch_seconds), save=job.task.save_output):
                     stop = stop or opts.fail_fast
 
 
 def _finish(item: Item, like: Any, result: Restored, opts: RunOptions, reporter: Reporter, note_once: Any,
-            protected: Any, batch: tuple[int, float]) -> bool:
-    """Save one restored image and report it; False when it failed."""
+            protected: Any, batch: tuple[int, float], *, save: Any = None) -> bool:
+    """Save one restored image and report it (``save``: the task's writer, ``Task.save_output``); False when it
+    failed."""
     t_save = time.perf_counter()
     try:
-        for note in _save(item, like, result, overwrite=opts.overwrite, protected=protected):
+        for note in _save(item, like, result, overwrite=opts.overwrite, protected=protected, save=save):
             note_once(f"{item.output.name}: {note}")
     except (DiffrestoreError, OSError, ValueError) as error:
         item.status, item.error = "failed", short_error(error)
@@ -254,14 +261,15 @@ def _note_tiling(batch: list[Prepared], prior: Any, job: Job, note_once: Any) ->
     note_once(note)
 
 
-def _save(item: Item, like: Any, result: Restored, *, overwrite: bool, protected: Any) -> list[str]:
+def _save(item: Item, like: Any, result: Restored, *, overwrite: bool, protected: Any, save: Any = None) -> list[str]:
     """Write the outputs of one finished image as a set (imageio's ``OutputSet``): all are written under hidden
     temporary names first, then renamed into place, samples and std map first, the main output last, so that an
     image is complete or absent, whatever stops the run (a full disk, a signal, a kill between two renames
     leaves no main output, and ``--skip-existing`` redoes the image). ``protected``: the run's inputs
     (``ProtectedFiles`` or a list). Files of a partial set found at planning (``item.replace``) are replaced.
 
-    Returns what the output formats could not keep (imageio's notes)."""
+    ``save``: the task's writer of the samples and the main output (``Task.save_output``: a CT slice may go back to
+    DICOM); None: ``imageio.save_image``. Returns what the output formats could not keep (imageio's notes)."""
     import dataclasses
 
     from .. import imageio
@@ -272,14 +280,17 @@ def _save(item: Item, like: Any, result: Restored, *, overwrite: bool, protected
         like = dataclasses.replace(like, alpha=None)
     replace = set(item.replace)
     notes: list[str] = []
+    if save is None:
+        def save(image: Any, path: Any, **options: Any) -> list[str]:
+            return list(imageio.save_image(image, path, **options).notes)
     with OutputSet() as files:  # leaving it by any exception takes back this image's files (never old ones)
         for path, sample in zip(item.samples, result.samples if item.samples else [], strict=True):
-            notes += imageio.save_image(sample.unsqueeze(0), path, like=like, overwrite=overwrite or path in replace,
-                                        protected=protected, output_set=files).notes
+            notes += save(sample.unsqueeze(0), path, like=like, overwrite=overwrite or path in replace,
+                          protected=protected, output_set=files)
         if item.std_map is not None and result.std is not None:
             imageio.save_image(std_map_image(result.std), item.std_map, like=None,
                                overwrite=overwrite or item.std_map in replace, protected=protected, output_set=files)
-        notes += imageio.save_image(result.image, item.output, like=like, overwrite=overwrite or item.output in replace,
-                                    protected=protected, output_set=files).notes
+        notes += save(result.image, item.output, like=like, overwrite=overwrite or item.output in replace,
+                      protected=protected, output_set=files)
         files.commit()
     return notes

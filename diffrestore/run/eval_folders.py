@@ -32,6 +32,7 @@ class Pair:
     method: str
     restored: Path
     reference: Path
+    size: tuple[int, int] | None = None  # (width, height) from the files' headers, when pairing read them
 
 
 def _image_extensions() -> tuple[str, ...]:
@@ -104,8 +105,7 @@ def pair_folders(restored_dirs: list[Path], reference_dir: Path, *, suffix: str 
                 raise UsageError(f"{reference}: no restored image in {folder} matches this reference",
                                  hint="every reference needs one restored file, named <stem> or <stem>_<tag>"
                                  if suffix is None else f"every reference needs <stem>{suffix}")
-            _check_size(restored, reference, probe_image)
-            pairs.append(Pair(label, restored, reference))
+            pairs.append(Pair(label, restored, reference, _check_size(restored, reference, probe_image)))
         if left_out and note is not None:
             note(f"note: left out {left_out} file(s) of {folder} named like per-sample outputs (_std, _sK)")
     return labels, pairs
@@ -120,11 +120,13 @@ def _labels(folders: list[Path]) -> list[str]:
     return labels
 
 
-def _check_size(restored: Path, reference: Path, probe: Any) -> None:
+def _check_size(restored: Path, reference: Path, probe: Any) -> tuple[int, int]:
+    """The pair's (width, height); SizeMismatchError when the two differ."""
     a, b = probe(restored).size, probe(reference).size
     if a != b:
         raise SizeMismatchError(f"{restored} is {a[0]} x {a[1]} but its reference {reference} is {b[0]} x {b[1]}",
                                 hint="score restorations of the references' size")
+    return int(a[0]), int(a[1])
 
 
 def load_pair(restored: Path, reference: Path) -> tuple[Any, Any]:

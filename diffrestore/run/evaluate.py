@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import DiffrestoreError, UsageError
 from ..tasks import task_spec
 from . import eval_folders, plan
 from .eval_report import ImageResult, Report, check_report_files, write_report
 from .options import RunOptions
 from .preflight import check_flags, load_registry, make_job
-from .scoring import check_metric_weights
+from .scoring import check_image_sizes, check_metric_weights
 
 #: a record of one run's scores (a file without it is not ours)
 RECORD_KIND = "diffrestore-eval-scores"
@@ -118,6 +118,7 @@ def evaluate_task(inputs: list[str], base: RunOptions, task_values: Mapping[str,
     check_set_size(request.metrics, sum(1 for item in planned if not item.looks_like_output))
     for opts in options:
         _check_records(Path(opts.output))
+    _check_sizes(planned, checked[0].task, request.metrics)
     jobs = [make_job(c) for c in checked]  # every method's settings (--set) before the first one runs
     from .runtime import resolve_device
 
@@ -149,6 +150,25 @@ def evaluate_task(inputs: list[str], base: RunOptions, task_values: Mapping[str,
     write_report(request.output, report, contact_sheet=sheet, protected=ProtectedFiles(
         item.input for item in _planned(inputs, options[0])))
     return report, code
+
+
+def _check_sizes(planned: list[plan.Item], task: Any, metrics: tuple[str, ...]) -> None:
+    """Every clean photo's restored size against the metrics' networks, from the files' headers, before any weights
+    are fetched and any method runs (the engine checks again, from the decoded images, before its prior loads:
+    that covers inputs that are not photos, which have no header to read here)."""
+    from ..imageio import IMAGE_EXTENSIONS, probe_image
+
+    photos = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in IMAGE_EXTENSIONS}
+    sizes = []
+    for item in planned:
+        if item.looks_like_output or item.input.suffix.lower() not in photos:
+            continue
+        try:
+            size = probe_image(item.input).size
+        except (DiffrestoreError, OSError):
+            continue  # the method's run names what is wrong with the file
+        sizes.append((item.input, task.restored_size((int(size[0]), int(size[1])))))
+    check_image_sizes(metrics, sizes)
 
 
 def _check_records(folder: Path) -> None:
@@ -373,6 +393,7 @@ def evaluate_folders(restored: list[Path], reference: Path, metrics: tuple[str, 
     is matched and its size checked, and the report's files too, before any network loads."""
     labels, pairs = eval_folders.pair_folders(restored, reference, suffix=suffix, note=say)
     check_set_size(metrics, len(pairs) // len(labels))  # every folder has one file per reference
+    check_image_sizes(metrics, [(pair.restored, pair.size) for pair in pairs if pair.size is not None])
     if output is not None:
         real = os.path.realpath(output)
         if real in {os.path.realpath(folder) for folder in [*restored, reference]}:

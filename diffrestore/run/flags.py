@@ -83,7 +83,8 @@ RUN_FLAGS: tuple[Flag, ...] = (
     _sampling("method", "--method", str, "Posterior sampler: daps, dps or mcg; or mmse (denoise only: the "
               "posterior mean in one call). daps on a latent prior (Stable Diffusion, LDM) runs latent-daps; dwgf "
               "(latent priors) moves the -n samples together as particles of one gradient flow (-n 1 is RED-diff in "
-              "latent space); g2d2 runs on discrete (VQ-Diffusion) priors.", default="daps",
+              "latent space); g2d2 runs on discrete (VQ-Diffusion) priors; fbp, sart and tv are the classical CT "
+              "reconstructions (ct only, no model).", default="daps",
               choices=tuple(METHOD_KINDS), metavar="|".join(PRESET_STEPS)),
     _sampling("model", "--model", str, "Prior: a name from 'diffrestore models list' or a local model folder.",
               default="builtin", metavar="NAME|DIR"),

@@ -381,13 +381,15 @@ def check_existing(items: list[Item], opts: RunOptions) -> None:
                       hint="use --overwrite to replace or --skip-existing to keep it")
 
 
-def check_output_names(item: Item) -> None:
-    """OutputError when an output name cannot be written: no image extension to choose the format by (an input
-    named without one), or longer than a file name may be. Checked for each input before any model loads."""
+def check_output_names(item: Item, check_format: Any = None) -> None:
+    """OutputError when an output name cannot be written: no image extension to choose the format by (or
+    ``check_format``'s rule: ``Task.check_output``), or too long for a file name. Checked before any model loads."""
     from ..imageio.common import _SAVE_FORMATS, IMAGE_EXTENSIONS
     from ..imageio.write import NAME_MAX
 
-    if item.output.suffix.lower() not in _SAVE_FORMATS:
+    if check_format is not None:
+        check_format(item.output)
+    elif item.output.suffix.lower() not in _SAVE_FORMATS:
         raise OutputError(
             f"output {item.output} for the input {item.input} has no image extension to choose its format",
             hint=f"rename the input to end in one of {', '.join(IMAGE_EXTENSIONS)}, or give -o NAME.png for it")

@@ -196,7 +196,13 @@ def check_prior_kind(method: str, model: str, *, kind: str | None = None, regist
 
     kind = kind or prior_kind(model, registry=registry)
     needed = METHOD_KINDS[method]
-    if kind is not None and kind != needed:
+    if kind == "metric":  # a registry entry of a metric's network: no method's kind, and no prior at all
+        from ..metrics.catalogue import weights_text
+
+        raise UsageError(f"model '{model}' holds the {weights_text(model)}, not a diffusion prior: no --method "
+                         "restores with it", hint=f"pick a {needed} prior for --model (diffrestore models list); "
+                         "metric weights are used by --metrics and diffrestore eval")
+    if kind is not None and kind != needed and needed != "none":  # "none": a classical method loads no model
         fitting = methods_for_kind(kind)
         hint = (f"use --method {' or '.join(fitting)} with this model" if fitting
                 else f"no method for {kind} priors is available yet: pick a {needed} model (diffrestore models list)")

@@ -56,6 +56,26 @@ def check_metric_weights(names: Iterable[str], *, registry: Any = None, offline:
         ensure_local(model, offline=offline, registry=registry, echo=echo)
 
 
+def check_image_sizes(names: Iterable[str], images: Iterable[tuple[Any, tuple[int, int]]], *,
+                      flag: str = "--metrics") -> None:
+    """Every (image, (width, height)) against the smallest side of each metric's network (``MetricInfo.min_side``):
+    UsageError (exit 2) naming the first image that is too small, its size and the metric.
+
+    Called where the sizes are known and nothing has loaded yet (the engine after reading its inputs, eval before
+    the first method runs, the API before the prior loads), because LPIPS's network would stop only when it
+    scores the finished restoration, and that restoration would be lost. The run is refused rather than the metric
+    skipped for that image with a note: a summary or table whose metric means cover different images (LPIPS over
+    n - 1 images beside PSNR over n) compares different sets while looking like one, and as nothing has run yet,
+    leaving out the metric or the image costs nothing but the command again."""
+    from ..metrics.catalogue import check_image_size
+
+    names = tuple(names)
+    if not names:
+        return
+    for image, size in images:
+        check_image_size(names, size, str(image), flag=flag)
+
+
 def make_scorer(names: Iterable[str], *, registry: Any = None, device: Any = "cpu") -> Any:
     """The catalogue's ``Scorer`` for ``names`` on ``device`` (its networks load on first use)."""
     from ..metrics.catalogue import Scorer

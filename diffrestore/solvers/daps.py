@@ -136,6 +136,7 @@ LR_BY_KIND: dict[OperatorKind, float] = {
     OperatorKind.PHASE_RETRIEVAL: 5e-5,
     OperatorKind.MOTION_BLUR: 5e-5,
     OperatorKind.INPAINT_BOX: 5e-5,
+    OperatorKind.NONLINEAR_BLUR: 1e-5,  # bkse's blur (configs/task/nonlinear_blur.yaml: 200 Langevin steps)
 }
 LR_DEFAULT = 1e-4
 

@@ -75,6 +75,7 @@ ZETA_BY_KIND: dict[OperatorKind, float] = {
     OperatorKind.INPAINT: 0.5,
     OperatorKind.INPAINT_BOX: 0.5,
     OperatorKind.PHASE_RETRIEVAL: 1.0,
+    OperatorKind.NONLINEAR_BLUR: 0.3,  # nonlinear_deblur_config.yaml: the default, written out as the paper's
 }
 ZETA_DEFAULT = 0.3
 

@@ -92,6 +92,8 @@ OFFICIAL_TABLE: dict[OperatorKind, dict[str, MCMCSetting]] = {
     OperatorKind.PHASE_RETRIEVAL: {"ldm": MCMCSetting(65, 2.1e-5, 0.12, 0.41),
                                    "sd": MCMCSetting(95, 1.10e-4, 0.027, 0.47)},
     OperatorKind.HDR: {"ldm": MCMCSetting(38, 4.52e-6, 0.015, 0.58), "sd": MCMCSetting(45, 1e-5, 1.0, 0.70)},
+    OperatorKind.NONLINEAR_BLUR: {"ldm": MCMCSetting(80, 3.71e-6, 0.024, 0.91),
+                                  "sd": MCMCSetting(60, 1e-5, 1.0, 0.80)},
 }
 
 

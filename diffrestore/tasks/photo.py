@@ -119,26 +119,39 @@ class Superres(TaskSpec):
 
 #: --blur kinds that vary across the image (a grid of kernels drawn once from --seed) and their kernel sizes
 VARYING_BLURS: dict[str, int] = {"shake": 31, "defocus": 15}
+#: the registry entry of --blur bkse's weights (bkse's GOPRO_wVAE.pth: operators/bkse.py)
+BKSE_MODEL = "bkse-gopro-wvae"
+#: the kernel code's channels and the pixels per code cell (operators.bkse, without importing torch here)
+BKSE_CODE_CHANNELS, BKSE_CELL = 512, 128
+#: the largest --kernel-code file read (a 16384 x 16384 image's code is 32 MiB)
+MAX_CODE_BYTES = 64 * 2**20
 
 
 class Deblur(TaskSpec):
     name = "deblur"
-    summary = ("Remove a known blur: gaussian (--sigma), motion (--intensity), a kernel file (--kernel), or a blur "
-               "that varies across the image (--kernel-grid, or --blur shake|defocus to simulate one).")
+    summary = ("Remove a known blur: gaussian (--sigma), motion (--intensity), a kernel file (--kernel), a blur "
+               "that varies across the image (--kernel-grid, or --blur shake|defocus to simulate one), or bkse's "
+               "learned nonlinear blur (--blur bkse, the DPS / DAPS papers' nonlinear deblur).")
     example = "diffrestore deblur blurry.png --blur gaussian --sigma 3"
     #: the DPS / DAPS papers' blurs: 61x61 kernels, gaussian sigma 3.0, motion intensity 0.5
     flags = (
         Flag("blur", "--blur", str, "Blur kind: gaussian or motion (one kernel for the whole image), shake (handheld "
              "shake with a roll: streaks that turn and lengthen across the frame) or defocus (a tilted plane: disks "
-             "that grow across the frame); shake, defocus and motion are drawn once from --seed. Ignored with "
-             "--kernel or --kernel-grid.", default="gaussian", choices=("gaussian", "motion", "shake", "defocus"),
-             metavar="gaussian|motion|shake|defocus"),
+             "that grow across the frame) or bkse (a network trained on GOPRO camera shake, as in the DPS / DAPS "
+             "papers: needs `diffrestore models download bkse-gopro-wvae`); shake, defocus, motion and bkse's "
+             "kernel code (unless --kernel-code) are drawn once from --seed. Ignored with --kernel or "
+             "--kernel-grid.", default="gaussian", choices=("gaussian", "motion", "shake", "defocus", "bkse"),
+             metavar="gaussian|motion|shake|defocus|bkse"),
         Flag("kernel", "--kernel", Path, "Blur kernel from a file (.png or .npy), normalised to sum 1.",
              metavar="FILE"),
         Flag("kernel_grid", "--kernel-grid", Path, "A blur that varies across the image: a (rows, cols, kh, kw) .npy "
              "array of kernels on a regular grid (row 0 at the top; node centres at the centres of equal cells, "
              "blended bilinearly), or a folder of kernel files named ROW_COL (0_0.png, 0_1.png, ...).",
              metavar="FILE|DIR"),
+        Flag("kernel_code", "--kernel-code", Path, "For --blur bkse: the kernel code as a .npy array of shape (1, "
+             "512, H'/128, W'/128), H' and W' the image's sides rounded up to multiples of 128 (1, 512, 2, 2 for "
+             "256 x 256); without it the code is drawn from --seed (N(0, 1.2^2)), so only --simulate can use it.",
+             metavar="FILE"),
         Flag("kernel_size", "--kernel-size", int, f"Kernel width in pixels, odd, at most {MAX_KERNEL_SIZE} (motion "
              "kernels: at least 3; default 61, shake 31, defocus 15).", default=61, low=1, high=MAX_KERNEL_SIZE,
              odd=True, metavar="PIXELS", hint="the papers use 61"),
@@ -151,6 +164,9 @@ class Deblur(TaskSpec):
     )
 
     def check(self, params: dict[str, Any], given: frozenset[str], *, simulated: bool) -> None:
+        if params["blur"] == "bkse" or "kernel_code" in given:
+            self._check_bkse(params, given, simulated=simulated)
+            return
         if params["kernel"] is not None and params["kernel_grid"] is not None:
             raise UsageError("--kernel and --kernel-grid cannot be combined",
                              hint="--kernel is one blur for the whole image, --kernel-grid one that varies")
@@ -183,11 +199,66 @@ class Deblur(TaskSpec):
             raise UsageError(f"--kernel-size for --blur {blur} must be at least 3, got {params['kernel_size']}",
                              hint="a motion path needs room to move: the papers use 61")
 
+    @staticmethod
+    def _check_bkse(params: dict[str, Any], given: frozenset[str], *, simulated: bool) -> None:
+        if params["blur"] != "bkse":
+            raise UsageError("--kernel-code applies to --blur bkse")
+        files = [f for f, key in (("--kernel", "kernel"), ("--kernel-grid", "kernel_grid")) if params[key] is not None]
+        extra = files + ["--" + e.replace("_", "-") for e in sorted(given & {"kernel_size", "sigma", "intensity",
+                                                                              "grid"})]
+        if extra:
+            raise UsageError(f"--blur bkse cannot be combined with {', '.join(extra)}",
+                             hint="the network and its kernel code define the blur")
+        if params["kernel_code"] is None and not simulated:
+            raise UsageError("--blur bkse without --kernel-code draws the code from --seed, so it can only be "
+                             "simulated: add --simulate", hint="to restore a real photo, give the --kernel-code "
+                             "that blurred it")
+        if params["kernel_code"] is not None and not params["kernel_code"].is_file():
+            raise UsageError(f"kernel code file not found: {params['kernel_code']}")
+
+    @staticmethod
+    def _load_bkse(params: dict[str, Any]) -> None:
+        """--blur bkse: its weights must be in the cache (a restore never downloads them: 0.5 GB from Google Drive
+        with no published hash, so the user fetches them once, on purpose); --kernel-code read and checked."""
+        import numpy as np
+
+        from ..errors import ModelError, short_error
+        from ..registry import cache_state, load_registry
+
+        if cache_state(load_registry().get(BKSE_MODEL)) != "yes":
+            raise ModelError(f"--blur bkse needs bkse's weights ({BKSE_MODEL}), which are not downloaded",
+                             hint=f"run `diffrestore models download {BKSE_MODEL} --trust-unverified` once; see "
+                             "docs/nonuniform_blur.md")
+        path = params["kernel_code"]
+        if path is None:
+            return
+        if path.stat().st_size > MAX_CODE_BYTES:
+            raise InputError(f"kernel code '{path}' is over {MAX_CODE_BYTES // 2**20} MiB: not a bkse code")
+        try:
+            code = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise InputError(f"kernel code '{path}' is not a readable .npy array ({short_error(error)})",
+                             hint="save it with numpy.save(path, code)") from error
+        if not isinstance(code, np.ndarray):  # an .npz archive
+            raise InputError(f"kernel code '{path}' is not a single .npy array", hint="save it with numpy.save")
+        if (code.dtype.kind not in "iuf" or code.ndim not in (3, 4) or (code.ndim == 4 and code.shape[0] != 1)
+                or code.shape[-3] != BKSE_CODE_CHANNELS or 0 in code.shape):
+            raise UsageError(f"kernel code '{path}' has shape {tuple(code.shape)} ({code.dtype}); it must be real "
+                             f"numbers of shape (1, {BKSE_CODE_CHANNELS}, H'/{BKSE_CELL}, W'/{BKSE_CELL})",
+                             hint="a 256 x 256 image takes (1, 512, 2, 2)")
+        if not np.isfinite(code).all():
+            raise UsageError(f"kernel code '{path}' holds NaN or infinite values")
+        params["loaded_code"] = code.reshape(1, *code.shape[-3:]).astype(np.float32)
+
     def load(self, params: dict[str, Any]) -> None:
         """Read --kernel FILE or --kernel-grid once: a bad file is one error before any model loads, and no image
-        reads it again."""
+        reads it again. --blur bkse: its weights' presence and its --kernel-code."""
         from .. import imageio
         from ..errors import DiffrestoreError, short_error
+
+        if params["blur"] == "bkse":
+            self._load_bkse(params)
+            return
 
         for key, target in (("kernel", "loaded_kernel"), ("kernel_grid", "loaded_grid")):
             if params[key] is None:
@@ -205,7 +276,22 @@ class Deblur(TaskSpec):
                 raise InputError(f"{key.replace('_', ' ')} '{params[key]}' cannot be read: "
                                  f"{short_error(error)}") from error
 
+    def restored_size(self, params: Mapping[str, Any], size: tuple[int, int], *, simulated: bool) -> tuple[int, int]:
+        # Every input's size passes here before any weights load: the place to refuse a --kernel-code that does
+        # not cover this image (one code cell per 128 x 128 pixels, sides rounded up).
+        code = params.get("loaded_code")
+        if code is not None:
+            w, h = size
+            cells = (-(-h // BKSE_CELL), -(-w // BKSE_CELL))
+            if tuple(code.shape[-2:]) != cells:
+                raise UsageError(f"kernel code '{params['kernel_code']}' has {code.shape[-2]} x {code.shape[-1]} "
+                                 f"cells, but a {w}x{h} image needs {cells[0]} x {cells[1]} (one per "
+                                 f"{BKSE_CELL} x {BKSE_CELL} pixels, sides rounded up)")
+        return size
+
     def kernel_shape(self, params: Mapping[str, Any]) -> tuple[int, int] | None:
+        if params["blur"] == "bkse":
+            return None  # a network, no kernel to convolve with
         for key in ("loaded_kernel", "loaded_grid"):
             if params.get(key) is not None:
                 return int(params[key].shape[-2]), int(params[key].shape[-1])
@@ -214,9 +300,12 @@ class Deblur(TaskSpec):
         return params["kernel_size"], params["kernel_size"]
 
     def kernel_from_flag(self, params: Mapping[str, Any]) -> bool:
-        return params["kernel"] is None and params["kernel_grid"] is None
+        return params["kernel"] is None and params["kernel_grid"] is None and params["blur"] != "bkse"
 
     def describe(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        if params["blur"] == "bkse":
+            code = params["kernel_code"]
+            return {"blur": "bkse", "weights": BKSE_MODEL, "kernel_code": str(code) if code is not None else "seed"}
         if params["kernel"] is not None:
             return {"kernel": str(params["kernel"])}
         if params["kernel_grid"] is not None:
@@ -234,6 +323,13 @@ class Deblur(TaskSpec):
         return info
 
     def operator_spec(self, params: Mapping[str, Any], mask: Any) -> tuple[str, dict[str, Any]]:
+        if params["blur"] == "bkse":
+            from ..registry import ensure_local, load_registry
+
+            registry = load_registry()
+            _, folder = ensure_local(BKSE_MODEL, offline=True, registry=registry)  # present: checked by load()
+            weights = Path(folder) / registry.get(BKSE_MODEL).files[0].path  # type: ignore[arg-type]
+            return "bkse", {"weights": weights, "code": params.get("loaded_code")}
         if params.get("loaded_kernel") is not None:
             return "kernel_blur", {"kernel": params["loaded_kernel"]}
         if params["kernel"] is not None:

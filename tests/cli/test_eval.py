@@ -276,7 +276,7 @@ def test_metric_and_eval_errors_come_before_torch(tmp_path, argv, message) -> No
 def test_missing_metric_weights_offline_fail_before_the_prior_loads(tmp_path, capsys, model, monkeypatch) -> None:
     random_weights = pytest.importorskip("diffrestore.metrics.random_weights")
     registry = random_weights.write_random_registry(tmp_path / "models.toml")
-    image = write_image(tmp_path / "photo.png")
+    image = write_image(tmp_path / "photo.png", size=(64, 48))  # large enough for LPIPS's AlexNet
     monkeypatch.setenv("DIFFRESTORE_CACHE", str(tmp_path / "empty-cache"))
     result = run_main(["inpaint", image, *BOX, "--simulate", "--metrics", "psnr,lpips", "--offline",
                        "--registry", registry, "--method", "dps", *_fast(model)], capsys)
@@ -315,3 +315,51 @@ def test_lpips_on_a_task_command_and_on_folders(tmp_path, capsys, model, random_
     doc = json.loads(result.out)
     assert doc["metrics"]["lpips"]["higher_is_better"] is False and doc["aggregate"]["restored"]["n"] == 1
     assert doc["images"][0]["lpips"] == pytest.approx(float(fields[2].split()[1]), abs=0.01)
+
+
+# ---------------------------------------------------------------- images too small for a metric's network
+
+
+@pytest.fixture
+def no_metric_weights(tmp_path, monkeypatch) -> Path:
+    """A registry naming the metric networks and an empty cache: any attempt to reach their weights offline is
+    exit 3, so an exit 2 below shows the size was refused before the weights (and the prior) were asked for."""
+    random_weights = pytest.importorskip("diffrestore.metrics.random_weights")
+    monkeypatch.setenv("DIFFRESTORE_CACHE", str(tmp_path / "empty-cache"))
+    return random_weights.write_random_registry(tmp_path / "models.toml")
+
+
+def _refused_small(result: Result, image: str) -> None:
+    assert result.code == 2, result.err
+    assert result.err.count("\n") == 1 and result.err.startswith("error: "), result.err
+    assert f"{image} is 24 x 20 pixels: too small for the metric lpips" in result.err, result.err
+
+
+def test_a_task_command_refuses_an_image_too_small_for_lpips_before_the_prior(tmp_path,
+                                                                            random_metric_weights) -> None:
+    """One small image in a folder refuses the whole run before the prior loads (the --model folder is missing:
+    loading it would be exit 3), instead of failing that image after its restoration; the LPIPS weights are there."""
+    write_image(tmp_path / "clean" / "big.png", size=(64, 48))
+    write_image(tmp_path / "clean" / "small.png")  # 24 x 20
+    result = _main(["inpaint", tmp_path / "clean", *BOX, "--simulate", "--metrics", "psnr,lpips", "--registry",
+                    random_metric_weights, "--offline", "-o", tmp_path / "out", "--model", tmp_path / "no-such-model",
+                    "--steps", "2", "--device", "cpu"])
+    _refused_small(result, "small.png")
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_refuses_an_image_too_small_for_lpips_before_anything_runs(tmp_path, no_metric_weights) -> None:
+    write_image(tmp_path / "clean" / "p0.png")
+    result = _main(["eval", "inpaint", tmp_path / "clean", *BOX, "--method", "dps,daps", "--metrics", "psnr,lpips",
+                    "--registry", no_metric_weights, "--offline", "-o", tmp_path / "out", "--model",
+                    tmp_path / "no-such-model", "--steps", "2", "--device", "cpu"])
+    _refused_small(result, "p0.png")
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_folders_refuse_an_image_too_small_for_lpips(evaluated, tmp_path, no_metric_weights) -> None:
+    root, _ = evaluated
+    result = _main(["eval", "--restored", root / "out" / "dps", "--reference", root / "clean", "--metrics",
+                    "ssim,lpips", "--registry", no_metric_weights, "--offline", "-o", tmp_path / "scores"])
+    _refused_small(result, "p0_inpaint.png")
+    assert not (tmp_path / "scores").exists()

@@ -57,6 +57,31 @@ def test_info_shows_kind_and_methods() -> None:
     assert "  kind        discrete" in discrete and "methods     g2d2" in discrete
 
 
+def test_metric_weights_say_which_metric_they_serve() -> None:
+    """A metric network's entry is not a prior without methods "yet": list, info and --json name its metrics."""
+    runner = CliRunner()
+    info = runner.invoke(models_app, ["info", "alexnet-imagenet"]).stdout
+    assert "  methods     none: weights for the lpips metric" in info and "none yet" not in info, info
+    both = runner.invoke(models_app, ["info", "inception-fid"]).stdout
+    assert "weights for the fid and kid metrics" in both
+    rows = {row["name"]: row for row in json.loads(runner.invoke(models_app, ["list", "--json"]).stdout)}
+    assert rows["vgg16-imagenet"]["metrics"] == ["lpips-vgg", "lpips-piq"] and rows["vgg16-imagenet"]["methods"] == []
+    assert "metrics" not in rows["ffhq-256"]
+    listed = runner.invoke(models_app, ["list"]).stdout.splitlines()
+    assert "metric (lpips)" in next(line for line in listed if line.startswith("alexnet-imagenet "))
+
+
+def test_a_metric_entry_as_model_is_refused_as_metric_weights() -> None:
+    from diffrestore.errors import UsageError
+    from diffrestore.run.preflight import check_prior_kind
+
+    with pytest.raises(UsageError) as error:
+        check_prior_kind("daps", "lpips-heads")
+    message = str(error.value)
+    assert "model 'lpips-heads' holds the weights for the lpips and lpips-vgg metrics, not a diffusion prior" in message
+    assert "metric prior" not in message and "\n" not in message and error.value.exit_code == 2
+
+
 def test_info_marks_unverified_hashes() -> None:
     out = CliRunner().invoke(models_app, ["info", "celebahq-256"]).stdout
     assert "diffusion_pytorch_model.bin" in out and "UNVERIFIED" in out

@@ -19,6 +19,8 @@ KIND_BY_NAME = {
     "colorize": OperatorKind.COLORIZE,
     "phase_retrieval": OperatorKind.PHASE_RETRIEVAL,
     "hdr": OperatorKind.HDR,
+    "bkse": OperatorKind.NONLINEAR_BLUR,
+    "ct": OperatorKind.CT,
 }
 
 

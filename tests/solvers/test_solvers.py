@@ -8,6 +8,7 @@ import itertools
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from operator_cases import tiny_bkse_generator
 
 from diffrestore.errors import UsageError
 from diffrestore.operators import OPERATOR_NAMES, GaussianNoise, PoissonNoise, Problem, build_operator
@@ -22,6 +23,8 @@ OPERATOR_PARAMS: dict[str, dict] = {
     "gaussian_blur": {"kernel_size": 5, "sigma": 1.0},
     "motion_blur": {"kernel_size": 5},
     "kernel_blur": {"kernel": torch.tensor([[0.0, 1.0, 0.0], [1.0, 2.0, 1.0], [0.0, 1.0, 0.0]])},
+    "varying_blur": {"field": "shake", "grid": 2, "kernel_size": 3},
+    "bkse": {"weights": tiny_bkse_generator()},  # bkse's network at test size (random weights)
 }
 FEW_STEPS: dict[str, dict] = {
     "dps": {"steps": 3},
