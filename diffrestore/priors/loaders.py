@@ -4,6 +4,7 @@ family        kind      what you get
 builtin       pixel     ``BuiltinPrior`` (priors/builtin.py)
 pixel         pixel     ``DiffusersPixelPrior`` over a diffusers ``UNet2DModel`` + its DDPM-style scheduler
 adm           pixel     ``DiffusersPixelPrior`` over our ADM network (priors/adm.py) + the linear/cosine schedule
+score-sde     pixel     ``NCSNppPrior``: a score_sde VE NCSN++ checkpoint (priors/ncsnpp.py), EMA weights
 latent-kl     latent    ``DiffusersLatentPrior``: UNet2DConditionModel + AutoencoderKL + scheduler + CLIP text parts
 latent-vq     latent    ``DiffusersLatentPrior``: UNet2DModel + VQModel (latent scale 1.0) + the model's own schedule
 discrete-vq   discrete  ``VQDiffusionPrior``: VQModel + Transformer2DModel + VQDiffusionScheduler + CFG embeddings
@@ -104,6 +105,19 @@ def _adm_file(entry: ModelEntry, folder: Path) -> Path:
     return folder / weights[0]
 
 
+def _score_sde_config(entry: ModelEntry, folder: Path) -> Any:
+    """The NCSN++ architecture: the folder's ncsnpp_config.json (tiny models write one), else the config that
+    priors/ncsnpp.py records for this registry entry."""
+    from .ncsnpp import ENTRY_CONFIGS, NCSNPP_CONFIG_FILE, NCSNppConfig
+
+    if (folder / NCSNPP_CONFIG_FILE).is_file():
+        return NCSNppConfig.from_dict(files.read_json(folder / NCSNPP_CONFIG_FILE))
+    if entry.name in ENTRY_CONFIGS:
+        return ENTRY_CONFIGS[entry.name]
+    raise ModelError(f"score-SDE model '{entry.name}': no NCSN++ architecture known for it",
+                     hint=f"put {NCSNPP_CONFIG_FILE} (score_sde config.model/config.data fields) next to the weights")
+
+
 def load_entry(entry: ModelEntry, folder: Path | None, *, device: torch.device | str = "cpu",
                dtype: torch.dtype | None = None) -> Any:
     """The prior of a registry entry whose files are in ``folder`` (None for tiny models: built here)."""
@@ -129,6 +143,11 @@ def load_entry(entry: ModelEntry, folder: Path | None, *, device: torch.device |
 
         prior = adm_prior(_adm_file(entry, folder), entry.arch, entry.diffusion, device=device,
                           dtype=dtype or torch.float32)
+    elif family == "score-sde":
+        from .ncsnpp import ncsnpp_prior
+
+        prior = ncsnpp_prior(_adm_file(entry, folder), _score_sde_config(entry, folder), device=device,
+                             dtype=dtype or torch.float32, name=entry.name)
     elif family in LATENT_FAMILIES:
         prior = load_latent_prior(folder, family=family, name=entry.name, prompt=entry.prompt,
                                   latent_scale=entry.latent_scale, resolution=entry.resolution,

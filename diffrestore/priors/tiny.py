@@ -40,6 +40,10 @@ def build_tiny(entry: ModelEntry, folder: Path) -> Path:
 
             net = ADMNet(ADMConfig.from_flags(entry.arch))
             torch.save(net.state_dict(), folder / "model.pt")
+        elif entry.of == "score-sde":
+            from .ncsnpp import write_tiny_checkpoint
+
+            write_tiny_checkpoint(cfg["ncsnpp"], folder)
         elif entry.of == "pixel":
             diffusers.UNet2DModel(**cfg["unet"]).save_pretrained(str(folder))
             diffusers.DDPMScheduler(**cfg.get("scheduler", {})).save_pretrained(str(folder))
