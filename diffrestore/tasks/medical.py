@@ -240,7 +240,8 @@ class CT(TaskSpec):
                 loaded.notes = (*loaded.notes, "values outside the CT scale's 0..1 clipped")
             return
         if loaded.format == "dicom" or loaded.bit_depth != 32:
-            what = "a DICOM CT slice" if loaded.format == "dicom" else f"an {loaded.bit_depth}-bit image"
+            article = "an" if loaded.bit_depth == 8 else "a"  # "an 8-bit", "a 16-bit"
+            what = "a DICOM CT slice" if loaded.format == "dicom" else f"{article} {loaded.bit_depth}-bit image"
             raise UsageError(f"{loaded.path} is {what}, not a sinogram",
                              hint="add --simulate to restore it from its simulated sinogram, or give the sinogram "
                              "as .npy or a float TIFF")

@@ -33,6 +33,8 @@ BAD_VALUES = {
     "ae_weight": "-1", "decoder_std": "-1", "data_weight": "-1", "interact": "maybe", "inner_steps": "0",
     "kl_weight": "-1", "kl_width": "-1", "lr_width": "-1", "forget": "1.5", "temperature": "0", "truncation": "0",
     "likelihood": "x", "filter": "sideways", "relaxation": "2", "sart_sweeps": "-1",
+    "ct_loop": "maybe", "ct_steps": "0", "ct_snr": "-1", "ct_weight": "-1", "ct_lambda_start": "2",
+    "ct_lambda_end": "-0.1",
 }
 
 
