@@ -63,6 +63,14 @@ VARIANTS: dict[str, list[dict]] = {
     "bkse": [{"weights": tiny_bkse_generator()}],  # its code drawn from the seed; sides padded to 128
     # sparse views (default 30), a few irregular angles, and a detector narrower than the diagonal
     "ct": [{}, {"angles_deg": (0.0, 17.0, 61.5, 90.0, 133.0)}, {"views": 7, "detectors": 15}],
+    # complex images (2 channels, see case_shape): single coil (A A^T diagonal), line masks with several coils
+    # (exact per-line solves), and a 2-D Poisson-disc mask with coils (conjugate gradients)
+    "mri": [
+        {},
+        {"sampling": "equispaced", "acceleration": 3, "coils": 4},
+        {"sampling": "gaussian", "acceleration": 2, "center_fraction": 0.2, "coils": 2},
+        {"sampling": "poisson", "acceleration": 2.5, "coils": 3},
+    ],
 }
 # A grey task seen by an RGB prior: the grey operator applied after the luminance map.
 COMPOSITES: list[dict] = [
@@ -101,6 +109,9 @@ def is_linear(name: str, params: dict) -> bool:
 def pinv_is_exact(name: str, params: dict) -> bool:
     if name == "compose":
         return params["inner"][0] in ROWS_ORTHONORMAL and pinv_is_exact(*params["outer"])
+    if name == "mri":  # single coil: the adjoint. Several coils: eigen-solves (line masks) or CGLS, both limited by
+        # float32 and the conditioning of A^H A (checked against the dense pinv in test_mri.py)
+        return params.get("coils", 1) == 1
     return name in CLOSED_FORM or params.get("kernel") == "box"
 
 
@@ -109,6 +120,17 @@ def needs_rgb(name: str, params: dict) -> bool:
     if name == "compose":
         return needs_rgb(*params["outer"]) or needs_rgb(*params["inner"])
     return name == "colorize"
+
+
+def case_shape(name: str, params: dict, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` ((C, H, W) or (N, C, H, W)) with the channel count the case's operator takes: MRI's images are
+    complex, 2 channels (real, imaginary), whatever the shared shapes hold; every other operator keeps ``shape``
+    (colorize's 3 channels are the shared shapes' own)."""
+    if name == "compose":
+        return case_shape(*params["inner"], shape)
+    if name == "mri":
+        return (*shape[:-3], 2, *shape[-2:])
+    return tuple(shape)
 
 
 def _param(name: str, params: dict):
@@ -150,6 +172,8 @@ def expected_output_shape(name: str, params: dict, shape: tuple[int, int, int, i
     if name == "ct":  # (detectors, views): the diagonal of the padded square by default
         views = len(params["angles_deg"]) if "angles_deg" in params else params.get("views", 30)
         return (n, c, params.get("detectors", math.ceil(math.sqrt(2) * max(h, w))), views)
+    if name == "mri":  # every coil's k-space on the full grid, (real, imaginary) per coil
+        return (n, 2 * params.get("coils", 1), h, w)
     return shape
 
 

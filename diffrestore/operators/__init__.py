@@ -18,7 +18,8 @@ Conventions (docs/architecture.md):
 Modules: ``base`` (contracts, kinds), ``compose``, ``identity``, ``inpaint``, ``resample`` (super-resolution),
 ``blur`` and ``kernels``, ``kronecker`` (exact solves for separable operators), ``colour``, ``nonlinear`` (phase
 retrieval, HDR), ``radon`` (parallel-beam CT: exact adjoint, FBP, SART, TV), ``factory`` (by name), ``noise``
-(with ``TransmissionNoise``, CT's photon counts).
+(with ``TransmissionNoise``, CT's photon counts), ``mri`` (multi-coil Cartesian k-space: exact adjoint, exact
+Gram solves for line masks, zero-filled and RSS images) with ``mri_masks`` (line and Poisson-disc masks).
 """
 
 from .base import DEFAULT_SEED, LinearOperator, Operator, OperatorKind
@@ -29,6 +30,8 @@ from .factory import OPERATOR_NAMES, build_operator, image_shape_for_measurement
 from .identity import Identity
 from .inpaint import Inpaint, box_mask, random_mask
 from .kernels import gaussian_kernel, motion_blur_kernel
+from .mri import MultiCoilMRI
+from .mri_masks import KSpaceMask
 from .noise import (
     NOISE_NAMES,
     GaussianNoise,
@@ -60,7 +63,9 @@ __all__ = [
     "HighDynamicRange",
     "Identity",
     "Inpaint",
+    "KSpaceMask",
     "LinearOperator",
+    "MultiCoilMRI",
     "NoNoise",
     "NoiseModel",
     "Operator",

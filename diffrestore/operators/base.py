@@ -35,6 +35,7 @@ class OperatorKind(enum.Enum):
     HDR = "hdr"
     NONLINEAR_BLUR = "nonlinear_blur"  # a learned blur that varies across the image (bkse)
     CT = "ct"  # parallel-beam projections (a sinogram)
+    MRI = "mri"  # undersampled multi-coil Cartesian k-space of a complex image
 
 
 class Operator(torch.nn.Module):

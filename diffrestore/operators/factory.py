@@ -19,6 +19,8 @@ from .identity import Identity
 from .inpaint import Inpaint, box_mask, random_mask
 from .kernel_fields import defocus_field, shake_field
 from .kernels import gaussian_kernel, motion_blur_kernel
+from .mri import MultiCoilMRI, simulated_maps
+from .mri_masks import MASK_KINDS, build_mask, mask_from_array
 from .nonlinear import HighDynamicRange, PhaseRetrieval
 from .radon import ParallelBeamCT
 from .resample import SR_KERNELS, SuperResolution
@@ -38,6 +40,7 @@ OPERATOR_NAMES: tuple[str, ...] = (
     "hdr",
     "bkse",
     "ct",
+    "mri",
 )
 #: The parameters each operator accepts; any other is refused with the accepted list, so typos do not pass.
 _PARAMS: dict[str, tuple[str, ...]] = {
@@ -53,6 +56,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "hdr": ("scale",),
     "bkse": ("weights", "code"),
     "ct": ("views", "angles_deg", "detectors"),
+    "mri": ("mask", "sampling", "acceleration", "center_fraction", "coils", "coil_maps"),
 }
 
 
@@ -146,6 +150,12 @@ def build_operator(
     - ``ct``: parallel-beam projections (``operators.radon``): ``views`` equally spaced angles over [0, 180)
       degrees (integer >= 1, default 30) or ``angles_deg`` (a sequence of degrees, then ``views`` may only
       repeat its length); ``detectors`` bins (default ``ceil(sqrt(2) * max(H, W))``). Output ``(C, D, V)``.
+    - ``mri``: multi-coil Cartesian k-space of a complex image (``operators.mri``; needs 2 channels, real and
+      imaginary): ``mask`` (a 2-D 0/1 array, 1 = sampled) or ``sampling`` ``"random"`` (default),
+      ``"equispaced"``, ``"gaussian"`` (lines) or ``"poisson"`` (2-D) at ``acceleration`` >= 1 (default 4) with
+      ``center_fraction`` (default InverseBench's: 0.08 up to 6x, else 0.04), drawn once from ``generator``;
+      ``coil_maps`` (complex (C, H, W)) or ``coils`` simulated birdcage maps (default 1: single coil, maps of
+      ones). Output ``(2C, H, W)``.
 
     Blur ``boundary`` is ``"reflect"`` (default), ``"replicate"`` or ``"circular"`` (see ``operators.blur``).
     Bad names or parameters raise ``UsageError`` with a one-line message.
@@ -233,6 +243,8 @@ def build_operator(
         return BkseBlur(shape, params["weights"], code=params.get("code"), generator=generator)
     elif name == "ct":
         return _ct_operator(shape, params)
+    elif name == "mri":
+        return _mri_operator(shape, params, generator)
     else:  # hdr
         return HighDynamicRange(shape, _float_param(name, "scale", params.get("scale", 2.0), 0.0))
     operator.name = name
@@ -262,6 +274,34 @@ def _ct_operator(shape: tuple[int, int, int], params: dict[str, Any]) -> Paralle
     detectors = params.get("detectors")
     detectors = None if detectors is None else _int_param("ct", "detectors", detectors, 1)
     return ParallelBeamCT(shape, _ct_angles(params), detectors=detectors)
+
+
+def _mri_operator(shape: tuple[int, int, int], params: dict[str, Any],
+                  generator: torch.Generator | None) -> MultiCoilMRI:
+    channels, height, width = shape
+    if channels != 2:
+        raise UsageError(f"mri needs complex images as 2 channels (real, imaginary), got {channels} channel(s)")
+    if params.get("mask") is not None:
+        extra = [k for k in ("sampling", "acceleration", "center_fraction") if params.get(k) is not None]
+        if extra:
+            raise UsageError(f"mri: a given mask takes no {', '.join(extra)}")
+        mask = mask_from_array(params["mask"], (height, width))
+    else:
+        sampling = params.get("sampling") or "random"
+        if sampling not in MASK_KINDS:
+            raise UsageError(f"mri: sampling must be one of {', '.join(MASK_KINDS)}, got {sampling!r}")
+        acceleration = _float_param("mri", "acceleration", params.get("acceleration", 4.0), 1.0, 64.0,
+                                    low_open=False)
+        fraction = params.get("center_fraction")
+        fraction = None if fraction is None else _float_param("mri", "center_fraction", fraction, 0.0, 1.0,
+                                                              low_open=False)
+        mask = build_mask(sampling, (height, width), acceleration, center_fraction=fraction, generator=generator)
+    if params.get("coil_maps") is not None:
+        if params.get("coils") is not None:
+            raise UsageError("mri: give coils (simulated maps) or coil_maps, not both")
+        return MultiCoilMRI(shape, mask, torch.as_tensor(params["coil_maps"]))
+    coils = _int_param("mri", "coils", params.get("coils", 1) or 1, 1, 64)
+    return MultiCoilMRI(shape, mask, None if coils == 1 else simulated_maps(coils, (height, width)))
 
 
 def ct_image_side(detectors: int) -> int | None:
@@ -303,6 +343,10 @@ def image_shape_for_measurement(
         return (channels, image_h, image_w)
     if name == "ct":
         return (channels, *_ct_image_size(height, width, params))
+    if name == "mri":  # every coil's k-space as (real, imaginary) pairs -> one complex image
+        if channels % 2:
+            raise UsageError(f"mri: k-space comes as (real, imaginary) channel pairs, got {channels} channels")
+        return (2, height, width)
     return (channels, height, width)
 
 

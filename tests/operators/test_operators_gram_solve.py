@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from operator_cases import LINEAR_CASES, build_case, dense_matrix, needs_rgb
+from operator_cases import LINEAR_CASES, build_case, case_shape, dense_matrix, needs_rgb
 
 SHAPE = (3, 9, 11)
 CASES = [pytest.param(*case.values, id=case.id) for case in LINEAR_CASES]
@@ -14,7 +14,7 @@ CASES = [pytest.param(*case.values, id=case.id) for case in LINEAR_CASES]
 
 @pytest.mark.parametrize(("name", "params"), CASES)
 def test_gram_solve_matches_the_dense_solve(name: str, params: dict) -> None:
-    shape = SHAPE if needs_rgb(name, params) else (1, 9, 11)
+    shape = case_shape(name, params, SHAPE if needs_rgb(name, params) else (1, 9, 11))
     op = build_case(name, params, (1, *shape))
     a = dense_matrix(op, shape)
     v = torch.randn(2, *op.output_shape, generator=torch.Generator().manual_seed(3))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from operator_cases import CASES, SHAPES, build_case
+from operator_cases import CASES, SHAPES, build_case, case_shape
 
 from diffrestore.operators import Compose, Inpaint, OperatorKind, build_operator, random_mask
 
@@ -21,6 +21,7 @@ KIND_BY_NAME = {
     "hdr": OperatorKind.HDR,
     "bkse": OperatorKind.NONLINEAR_BLUR,
     "ct": OperatorKind.CT,
+    "mri": OperatorKind.MRI,
 }
 
 
@@ -35,7 +36,7 @@ def _expected_kind(name: str, params: dict) -> OperatorKind:
 
 @pytest.mark.parametrize(("name", "params"), CASES)
 def test_every_operator_has_its_kind_and_keeps_its_name(name: str, params: dict) -> None:
-    op = build_case(name, params, SHAPES[0])
+    op = build_case(name, params, case_shape(name, params, SHAPES[0]))
     assert op.kind is _expected_kind(name, params)
     assert op.name == (params["outer"][0] if name == "compose" else name)
 
