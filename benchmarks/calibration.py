@@ -3,7 +3,7 @@
     python benchmarks/calibration.py [--images astronaut,coffee] [--samples 8] [--tasks all] [--json FILE]
         [--steps N] [--set KEY=VALUE ...]       # DAPS fast with the CLI's --steps / --set on top
     python benchmarks/calibration.py --samples 4 --set inner_spread=0 --json mean.json     # the inner steps
-    python benchmarks/calibration.py --samples 4 --set inner_spread=1 --json draw.json     #   of issue 33
+    python benchmarks/calibration.py --samples 4 --set inner_spread=1 --json draw.json     #   of -n N
     python benchmarks/calibration.py --samples 4 --set r_t=tweedie --set inner_spread=1 --json tweedie.json
     python benchmarks/calibration.py --summary mean.json draw.json tweedie.json            # their table
     python benchmarks/reliability_diagram.py FILE... -o docs/images/reliability.png   # the picture

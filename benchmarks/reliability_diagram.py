@@ -9,7 +9,7 @@ The intervals are the std map's, mean +- z std of the N samples; with few sample
 less than nominal with them (its sample std is noisy), so the dashed grey curve is what an exact sampler of a
 Gaussian posterior covers with the files' N (``calibration.exact_share``): a calibrated sampler lies on it, below
 it the samples are too alike (over-confident). ``--predictive`` plots the predictive intervals instead (mean +-
-sqrt(1 + 1/N) t_(N-1) std, rows written since issue 33), whose target is the diagonal. Each task's line averages
+sqrt(1 + 1/N) t_(N-1) std, in rows written since 2026-12-07), whose target is the diagonal. Each task's line averages
 its images (inpainting: the missing pixels only, the ones the samples have to invent). Drawn with Pillow alone
 (no plotting library is a dependency; scipy, already scikit-image's, gives the t distribution).
 """

@@ -20,3 +20,18 @@ def _single_threaded_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def without_pydicom(monkeypatch):
+    """Imports of pydicom fail from here on, as on an install without the ``dicom`` extra."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pydicom(name, *args, **kwargs):
+        if name == "pydicom" or name.startswith("pydicom."):
+            raise ImportError("No module named 'pydicom'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pydicom)

@@ -1,5 +1,5 @@
-"""End-to-end DWGF quality with the trained latent digits fixture (tests/fixtures/latent_digits16, the LatentDAPS
-issue's): held-out digits inpainted (70 % of pixels missing at random) and super-resolved (x2 bicubic), the same
+"""End-to-end DWGF quality with the trained latent digits fixture (tests/fixtures/latent_digits16, made for
+LatentDAPS): held-out digits inpainted (70 % of pixels missing at random) and super-resolved (x2 bicubic), the same
 digits, noise and classical baselines as tests/test_quality_digits_latent_daps.py. The output is the mean of the
 paper's 4 particles, as the CLI writes it.
 """

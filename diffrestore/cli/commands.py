@@ -7,7 +7,6 @@ It must not import torch or diffusers at module level: ``diffrestore --help`` ha
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import sys
 import traceback
@@ -22,7 +21,7 @@ from ..run import streams
 from ..run.interrupts import signal_name, signal_of, stop_on_signals
 from ..tasks.spec import TaskSpec
 from ..tasks.table import TASKS
-from .flags import INPUTS, SHARED_PARAMS, PlainHelpCommand, PlainHelpGroup, task_help, task_params
+from .flags import INPUTS, SHARED_PARAMS, PlainHelpCommand, PlainHelpGroup, task_help, task_params, with_params
 
 EXIT_CODE_TABLE = (
     "Exit codes: 0 all done; 1 some items failed; 2 usage error (bad flag, unreadable input); "
@@ -150,9 +149,7 @@ def _make_task_command(spec: TaskSpec, name: str, *, hidden: bool = False, alias
     def command(**values: Any) -> int:
         return _run_task(spec.name, values)
 
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__name__ = f"{spec.name.replace('-', '_')}_command"
+    with_params(command, params, f"{spec.name.replace('-', '_')}_command")
     doc = task_help(spec)
     if alias_of:
         doc = f"Alias of '{alias_of}'. {doc}"

@@ -21,7 +21,7 @@ from ..run import streams
 from ..run.flags import EVAL_FLAG_BY_NAME, EVAL_FLAGS, RUN_FLAG_BY_NAME, RUN_FLAGS
 from ..tasks.spec import TaskSpec
 from ..tasks.table import TASKS
-from .flags import PlainHelpCommand, PlainHelpGroup, flag_param, task_params
+from .flags import PlainHelpCommand, PlainHelpGroup, flag_param, task_params, with_params
 
 #: run flags an evaluation sets itself: the output naming, --simulate, and the flags it has its own of
 _SET_BY_EVAL = frozenset({"method", "metrics", "output", "suffix", "include_outputs", "summary_file", "simulate"})
@@ -184,9 +184,7 @@ def _make_eval_command(spec: TaskSpec, name: str, *, epilog: str, wrap: Any, hid
     def command(**values: Any) -> int:
         return _run_eval_task(spec.name, values)
 
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__name__ = f"eval_{spec.name.replace('-', '_')}_command"
+    with_params(command, params, f"eval_{spec.name.replace('-', '_')}_command")
     task_flags = " ".join(spec.example.split()[3:])  # the example's flags, after 'diffrestore TASK FILE'
     example = " ".join(f"diffrestore eval {name} clean/ {task_flags} --method daps,dps -o results/".split())
     doc = (f"Compare methods on {spec.name} over clean images.\n\nEach clean image is degraded (as --simulate "

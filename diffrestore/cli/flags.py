@@ -88,6 +88,15 @@ def flag_param(flag: Flag, default: Any) -> inspect.Parameter:
 SHARED_PARAMS = [flag_param(flag, flag.default) for flag in RUN_FLAGS]
 
 
+def with_params(command: Any, params: list[inspect.Parameter], name: str) -> Any:
+    """``command`` (taking ``**values``) declared to typer as a function of ``params``, named ``name``: the options
+    come from the flag tables, not from a hand-written signature."""
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__ = name
+    return command
+
+
 def task_params(spec: TaskSpec) -> list[inspect.Parameter]:
     """The options of a task's command: its own flags, then its noise flags, from the task table."""
     return [flag_param(flag, None) for flag in spec.all_flags()]

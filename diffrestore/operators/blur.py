@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from .base import LinearOperator, OperatorKind, per_item
-from .extension import extend, extend_adjoint, extension_matrices
+from .extension import extend, extend_adjoint, register_blur_extension
 from .kernels import normalise_kernel
 from .kronecker import SeparableGram
 
@@ -137,13 +137,7 @@ class BlurOperator(SeparableGram, LinearOperator):
         if boundary == "circular":
             self.register_buffer("kernel_wrapped", _wrap_kernel(kernel, height, width))
         else:
-            # Linear convolution needs kh - 1 - kh//2 extra rows above and kh//2 below (same for columns).
-            rb, ra = extension_matrices(height, kh - 1 - kh // 2, kh // 2, boundary)
-            cb, ca = extension_matrices(width, kw - 1 - kw // 2, kw // 2, boundary)
-            self.register_buffer("rows_before", rb)
-            self.register_buffer("rows_after", ra)
-            self.register_buffer("cols_before", cb)
-            self.register_buffer("cols_after", ca)
+            register_blur_extension(self, height, width, (kh, kw), boundary)
 
     def _spectrum(self, size: tuple[int, int]) -> torch.Tensor:
         # Samplers apply the operator thousands of times at one size: keep the kernel's spectrum (a few hundred

@@ -53,3 +53,16 @@ def extend_adjoint(g: torch.Tensor, e_before: torch.Tensor, e_after: torch.Tenso
         return gi + e_before.T @ gb + e_after.T @ ga
     gb, gi, ga = g[..., :nb], g[..., nb : nb + n], g[..., nb + n :]
     return gi + gb @ e_before + ga @ e_after
+
+
+def register_blur_extension(module: torch.nn.Module, height: int, width: int, kernel_shape: tuple[int, int],
+                            mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The extension a linear convolution by a (kh, kw) kernel (centre at (kh // 2, kw // 2)) needs: kh - 1 -
+    kh // 2 rows above, kh // 2 below (columns alike), registered on ``module`` as ``rows_before``,
+    ``rows_after``, ``cols_before``, ``cols_after`` buffers (so ``.to()`` moves them) and returned."""
+    kh, kw = kernel_shape
+    rb, ra = extension_matrices(height, kh - 1 - kh // 2, kh // 2, mode)
+    cb, ca = extension_matrices(width, kw - 1 - kw // 2, kw // 2, mode)
+    for name, matrix in (("rows_before", rb), ("rows_after", ra), ("cols_before", cb), ("cols_after", ca)):
+        module.register_buffer(name, matrix)
+    return rb, ra, cb, ca

@@ -22,6 +22,7 @@ import math
 import torch
 
 from .base import DEFAULT_SEED
+from .kernels import splat_bilinear
 
 
 def grid_nodes(length: int, nodes: int) -> torch.Tensor:
@@ -41,16 +42,7 @@ def segment_kernel(kernel_size: int, displacement: tuple[float, float]) -> torch
     samples = max(2, math.ceil(8 * max(abs(dy), abs(dx))) + 1)
     t = torch.linspace(-0.5, 0.5, samples)
     points = torch.stack([half + t * dy, half + t * dx], dim=1).clamp(0, kernel_size - 1 - 1e-4)
-    low = points.floor()
-    frac = points - low
-    low = low.long()
-    kernel = torch.zeros(kernel_size, kernel_size)
-    for oy in (0, 1):
-        for ox in (0, 1):
-            weight = (frac[:, 0] if oy else 1 - frac[:, 0]) * (frac[:, 1] if ox else 1 - frac[:, 1])
-            rows = (low[:, 0] + oy).clamp_max(kernel_size - 1)
-            cols = (low[:, 1] + ox).clamp_max(kernel_size - 1)
-            kernel.index_put_((rows, cols), weight, accumulate=True)
+    kernel = splat_bilinear(points, kernel_size)
     return kernel / kernel.sum()
 
 

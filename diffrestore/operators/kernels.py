@@ -106,12 +106,22 @@ def motion_blur_kernel(
     coords = path + (kernel_size - 1) / 2
     # Sample densely along the path so the raster has no gaps, then splat bilinearly.
     dense = F.interpolate(coords.T[None], size=16 * steps, mode="linear", align_corners=True)[0].T
-    low = dense.floor()
-    frac = dense - low
+    kernel = splat_bilinear(dense, kernel_size)
+    return kernel / kernel.sum()
+
+
+def splat_bilinear(points: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """A ``kernel_size`` square canvas with each (row, col) point of ``points`` ((P, 2), inside the canvas) spread
+    over its four neighbouring pixels by bilinear weights (summing to 1 per point); not normalised. A neighbour
+    past the last row or column (a point exactly on it, weight 0) is folded onto it."""
+    low = points.floor()
+    frac = points - low
     low = low.long()
     kernel = torch.zeros(kernel_size, kernel_size)
     for dy in (0, 1):
         for dx in (0, 1):
             weight = (frac[:, 0] if dy else 1 - frac[:, 0]) * (frac[:, 1] if dx else 1 - frac[:, 1])
-            kernel.index_put_((low[:, 0] + dy, low[:, 1] + dx), weight, accumulate=True)
-    return kernel / kernel.sum()
+            rows = (low[:, 0] + dy).clamp_max(kernel_size - 1)
+            cols = (low[:, 1] + dx).clamp_max(kernel_size - 1)
+            kernel.index_put_((rows, cols), weight, accumulate=True)
+    return kernel

@@ -22,7 +22,10 @@ Cost: each kernel is applied only where its weight is non-zero (overlap-add: the
 w_k, convolved linearly by FFTs of the patch's size, added at its place), so a 4 x 4 grid costs about 16 FFT
 pairs of a quarter-image patch each instead of 17 FFTs of the whole image each way. A one-kernel grid takes
 ``BlurOperator``'s own steps. ``gram_solve`` runs the
-base class's conjugate gradients (no fast exact solve exists: the weights couple every frequency).
+base class's conjugate gradients without a preconditioner (no fast exact solve exists: the weights couple every
+frequency). The circular solve of the grid's mean kernel was tried as one and dropped: at 64 px, sigma 1/255
+and 0.01, residuals after 5-80 steps were no better on a shake field (21-px streaks, 4 x 4) and worse on a defocus
+field and on two unlike kernels (the mean of streaks in different directions is nobody's blur).
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
-from .base import LinearOperator, per_item
-from .blur import BLUR_BOUNDARIES, _fast_fft_size, _wrap_kernel
-from .extension import extend, extend_adjoint, extension_matrices
+from .base import LinearOperator
+from .blur import BLUR_BOUNDARIES, BlurOperator, _fast_fft_size, _wrap_kernel
+from .extension import extend, extend_adjoint, register_blur_extension
 from .kernels import normalise_kernel
 
 
@@ -82,57 +85,46 @@ class VaryingBlurOperator(LinearOperator):
         self.register_buffer("kernels", flat)  # (K, kh, kw), row-major over the grid
         weights = hat_weights(height, rows)[:, None, :, None] * hat_weights(width, cols)[None, :, None, :]
         self.register_buffer("weights", weights.reshape(rows * cols, 1, height, width))  # (K, 1, H, W)
+        # One kernel is the uniform blur itself (weight 1 everywhere): that operator does the work, bit for bit.
+        self.uniform = BlurOperator(image_shape, kernels[0, 0], boundary) if rows * cols == 1 else None
+        if self.uniform is not None:
+            return
         if boundary == "circular":
-            self.register_buffer("kernels_wrapped",
-                                 torch.stack([_wrap_kernel(k, height, width) for k in flat]))
-        else:
-            rb, ra = extension_matrices(height, kh - 1 - kh // 2, kh // 2, boundary)
-            cb, ca = extension_matrices(width, kw - 1 - kw // 2, kw // 2, boundary)
-            self.register_buffer("rows_before", rb)
-            self.register_buffer("rows_after", ra)
-            self.register_buffer("cols_before", cb)
-            self.register_buffer("cols_after", ca)
-            # Each weight extended as the image is (extension copies pixels, so ext(w x) = ext(w) ext(x)), and the
-            # rectangle where it is non-zero: its kernel's FFTs need only that patch (overlap-add).
-            extended = self._extend(self.weights)
-            self.register_buffer("weights_extended", extended)  # (K, 1, H + kh - 1, W + kw - 1)
-            self.patches = [_support(extended[k, 0]) for k in range(rows * cols)]
+            self.register_buffer("kernels_wrapped", torch.stack([_wrap_kernel(k, height, width) for k in flat]))
+            return
+        rb, ra, cb, ca = register_blur_extension(self, height, width, (kh, kw), boundary)
+        # Each weight extended as the image is (extension copies pixels, so ext(w x) = ext(w) ext(x)), and the
+        # rectangle where it is non-zero: its kernel's FFTs need only that patch (overlap-add).
+        extended = extend(extend(self.weights, rb, ra, -2), cb, ca, -1)
+        self.register_buffer("weights_extended", extended)  # (K, 1, H + kh - 1, W + kw - 1)
+        self.patches = [_support(extended[k, 0]) for k in range(rows * cols)]
 
     @property
     def kernel_count(self) -> int:
         return int(self.kernels.shape[0])
 
-    def _spectra(self, size: tuple[int, int]) -> torch.Tensor:
-        """(K, size[0], size[1] // 2 + 1) spectra of the kernels on the FFT grid, cached per size and device."""
-        source = self.kernels_wrapped if self.boundary == "circular" else self.kernels
-        key = (size, source.device, source.dtype)
-        cache = self.__dict__.setdefault("_spectra_cache", {})
+    def _kernel_spectrum(self, k: int, size: tuple[int, int]) -> torch.Tensor:
+        """Kernel k's spectrum on an FFT grid of ``size`` (the wrapped kernel on the image torus for the circular
+        border; patches differ in size), cached: samplers apply the operator thousands of times."""
+        source = self.kernels_wrapped[k] if self.boundary == "circular" else self.kernels[k]
+        key = (k, size, source.device, source.dtype)
+        cache = self.__dict__.setdefault("_spectra", {})
         if key not in cache:
-            cache.clear()
+            if len(cache) > 8 * self.kernel_count:  # a new device or dtype: drop the old ones
+                cache.clear()
             cache[key] = torch.fft.rfft2(source, s=size)
         return cache[key]
 
-    def _extend(self, x: torch.Tensor) -> torch.Tensor:
-        return extend(extend(x, self.rows_before, self.rows_after, -2), self.cols_before, self.cols_after, -1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.uniform is not None:
+            return self.uniform(x)
         self._check_input(x)
-        _, height, width = self.image_shape
-        if self.boundary == "circular":
-            size = (height, width)
-            total = None
-            for k in range(self.kernel_count):
-                term = torch.fft.rfft2(self.weights[k] * x) * self._spectra(size)[k]
-                total = term if total is None else total + term
-            return torch.fft.irfft2(total, s=size)
-        kh, kw = self.kernels.shape[-2:]
-        if self.kernel_count > 1:
+        if self.boundary != "circular":
             return self._forward_patches(x)
-        # One kernel: exactly BlurOperator's steps, so the result is the uniform blur's bit for bit.
-        z = self._extend(self.weights[0] * x)
-        size = _fast_fft_size(z.shape[-2], z.shape[-1])
-        z = torch.fft.irfft2(torch.fft.rfft2(z, s=size) * self._spectra(size)[0], s=size)
-        return z[..., kh - 1 : kh - 1 + height, kw - 1 : kw - 1 + width]
+        size = tuple(self.image_shape[1:])
+        total = sum(torch.fft.rfft2(self.weights[k] * x) * self._kernel_spectrum(k, size)
+                    for k in range(self.kernel_count))
+        return torch.fft.irfft2(total, s=size)
 
     def _forward_patches(self, x: torch.Tensor) -> torch.Tensor:
         """Overlap-add: each kernel convolves (linearly) only the patch where its extended weight is non-zero,
@@ -141,7 +133,8 @@ class VaryingBlurOperator(LinearOperator):
         _, height, width = self.image_shape
         kh, kw = (int(v) for v in self.kernels.shape[-2:])
         # the operator's own precision where it is higher (a float64 copy applied to float32 input, as tests do)
-        z = self._extend(x.to(torch.promote_types(x.dtype, self.weights_extended.dtype)))
+        x = x.to(torch.promote_types(x.dtype, self.weights_extended.dtype))
+        z = extend(extend(x, self.rows_before, self.rows_after, -2), self.cols_before, self.cols_after, -1)
         out = z.new_zeros(*z.shape[:-2], z.shape[-2] + kh - 1, z.shape[-1] + kw - 1)
         for k, (r0, r1, c0, c1) in enumerate(self.patches):
             patch = z[..., r0:r1, c0:c1] * self.weights_extended[k, :, r0:r1, c0:c1]
@@ -151,37 +144,16 @@ class VaryingBlurOperator(LinearOperator):
             out[..., r0 : r0 + rows, c0 : c0 + cols] += full[..., :rows, :cols]
         return out[..., kh - 1 : kh - 1 + height, kw - 1 : kw - 1 + width]
 
-    def _kernel_spectrum(self, k: int, size: tuple[int, int]) -> torch.Tensor:
-        """Kernel k's spectrum on an FFT grid of ``size`` (patches differ in size), cached per device."""
-        key = (k, size, self.kernels.device, self.kernels.dtype)
-        cache = self.__dict__.setdefault("_patch_spectra", {})
-        if key not in cache:
-            if len(cache) > 8 * self.kernel_count:  # a new device or dtype: drop the old ones
-                cache.clear()
-            cache[key] = torch.fft.rfft2(self.kernels[k], s=size)
-        return cache[key]
-
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        if self.uniform is not None:
+            return self.uniform.adjoint(y)
         self._check_output(y)
-        _, height, width = self.image_shape
-        result = None
-        if self.boundary == "circular":
-            size = (height, width)
-            spectrum = torch.fft.rfft2(y)
-            for k in range(self.kernel_count):
-                term = self.weights[k] * torch.fft.irfft2(spectrum * self._spectra(size)[k].conj(), s=size)
-                result = term if result is None else result + term
-            return result
-        kh, kw = (int(v) for v in self.kernels.shape[-2:])
-        if self.kernel_count > 1:
+        if self.boundary != "circular":
             return self._adjoint_patches(y)
-        z = torch.nn.functional.pad(y, (kw - 1, 0, kh - 1, 0))
-        rows, cols = z.shape[-2], z.shape[-1]
-        size = _fast_fft_size(rows, cols)
-        g = torch.fft.irfft2(torch.fft.rfft2(z, s=size) * self._spectra(size)[0].conj(), s=size)[..., :rows, :cols]
-        g = extend_adjoint(extend_adjoint(g, self.cols_before, self.cols_after, -1),
-                           self.rows_before, self.rows_after, -2)
-        return self.weights[0] * g
+        size = tuple(self.image_shape[1:])
+        spectrum = torch.fft.rfft2(y)
+        return sum(self.weights[k] * torch.fft.irfft2(spectrum * self._kernel_spectrum(k, size).conj(), s=size)
+                   for k in range(self.kernel_count))
 
     def _adjoint_patches(self, y: torch.Tensor) -> torch.Tensor:
         """The transpose of ``_forward_patches``: y placed in the full output grid, each patch's correlation with
@@ -202,17 +174,6 @@ class VaryingBlurOperator(LinearOperator):
             g[..., r0:r1, c0:c1] += corr[..., : r1 - r0, : c1 - c0] * self.weights_extended[k, :, r0:r1, c0:c1]
         g = extend_adjoint(g, self.cols_before, self.cols_after, -1)
         return extend_adjoint(g, self.rows_before, self.rows_after, -2)
-
-    def gram_solve(self, v: torch.Tensor, scale: torch.Tensor | float, shift: float, *, tol=None) -> torch.Tensor:
-        """Conjugate gradients (no closed form: the weights couple every frequency), per item, to ``tol``, without
-        a preconditioner. The circular solve of the grid's mean kernel was tried and dropped: at 64 px, sigma
-        1/255 and 0.01, residuals after 5-80 steps were no better on a shake field (21-px streaks, 4 x 4) and
-        worse on a defocus field and on two unlike kernels (the mean of streaks in different directions is
-        nobody's blur)."""
-        return self._cg_gram_solve(v, per_item(scale, v), shift, tol=tol)
-
-    def _spectral_norm(self) -> float:
-        return self.estimate_norm()
 
     def extra_repr(self) -> str:
         rows, cols = self.grid

@@ -22,8 +22,8 @@ Details, each measured on 256 x 256 crops of 16 skimage photos with noise added 
   median's relative standard error is about 1.17 / sqrt(n): 10 % at 128); ``raw`` still holds their MAD and
   ``describe()`` says both. (A 64 x 64 image with 70 % of its pixels missing at random has ~24: floor.)
 
-The floor is the file's quantisation step, 1 / (2^bits - 1): 1/255 for 8-bit, 1/65535 for 16-bit files (the
-issue's choice). Not the rounding error's rms, step / sqrt(12) = 0.29 step, because that is the error of a
+The floor is the file's quantisation step, 1 / (2^bits - 1): 1/255 for 8-bit, 1/65535 for 16-bit files (a
+design choice). Not the rounding error's rms, step / sqrt(12) = 0.29 step, because that is the error of a
 rounding independent of the image, and rounding is not: a flat region rounds to one value (HH exactly 0), a
 gradient to a pattern. And a level under one step is not something the estimate can tell apart from a photo's own
 content: clean 8-bit photos read from 0.2 to 3.7 steps (grass 11), so below a step the number says more about

@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from panels import save_panels
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 SCALE = 2
@@ -46,16 +47,7 @@ def main() -> None:
             grey = np.asarray(Image.open(target), dtype=np.float64) / 65535.0
             panels.insert(len(panels) - 1, (title, Image.fromarray((grey * 255).round().astype(np.uint8))))
     size = reference.hu.shape[0] * SCALE
-    label = 18
-    sheet = Image.new("RGB", (len(panels) * (size + 4) - 4, size + label), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (title, image) in enumerate(panels):
-        x = i * (size + 4)
-        sheet.paste(image.convert("RGB").resize((size, size), Image.NEAREST), (x, label))
-        draw.text((x + 4, 3), title, fill="black")
-    target = ROOT / "docs" / "images" / "ct_demo.png"
-    sheet.save(target, optimize=True)
-    print(target)
+    save_panels(panels, size, ROOT / "docs" / "images" / "ct_demo.png")
 
 
 if __name__ == "__main__":

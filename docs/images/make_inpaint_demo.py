@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from panels import save_panels
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,16 +43,7 @@ def main() -> None:
             ("original", original),
         ]
     size = original.width * SCALE
-    label = 18
-    sheet = Image.new("RGB", (len(panels) * (size + 4) - 4, size + label), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (title, image) in enumerate(panels):
-        x = i * (size + 4)
-        sheet.paste(image.resize((size, size), Image.NEAREST), (x, label))
-        draw.text((x + 4, 3), title, fill="black")
-    target = ROOT / "docs" / "images" / "inpaint_demo.png"
-    sheet.save(target, optimize=True)
-    print(target)
+    save_panels(panels, size, ROOT / "docs" / "images" / "inpaint_demo.png")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from panels import save_panels
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 SCALE = 2
@@ -76,16 +77,7 @@ def main() -> None:
             ("original", Image.open(source).convert("RGB")),
         ]
     size = original.shape[-1] * SCALE
-    label = 18
-    sheet = Image.new("RGB", (len(panels) * (size + 4) - 4, size + label), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (title, image) in enumerate(panels):
-        x = i * (size + 4)
-        sheet.paste(image.resize((size, size), Image.NEAREST), (x, label))
-        draw.text((x + 4, 3), title, fill="black")
-    target = ROOT / "docs" / "images" / "varying_blur_demo.png"
-    sheet.save(target, optimize=True)
-    print(target)
+    save_panels(panels, size, ROOT / "docs" / "images" / "varying_blur_demo.png")
 
 
 if __name__ == "__main__":

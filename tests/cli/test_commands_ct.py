@@ -4,7 +4,6 @@ missing pydicom extra, and the classical reconstructions against operators.radon
 
 from __future__ import annotations
 
-import builtins
 import json
 import math
 from pathlib import Path
@@ -101,18 +100,11 @@ def test_a_dicom_slice_without_simulate_is_refused(tmp_path, capsys) -> None:
     assert code == 2 and "not a sinogram" in capsys.readouterr().err
 
 
-def test_without_pydicom_a_dicom_input_is_exit_3(tmp_path, capsys, monkeypatch) -> None:
+def test_without_pydicom_a_dicom_input_is_exit_3(tmp_path, capsys, request) -> None:
     pytest.importorskip("pydicom")
     from pydicom.data import get_testdata_file
 
-    real_import = builtins.__import__
-
-    def no_pydicom(name, *args, **kwargs):
-        if name == "pydicom" or name.startswith("pydicom."):
-            raise ImportError("No module named 'pydicom'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pydicom)
+    request.getfixturevalue("without_pydicom")  # after the line above found the test file
     code = main(["ct", get_testdata_file("CT_small.dcm"), "--simulate", "--method", "fbp",
                  "-o", str(tmp_path / "x.dcm")])
     err = capsys.readouterr().err.strip()

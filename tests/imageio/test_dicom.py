@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import io
 import shutil
 
@@ -106,15 +105,7 @@ def test_dicom_is_recognised_by_preamble_without_pydicom(ct_file, tmp_path):
     assert not dicom.is_dicom(png)
 
 
-def test_without_pydicom_the_error_names_the_extra_with_exit_3(ct_file, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_pydicom(name, *args, **kwargs):
-        if name == "pydicom" or name.startswith("pydicom."):
-            raise ImportError("No module named 'pydicom'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pydicom)
+def test_without_pydicom_the_error_names_the_extra_with_exit_3(ct_file, without_pydicom):
     with pytest.raises(MissingExtraError) as caught:
         dicom.read_ct_slice(ct_file)
     assert caught.value.exit_code == EXIT_MODEL

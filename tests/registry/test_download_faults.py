@@ -1,6 +1,6 @@
 """Downloads under faults, without a network: a source that keeps sending, two downloads of one file at once, a stop
-signal mid-download, a cache that is a file or read-only, and credentials in a source URL (issue 33, item 3 and
-parts of items 4, 6 and 9). A local HTTP server on 127.0.0.1 plays every source."""
+signal mid-download, a cache that is a file or read-only, and credentials in a source URL (docs/reliability.md:
+downloads, signals, the cache folder, printing). A local HTTP server on 127.0.0.1 plays every source."""
 
 from __future__ import annotations
 

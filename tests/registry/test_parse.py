@@ -165,7 +165,7 @@ def test_alias_clashing_with_a_model_name_is_rejected(tmp_path: Path) -> None:
         _load(tmp_path, text)
 
 
-# ------------------------------------------------------------------- values that used to pass (issue 33) ----
+# ------------------------------------------------- values that used to pass (before the 2026-12-07 hardening) ----
 ADM = GOOD.replace('family = "pixel"', 'family = "adm"') + (
     "[models.m.arch]\nimage_size = 8\nnum_channels = 8\nnum_res_blocks = 1\n")
 LATENT = GOOD.replace('family = "pixel"', 'family = "latent-kl"').replace(

@@ -52,7 +52,7 @@ def test_issue_entries_exist_with_their_families(shipped: reg.Registry) -> None:
     assert tiny_targets == set(reg.DOWNLOADED_FAMILIES)  # a tiny model of every downloaded family
 
 
-#: the prior kind of each family, as the issue defines it (a tiny model: the kind of its family `of`)
+#: the prior kind of each family, as the architecture defines it (a tiny model: the kind of its family `of`)
 EXPECTED_KIND = {"builtin": "pixel", "pixel": "pixel", "adm": "pixel", "latent-kl": "latent", "latent-vq": "latent",
                  "score-sde": "pixel", "discrete-vq": "discrete", "metric": "metric", "operator": "operator"}
 

@@ -1,4 +1,4 @@
-"""DAPS's inner step follows the run's sample count (issue 33): one sample (-n 1) takes the Gaussian inner target's
+"""DAPS's inner step follows the run's sample count: one sample (-n 1) takes the Gaussian inner target's
 mean, the sharpest single restoration; several (-n N, N > 1) draw it, so that their spread, the std map, is the
 posterior's and not a fraction of it; ``--set inner_spread=...`` overrides the rule either way. The count reaches
 the solver's config from -n (``methods.sample_settings`` in ``preflight``), and the run's summary shows it
