@@ -344,7 +344,7 @@ def restore(
     task: str = "inpaint",
     *,
     method: str = "daps",
-    model: str = "builtin",
+    model: str | None = None,
     prior: Any = None,
     preset: str = "fast",
     steps: int | None = None,

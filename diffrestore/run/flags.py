@@ -86,8 +86,8 @@ RUN_FLAGS: tuple[Flag, ...] = (
               "latent space); g2d2 runs on discrete (VQ-Diffusion) priors; fbp, sart and tv are the classical CT "
               "reconstructions (ct only, no model).", default="daps",
               choices=tuple(METHOD_KINDS), metavar="|".join(PRESET_STEPS)),
-    _sampling("model", "--model", str, "Prior: a name from 'diffrestore models list' or a local model folder.",
-              default="builtin", metavar="NAME|DIR"),
+    _sampling("model", "--model", str, "Prior: a name from 'diffrestore models list' or a local model folder. "
+              "Default: the task's own (builtin; ct and mri ship theirs).", metavar="NAME|DIR"),
     _sampling("preset", "--preset", str, "Solver settings: fast (CPU-friendly budget) or paper (the paper's "
               "settings).", default="fast", choices=PRESET_NAMES, metavar="fast|paper"),
     _sampling("steps", "--steps", int, _steps_help(), low=1, metavar="N"),

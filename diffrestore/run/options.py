@@ -25,7 +25,7 @@ class RunOptions:
 
     task: str
     method: str = "daps"
-    model: str = "builtin"
+    model: str | None = None  # None: the task's own default prior (TaskSpec.default_model)
     preset: str = "fast"
     steps: int | None = None
     seed: int = 0
@@ -56,6 +56,14 @@ class RunOptions:
     shard: str | None = None  # --shard I/N: restore the I-th of N parts of the inputs (shards.py)
     summary_file: Path | None = None  # --summary FILE: the JSON summary written to a file (summaries.py)
     sharding: Shard | None = None  # this process's part of a split run (split.distributed gives it, not a flag)
+
+    def __post_init__(self) -> None:
+        if self.model is None:  # filled once here, so every reader of ``model`` sees a name
+            from ..tasks.table import TASK_ALIASES, TASKS
+
+            key = str(self.task).strip().lower()
+            spec = TASKS.get(TASK_ALIASES.get(key, key))
+            object.__setattr__(self, "model", spec.default_model if spec is not None else "builtin")
 
 
 def samples_per_image(opts: RunOptions) -> int:

@@ -92,6 +92,8 @@ class TaskSpec:
     #: a real input's Gaussian noise level can be estimated from the file (photos); where it cannot (a sparse-view
     #: sinogram is no picture), an unset --noise-sigma means ``simulated_noise_sigma`` for real inputs too
     noise_estimable: ClassVar[bool] = True
+    #: the prior a run uses when no --model is given: a registry name (CT and MRI ship their own)
+    default_model: ClassVar[str] = "builtin"
 
     @classmethod
     def all_flags(cls) -> tuple[Flag, ...]:

@@ -66,3 +66,14 @@ def test_the_checks_import_no_torch() -> None:
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_model_defaults_to_the_task_s_own_prior(monkeypatch) -> None:
+    """No --model: the task's table entry names the prior (CT and MRI ship their own); a given one wins."""
+    from diffrestore.tasks.table import TASKS
+
+    assert RunOptions(task="denoise").model == "builtin"
+    monkeypatch.setattr(type(TASKS["ct"]), "default_model", "some-ct-prior")
+    assert RunOptions(task="ct").model == "some-ct-prior"
+    assert RunOptions(task="CT").model == "some-ct-prior"
+    assert RunOptions(task="ct", model="builtin").model == "builtin"
