@@ -116,15 +116,16 @@ FLOAT_TOLERANCE = 0.5 / 255
 _PIL_CONVERT = {"1": "L", "La": "LA", "RGBa": "RGBA"}
 
 
-def _as_loaded(image: Any) -> tuple[Any, bool]:
-    """(LoadedImage, whether it came from a file). Images given as objects become a LoadedImage too, so that
-    their alpha can be the inpainting mask and ``save`` keeps their bit depth, as for a file."""
+def _as_loaded(image: Any, task: Any = None) -> tuple[Any, bool]:
+    """(LoadedImage, whether it came from a file). A file is read as ``task`` reads its inputs (a sinogram for
+    ct, as the CLI). Images given as objects become a LoadedImage too, so that their alpha can be the inpainting
+    mask and ``save`` keeps their bit depth, as for a file."""
     import torch
 
     from . import imageio
 
     if isinstance(image, (str, Path)):
-        return imageio.load_image(image), True
+        return (task.read_input(Path(image)) if task is not None else imageio.load_image(image)), True
     if isinstance(image, imageio.LoadedImage):
         return image, True
     if isinstance(image, torch.Tensor):
@@ -262,6 +263,9 @@ def _get_prior(job: Any) -> Any:
 
     opts = job.options
     device = resolve_device(opts.device)
+    stand_in = restoring.stand_in_prior(job, device)
+    if stand_in is not None:  # a classical reconstruction loads no model
+        return stand_in
     dtype = resolve_dtype(opts.dtype, device)
     key = (opts.model, str(device), str(dtype), str(opts.registry or ""))
     if key not in _PRIOR_CACHE:
@@ -390,7 +394,7 @@ def restore(
                           metrics=metrics if metrics is None or isinstance(metrics, str) else tuple(metrics))
     job = validate(run_opts, task_options, prior=prior)  # the CLI's checks and messages
 
-    loaded, from_file = _as_loaded(image)
+    loaded, from_file = _as_loaded(image, job.task)
     tensor = loaded.tensor
     prepared = inputs.prepare_input(job, tensor, path=loaded.path, loaded=loaded,
                                     extensions=job.task.input_extensions())

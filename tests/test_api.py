@@ -114,3 +114,19 @@ def test_api_errors_have_the_cli_messages(prior) -> None:
         diffrestore.restore(picture, task="inpaint", mask=np.ones((3, 3), bool), prior=prior, **FAST)
     with pytest.raises(UsageError, match="fp16 is not supported on the CPU"):
         diffrestore.restore(picture, task="denoise", device="cpu", dtype="fp16")
+
+
+def test_a_classical_reconstruction_through_the_api_loads_no_model(tmp_path, monkeypatch) -> None:
+    """restore(method="fbp") needs no network: the task's prior is never loaded."""
+    import diffrestore.priors.load as load
+    from diffrestore.operators import ParallelBeamCT
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a classical reconstruction loaded a model")
+
+    monkeypatch.setattr(load, "load_prior", refuse)
+    phantom = torch.zeros(1, 1, 16, 16)
+    phantom[..., 4:12, 5:11] = 0.5
+    np.save(tmp_path / "sinogram.npy", ParallelBeamCT((1, 16, 16), views=30)(phantom)[0, 0].numpy())
+    result = diffrestore.restore(tmp_path / "sinogram.npy", task="ct", method="fbp", views=30, seed=0)
+    assert result.image.shape[-2:] == (16, 16)

@@ -21,7 +21,7 @@ from .options import RunOptions
 from .plan import Item, RunSummary
 from .preflight import Job, check_flags, load_registry, make_job, validate
 from .progress import Reporter, make_reporter
-from .restore import Restored, check_fit, load_prior, ready_prior, restore_batch, std_map_image
+from .restore import Restored, check_fit, load_prior, ready_prior, restore_batch, stand_in_prior, std_map_image
 from .runtime import resolve_device, resolve_dtype
 
 #: Decoded inputs are kept from their first read (before the model loads) to their batch while they fit in this
@@ -86,11 +86,10 @@ def run(
                 if job.metrics:
                     scorer = scoring.make_scorer(job.metrics, registry=job.registry, device=device)
                 t_load = time.perf_counter()
-                # a classical reconstruction (fbp, sart, tv) needs no network: it gets a stand-in, nothing loads
-                stand_in = getattr(job.solver, "stand_in_prior", None)
-                prior = stand_in(device) if stand_in is not None else load_prior(
-                    opts.model, device=device, dtype=dtype, offline=opts.offline, echo=reporter.message,
-                    registry=job.registry)
+                prior = stand_in_prior(job, device)  # fbp, sart, tv: no network, nothing loads
+                if prior is None:
+                    prior = load_prior(opts.model, device=device, dtype=dtype, offline=opts.offline,
+                                       echo=reporter.message, registry=job.registry)
                 summary.load_seconds = time.perf_counter() - t_load
                 prior = ready_prior(job, prior)
                 fitting = _fitting(prepared, prior, job, reporter, single=single)

@@ -39,6 +39,12 @@ def load_prior(
         raise ModelError(f"cannot load model '{name}': {error}") from error
 
 
+def stand_in_prior(job: Job, device: Any) -> Any:
+    """The stand-in of a classical reconstruction (fbp, sart, tv: no network, nothing loads), else None."""
+    stand_in = getattr(job.solver, "stand_in_prior", None)
+    return stand_in(device) if stand_in is not None else None
+
+
 def ready_prior(job: Job, prior: Any) -> Any:
     """The loaded prior made ready for ``job``: the solver's set-up that depends on it (e.g. the prompt, encoded
     once: its errors end the run in one line), and a fixed-size prior tiled to take any image size."""
