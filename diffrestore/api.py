@@ -72,6 +72,7 @@ class Restoration:
     #: what reading the input changed or decided, as the CLI's "note:" lines (transparency used as the mask...)
     notes: list[str] = field(default_factory=list)
     _like: Any = field(default=None, repr=False)  # what save() keeps: bit depth, alpha (unless it was the mask)
+    _task: Any = field(default=None, repr=False)  # the resolved task: save() writes what its CLI run writes
 
     def to_numpy(self) -> np.ndarray:
         """(H, W, C) float32 in [0, 1] ((H, W) for grayscale)."""
@@ -88,12 +89,17 @@ class Restoration:
     def save(self, path: str | Path, *, overwrite: bool = False, bit_depth: int | None = None) -> Path:
         """Write the image atomically, keeping the input's bit depth (16 for 16-bit files, PIL modes I;16 / I and
         uint16 arrays or tensors; 8 for 8-bit ones and for floats), alpha (unless it was the inpainting mask),
-        ICC profile and EXIF where known; ``bit_depth`` (8 or 16) overrides the depth."""
+        ICC profile and EXIF where known; ``bit_depth`` (8 or 16) overrides the depth. Otherwise the file is what
+        the CLI writes for this task and suffix (ct: a DICOM slice with its source's header in HU, ``.npy``)."""
         from . import imageio
 
         if bit_depth not in (None, 8, 16):
             raise UsageError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
         like = self._like if self._like is not None else self.source
+        if bit_depth is None and self._task is not None:
+            protected = (self.source.path,) if self.source is not None and self.source.path else ()
+            self._task.save_output(self.image, Path(path), like=like, overwrite=overwrite, protected=protected)
+            return Path(path)
         return imageio.save_image(self.image, path, like=like, overwrite=overwrite, bit_depth=bit_depth).path
 
     def save_std_map(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -428,4 +434,4 @@ def restore(
     return Restoration(image=result.image, samples=result.samples, std=result.std, measurement=result.measurement,
                        reference=result.reference, metrics=result.metrics, source=loaded if from_file else None,
                        noise_sigma=assumed, settings=job.solver.settings(), resolved=result.resolved,
-                       notes=notes, _like=like)
+                       notes=notes, _like=like, _task=task_now)

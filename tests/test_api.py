@@ -130,3 +130,21 @@ def test_a_classical_reconstruction_through_the_api_loads_no_model(tmp_path, mon
     np.save(tmp_path / "sinogram.npy", ParallelBeamCT((1, 16, 16), views=30)(phantom)[0, 0].numpy())
     result = diffrestore.restore(tmp_path / "sinogram.npy", task="ct", method="fbp", views=30, seed=0)
     assert result.image.shape[-2:] == (16, 16)
+
+
+def test_a_dicom_slice_restored_through_the_api_saves_as_dicom_with_its_header(tmp_path) -> None:
+    """Restoration.save writes what the CLI writes for the task: a CT slice in DICOM keeps its header, in HU."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    source = Path(get_testdata_file("CT_small.dcm"))
+    result = diffrestore.restore(source, task="ct", method="fbp", views=30, simulate=True, seed=0)
+    written = result.save(tmp_path / "restored.dcm")
+    original, restored = pydicom.dcmread(source), pydicom.dcmread(written)
+    assert restored.StudyInstanceUID == original.StudyInstanceUID
+    assert restored.SeriesInstanceUID != original.SeriesInstanceUID
+    hu = restored.pixel_array * float(restored.RescaleSlope) + float(restored.RescaleIntercept)
+    reference = original.pixel_array * float(original.RescaleSlope) + float(original.RescaleIntercept)
+    assert np.abs(hu - reference).mean() < 0.4 * np.abs(reference - reference.mean()).mean()  # HU, not [0, 1]
+    with pytest.raises(Exception, match="exists"):
+        result.save(written)
