@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
+from ..registry.torch_file import read_torch_file
 
 if TYPE_CHECKING:
     import torch
@@ -133,18 +134,7 @@ def vgg16_features(*, pooling: str = "max") -> nn.Module:
 def read_weights(file: Path) -> Any:
     """The tensors of a weight file, read with ``weights_only=True`` onto the CPU (some published files were
     saved from a GPU and would otherwise need CUDA to open)."""
-    import torch
-
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelError(f"metric weights '{file}' are missing",
-                         hint="run `diffrestore models verify` or download the model again") from None
-    except Exception as exc:  # pickle, zip and torch errors alike: the file is not a readable tensor file
-        reason = " ".join(str(exc).split())[:200]
-        raise ModelError(f"metric weights '{file}' cannot be read as a tensor file ({type(exc).__name__}: "
-                         f"{reason})", hint="the download may be damaged: `diffrestore models download NAME "
-                         "--force`") from None
+    return read_torch_file(file, "metric weights")
 
 
 def load_checked(module: nn.Module, state: Any, file: Path | str, *, unused: tuple[str, ...] = ()) -> nn.Module:

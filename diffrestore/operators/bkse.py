@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError, UsageError
+from ..registry.torch_file import read_torch_file
 from .base import DEFAULT_SEED, Operator, OperatorKind
 
 #: bkse's options/generate_blur/default.yml: nf, front_RBs, back_RBs, input_nc (kernel_dim = 8 nf = 512)
@@ -200,14 +201,7 @@ def check_bkse_state(state: Any, source: str | os.PathLike[str] = "bkse weights"
 def _read_checked(path: str, mtime_ns: int, size: int) -> dict[str, torch.Tensor]:
     # Keyed by modification time and size as well as path: a file replaced on disk is read again. One entry: a
     # run uses one file, and each image's operator reuses its tensors instead of reading 0.5 GB again.
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors alike: no readable tensor file
-        reason = " ".join(str(exc).split())[:200]
-        raise ModelError(f"bkse weights '{path}' cannot be read as a tensor file ({type(exc).__name__}: {reason})",
-                         hint="the download may be damaged: `diffrestore models download bkse-gopro-wvae "
-                         "--force`") from None
-    return check_bkse_state(state, path)
+    return check_bkse_state(read_torch_file(path, "bkse weights", model="bkse-gopro-wvae"), path)
 
 
 def read_bkse_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

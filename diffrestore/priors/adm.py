@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+from ..registry.torch_file import read_torch_file
 
 #: channel multipliers per resolution when the checkpoint flags leave ``channel_mult`` empty (the paper's table)
 DEFAULT_CHANNEL_MULT = {512: (0.5, 1, 1, 2, 2, 4, 4), 256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4),
@@ -340,11 +341,7 @@ def adm_scheduler(diffusion: dict[str, Any] | None = None) -> Any:
 def load_adm_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a guided-diffusion checkpoint safely (weights_only: no code from the file is ever run)."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors come in many types; the first line says what is wrong
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot read ADM checkpoint '{path}': {first}") from None
+    state = read_torch_file(path, "ADM checkpoint")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # some re-packaged copies nest the weights
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

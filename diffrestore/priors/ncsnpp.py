@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+from ..registry.torch_file import read_torch_file
 from .base import Prior, freeze_network, sigma_per_item
 from .ncsnpp_layers import (
     SQRT2,
@@ -300,11 +301,7 @@ def trainable_names(net: NCSNpp) -> list[str]:
 def read_checkpoint(path: str | Path, net: NCSNpp, *, use_ema: bool = True) -> dict[str, torch.Tensor]:
     """The state dict for ``net`` from a score_sde checkpoint (EMA weights) or a plain state dict."""
     path = Path(path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors come in many types; the first line says what is wrong
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot read score-SDE checkpoint '{path}': {first}") from None
+    raw = read_torch_file(path, "score-SDE checkpoint")
     model = raw.get("model", raw) if isinstance(raw, dict) else None
     if not isinstance(model, dict) or not model or not all(isinstance(v, torch.Tensor) for v in model.values()):
         raise ModelError(f"'{path}' is not a score-SDE checkpoint (expected a 'model' state dict of tensors)")
