@@ -121,7 +121,8 @@ class CT(TaskSpec):
     summary = ("Sparse-view CT: reconstruct a slice from a parallel-beam sinogram (.npy / float TIFF, detectors x "
                "views, angles in [0, 180) degrees; --simulate: from a DICOM / PNG / TIFF slice). --method fbp, "
                "sart or tv are the classical reconstructions.")
-    example = "diffrestore ct sinogram.npy --views 30 --model ct-model"
+    example = "diffrestore ct sinogram.npy --views 30 --method daps"
+    default_model = "ct-phantom"
     input_kind = "sinogram (or a CT slice with --simulate)"
     simulated_noise_sigma = CT_NOISE_SIGMA
     noise_estimable = False

@@ -96,3 +96,11 @@ def test_a_float_npy_slice_in_hounsfield_units_is_refused(tmp_path: Path) -> Non
     np.save(path, np.full((8, 8), -1000.0, np.float32))
     with pytest.raises(UsageError, match="not on the CT scale"):
         resolve_task("ct", {}, simulate=True).read_input(path)
+
+
+def test_the_default_prior_is_the_shipped_ct_prior() -> None:
+    from diffrestore.registry import load_registry
+    from diffrestore.run.options import RunOptions
+
+    assert RunOptions(task="ct").model == "ct-phantom"
+    assert load_registry().get("ct-phantom").family == "builtin"  # no download
