@@ -5,6 +5,11 @@ crop sees more structure), the 8 flips/rotations, ``ln sigma ~ N(p_mean, p_std^2
 ``lambda(sigma) * |D(x0 + sigma * eps; sigma) - x0|^2`` with ``lambda = (sigma^2 + sd^2) / (sigma * sd)^2``, Adam
 with a short warm-up, and an exponential moving average (EMA) of the weights, which is what gets saved.
 
+Complex (2-channel, MRI) priors: images scaled by the 99th percentile of their magnitude (``imageio.training``,
+``operators.mri_phase``), never clipped; each crop also gets a uniform random global phase (the phase of an MR
+image is arbitrary), and with ``random_phase`` a magnitude image gets a smooth random phase map per crop
+(``mri_phase.smooth_phase``), drawn from the same generator.
+
 Every ``checkpoint_every`` steps ``OUT_DIR/checkpoint.pt`` (model, EMA, optimizer, step, RNG state) and the model
 directory files (``config.json`` + ``model.safetensors`` of the EMA weights) are written atomically. Running the
 same command again after a kill resumes from the checkpoint; all random numbers come from one CPU
@@ -37,16 +42,19 @@ CHECKPOINT_KEYS = frozenset({"model", "ema", "optimizer", "rng", "step", "elapse
 #: config.json's model_type in a model folder ``train`` writes (priors/builtin.MODEL_TYPE, kept torch-free here)
 BUILTIN_MODEL_TYPE = "diffrestore-edm-unet"
 
+#: the posterior-rms table (priors/posterior_rms.training_table) is measured on at most this many training images
+TABLE_IMAGES = 64
 #: progress(done, total, what): called after every step; ``what`` carries the running loss.
 TrainProgress = Callable[[int, int, str], None]
 
 
 def _sample_batch(images: list, size: int, batch_size: int, max_downscale: float, gen: torch.Generator,
-                  permute_channels: bool = False, dihedral: bool = True):
+                  permute_channels: bool = False, dihedral: bool = True, complex_channels: bool = False):
     """Random crops (optionally of a downscaled region) with a random one of the 8 flips/rotations.
 
     ``permute_channels`` also shuffles the colour channels of each crop: with few colour images it stops the
-    prior from tying structure to the hues of those particular photos.
+    prior from tying structure to the hues of those particular photos. ``complex_channels``: crops become
+    (2, size, size) complex images (module doc) and are not clipped.
     """
     import torch
     import torch.nn.functional as F
@@ -72,8 +80,26 @@ def _sample_batch(images: list, size: int, batch_size: int, max_downscale: float
         crop = torch.rot90(crop, d & 3, dims=(-2, -1))
         if perms is not None:
             crop = crop[perms[len(crops)]]
+        if complex_channels:
+            crop = _complex_crop(crop, gen)
         crops.append(crop)
-    return torch.stack(crops).clamp(-1, 1)
+    batch = torch.stack(crops)
+    return batch if complex_channels else batch.clamp(-1, 1)
+
+
+def _complex_crop(crop: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A magnitude crop (1, H, W) times a smooth random phase, or a complex crop (2, H, W) times a random global
+    phase: (2, H, W) real/imaginary channels."""
+    import torch
+
+    from .operators.mri_phase import smooth_phase
+
+    if crop.shape[0] == 1:
+        phase = smooth_phase(crop.shape[1], crop.shape[2], generator=gen)
+        return torch.stack([crop[0] * torch.cos(phase), crop[0] * torch.sin(phase)])
+    angle = 2 * math.pi * float(torch.rand((), generator=gen))
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.stack([c * crop[0] - s * crop[1], s * crop[0] + c * crop[1]])
 
 
 def check_recipe(*, size: int, steps: int, batch_size: int, checkpoint_every: int, base_channels: int,
@@ -95,8 +121,8 @@ def check_recipe(*, size: int, steps: int, batch_size: int, checkpoint_every: in
     if not (math.isfinite(max_downscale) and max_downscale >= 1.0):
         raise UsageError(f"--max-downscale must be a finite number of at least 1, got {max_downscale}",
                          hint="1 takes plain crops")
-    if channels not in (None, 1, 3):
-        raise UsageError(f"--channels must be 1 or 3, got {channels}")
+    if channels not in (None, 1, 2, 3):
+        raise UsageError(f"--channels must be 1, 2 (complex) or 3, got {channels}")
     if not channel_mults or min(channel_mults) < 1:
         raise UsageError(f"--channel-mults needs one positive number per level, got {channel_mults}",
                          hint="for example --channel-mults 1,2,4,6")
@@ -223,6 +249,7 @@ def train(
     warmup_steps: int = 200,
     lr_drops: tuple[int, ...] = (),
     resume: bool = True,
+    random_phase: bool = False,
 ) -> Path:
     """Train a prior on random ``size`` x ``size`` crops of the images in ``data_dir``; returns ``out_dir``.
 
@@ -232,6 +259,7 @@ def train(
     ``channels=None``: 3 if any image is colour (grey images are replicated), else 1.
     ``lr_drops``: step counts after which the learning rate is divided by 10 (each); they are absolute step
     numbers, not fractions of ``steps``, so a run resumed with a larger ``steps`` follows the same schedule.
+    ``channels=2``: a complex prior (module doc); magnitude images in its folder need ``random_phase``.
     """
     # Every check that needs no torch first, so that a mistyped flag or folder fails at once.
     lr_drops = check_recipe(size=size, steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every,
@@ -249,6 +277,14 @@ def train(
 
     dev = resolve_device(device)
     images, channels, skipped = load_training_images(data_dir, size, channels)
+    complex_channels = channels == 2
+    if complex_channels and permute_channels:
+        raise UsageError("--permute-channels shuffles colour channels; a complex (2-channel) prior has none")
+    magnitudes = sum(img.shape[0] == 1 for img in images) if complex_channels else 0
+    if magnitudes and not random_phase:
+        raise UsageError(f"{magnitudes} of the {len(images)} training images are magnitudes (no phase), which a "
+                         "complex prior cannot learn from as they are", hint="add --random-phase to give each crop "
+                         "a smooth random phase, or give complex .npy arrays")
 
     config = UNetConfig(channels=channels, base_channels=base_channels, channel_mults=tuple(channel_mults),
                         num_res_blocks=num_res_blocks, pixel_unshuffle=pixel_unshuffle)
@@ -260,6 +296,8 @@ def train(
     }
     if lr_drops:  # only when set, so checkpoints written before the option existed still resume
         recipe["lr_drops"] = list(lr_drops)
+    if random_phase:
+        recipe["random_phase"] = True
     with torch.random.fork_rng(devices=[]):  # seed the weight initialisation without touching the caller's RNG
         torch.manual_seed(seed)
         net = DenoiserUNet(config).to(dev)
@@ -300,7 +338,7 @@ def train(
             "p_mean": p_mean, "p_std": p_std, "warmup_steps": warmup_steps, "lr_drops": list(lr_drops),
             "parameters": count_parameters(net), "device": str(dev), "torch": torch.__version__,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "random_phase": random_phase,
             "final_loss_ema": round(loss_avg, 5) if loss_avg is not None else None,
         }
 
@@ -324,7 +362,8 @@ def train(
     sd = config.sigma_data
     net.train()
     while step < steps:
-        x0 = _sample_batch(images, size, batch_size, max_downscale, gen, permute_channels, dihedral).to(dev)
+        x0 = _sample_batch(images, size, batch_size, max_downscale, gen, permute_channels, dihedral,
+                           complex_channels).to(dev)
         ln_sigma = p_mean + p_std * torch.randn(batch_size, generator=gen)
         sigma = ln_sigma.exp().to(dev)
         noise = torch.randn(x0.shape, generator=gen).to(dev)
@@ -363,11 +402,25 @@ def train(
     written = json.loads((out_dir / "config.json").read_text()) if (out_dir / "config.json").is_file() else {}
     final = (out_dir / "model.safetensors").is_file() and written.get("training", {}).get("steps") == step
     if not final or "posterior_rms" not in written:
-        table = training_table(BuiltinPrior(ema, device=dev), images, seed=seed)
+        table = training_table(BuiltinPrior(ema, device=dev), _table_images(images, seed, complex_channels), seed=seed)
         ema.config.extra["posterior_rms"] = table.to_json_dict()
         # only the model files change: checkpoint.pt already holds this step (written in the loop or resumed)
         save_model_dir(ema, out_dir, metadata=metadata())
     return out_dir
+
+
+def _table_images(images: list, seed: int, complex_channels: bool) -> list:
+    """The training images the posterior-rms table is measured on (at most TABLE_IMAGES, evenly spaced), as the
+    prior sees them: for a complex prior, magnitudes get one seeded smooth phase."""
+    import torch
+
+    if len(images) > TABLE_IMAGES:  # evenly spaced: the table is an average, and each image costs 50 calls
+        images = [images[round(i * (len(images) - 1) / (TABLE_IMAGES - 1))] for i in range(TABLE_IMAGES)]
+    if not complex_channels:
+        return images
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
+    return [_complex_crop(img, gen) if img.shape[0] == 1 else img for img in images]
 
 
 def training_losses(out_dir: str | Path) -> list[float]:

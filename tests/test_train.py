@@ -190,3 +190,84 @@ def test_training_again_into_its_own_model_folder_resumes(tmp_path):
     assert len(training_losses(out)) == 2
     train(data, out, steps=1, checkpoint_every=1, resume=False, **TINY)
     assert len(training_losses(out)) == 1
+
+
+def _write_complex(folder, count=3, size=(32, 36)):
+    """Complex images: a bright disc with a phase ramp, saved as .npy; and one magnitude PNG for mixed folders."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    for i in range(count):
+        disc = 0.3 + ((yy - 0.4) ** 2 + (xx - 0.3 - 0.1 * i) ** 2 < 0.06)
+        disc[3:5, 3:5] = 3.0  # a few bright pixels, above the 99th percentile: they stay above 1
+        np.save(folder / f"z{i}.npy", (disc * np.exp(1j * (2 * xx + yy + i))).astype(np.complex64))
+    return folder
+
+
+def test_a_complex_folder_trains_a_two_channel_prior_and_crops_carry_phase(tmp_path):
+    from diffrestore.train import _sample_batch
+
+    data = _write_complex(tmp_path / "mri")
+    out = train(data, tmp_path / "m", steps=30, checkpoint_every=30, **{**TINY, "channels": 2})
+    losses = training_losses(out)
+    assert np.mean(losses[-8:]) < 0.85 * np.mean(losses[:8]), losses
+    config = json.loads((out / "config.json").read_text())
+    assert config["channels"] == 2 and "posterior_rms" in config
+    prior = load_model_dir(out)
+    d = prior.denoise(torch.zeros(1, 2, 16, 16), 0.5)
+    assert d.shape == (1, 2, 16, 16) and torch.isfinite(d).all()
+    # crops are complex (both channels used), unclipped, and rotated by a random global phase
+    from diffrestore.imageio.training import load_training_images
+
+    images, _, _ = load_training_images(data, 16, channels=2)
+    gen = torch.Generator().manual_seed(0)
+    batch = _sample_batch(images, 16, 64, 1.0, gen, complex_channels=True)
+    assert batch.shape == (64, 2, 16, 16)
+    assert batch[:, 1].abs().mean() > 0.1 and batch.abs().max() > 1.0
+    phases = torch.atan2(batch[:, 1, 8, 8], batch[:, 0, 8, 8])
+    assert phases.std() > 1.0
+
+
+def test_magnitudes_need_random_phase_and_get_a_smooth_one_per_crop(tmp_path):
+    from diffrestore.imageio.training import load_training_images
+    from diffrestore.train import _sample_batch
+
+    data = _write_images(tmp_path / "grey", mode="L", size=(64, 64))
+    with pytest.raises(UsageError, match="--random-phase"):
+        train(data, tmp_path / "m", steps=2, checkpoint_every=2, **{**TINY, "channels": 2})
+    with pytest.raises(UsageError, match="--permute-channels"):
+        train(data, tmp_path / "m", steps=2, checkpoint_every=2, permute_channels=True, random_phase=True,
+              **{**TINY, "channels": 2})
+    out = train(data, tmp_path / "m", steps=2, checkpoint_every=2, random_phase=True, **{**TINY, "channels": 2})
+    assert load_model_dir(out).channels == 2
+    assert json.loads((out / "config.json").read_text())["training"]["random_phase"] is True
+    images, _, _ = load_training_images(data, 32, channels=2)
+    batch = _sample_batch(images, 32, 8, 1.0, torch.Generator().manual_seed(1), dihedral=False,
+                          complex_channels=True)
+    magnitude = torch.sqrt(batch[:, 0] ** 2 + batch[:, 1] ** 2)
+    phase = torch.atan2(batch[:, 1], batch[:, 0])
+    inside = magnitude > 0.2
+    assert inside.float().mean() > 0.5
+    # the magnitude is the image's own, the phase varies slowly inside the object and differs between crops
+    assert magnitude.max() <= max(img.max() for img in images) + 1e-5
+    wrapped = torch.remainder(phase[:, :, 1:] - phase[:, :, :-1] + torch.pi, 2 * torch.pi) - torch.pi
+    assert wrapped[inside[:, :, 1:] & inside[:, :, :-1]].abs().max() < 1.0  # white noise: up to pi
+    assert (phase[0][inside[0]].mean() - phase[1][inside[1]].mean()).abs() > 1e-3
+
+
+def test_a_dicom_folder_trains_a_grey_prior(tmp_path):
+    pytest.importorskip("pydicom")
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    data = tmp_path / "ct"
+    data.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), data / "slice.dcm")
+    out = train(data, tmp_path / "m", steps=2, checkpoint_every=2, **TINY)
+    assert load_model_dir(out).channels == 1
+
+
+def test_channels_other_than_1_2_3_are_refused():
+    with pytest.raises(UsageError, match="1, 2 \\(complex\\) or 3"):
+        train("nowhere", "out", channels=4)

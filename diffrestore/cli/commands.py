@@ -204,8 +204,12 @@ def train_command(
     pixel_unshuffle: Annotated[int, typer.Option("--pixel-unshuffle", help="Run the UNet at 1/N resolution "
                                                  "behind a pixel-unshuffle stem (2 = the default prior's).",
                                                  metavar="N")] = 2,
-    channels: Annotated[int | None, typer.Option("--channels", help="1 (grey) or 3 (RGB); default: 3 if any "
-                                                 "training image has colour, else 1.", metavar="1|3")] = None,
+    channels: Annotated[int | None, typer.Option("--channels", help="1 (grey), 3 (RGB) or 2 (complex MRI: .npy "
+                                                 "arrays, magnitudes with --random-phase); default: 2 if the "
+                                                 "folder has .npy arrays, else 3 if any image has colour, else 1.",
+                                                 metavar="1|2|3")] = None,
+    random_phase: Annotated[bool, typer.Option("--random-phase", help="With --channels 2: give magnitude images "
+                                               "a smooth random phase per crop.")] = False,
     base_channels: Annotated[int, typer.Option("--base-channels", help="Channels of the UNet's first level.",
                                                metavar="N")] = 32,
     channel_mults: Annotated[str, typer.Option("--channel-mults", help="Channel multiplier of each UNet level, "
@@ -239,7 +243,7 @@ def train_command(
                   checkpoint_every=checkpoint_every, max_downscale=max_downscale, permute_channels=permute_channels,
                   dihedral=flips, pixel_unshuffle=pixel_unshuffle, channels=channels, resume=resume,
                   base_channels=base_channels, channel_mults=_int_list(channel_mults, "--channel-mults", "1,2,4,6"),
-                  lr_drops=_int_list(lr_drop_at, "--lr-drop-at", "30000"))
+                  lr_drops=_int_list(lr_drop_at, "--lr-drop-at", "30000"), random_phase=random_phase)
     t0 = time.perf_counter()
     if mode == "rich":
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -314,3 +314,48 @@ def _line_axis(sampled: torch.Tensor) -> int | None:
     if bool((sampled == sampled[:, :1]).all()):
         return -2
     return None
+
+
+# ------------------------------------------------------------------------------- coil maps from the calibration
+
+
+def calibration_region(mask: torch.Tensor) -> tuple[int, int]:
+    """(rows, cols) of the largest fully sampled block centred on DC (``(H // 2, W // 2)``) of a bool ``(H, W)``
+    mask: the autocalibration (ACS) region. (0, 0) when DC itself is not sampled."""
+    height, width = mask.shape
+    cy, cx = height // 2, width // 2
+    if not bool(mask[cy, cx]):
+        return 0, 0
+    half_y = half_x = 0
+    grown = True
+    while grown:
+        grown = False
+        if cy - half_y - 1 >= 0 and cy + half_y + 1 < height and bool(
+                mask[cy - half_y - 1: cy + half_y + 2, cx - half_x: cx + half_x + 1].all()):
+            half_y, grown = half_y + 1, True
+        if cx - half_x - 1 >= 0 and cx + half_x + 1 < width and bool(
+                mask[cy - half_y: cy + half_y + 1, cx - half_x - 1: cx + half_x + 2].all()):
+            half_x, grown = half_x + 1, True
+    return 2 * half_y + 1, 2 * half_x + 1
+
+
+def acs_maps(kspace: torch.Tensor, mask: torch.Tensor, *, threshold: float = 0.05) -> torch.Tensor:
+    """Coil maps ``(C, H, W)`` estimated from the fully sampled centre of ``kspace`` ``(C, H, W)``: the coil images
+    of that block (under a Hann window, so no ringing) over their root sum of squares, normalised, and zero where
+    that sum is below ``threshold`` of its maximum (outside the object). The classic low-resolution estimate
+    (Pruessmann et al. 1999); ESPIRiT does better near edges. UsageError without a calibration block."""
+    rows, cols = calibration_region(mask.bool())
+    if rows < 3 or cols < 3:
+        raise UsageError("the k-space has no fully sampled centre to estimate coil maps from",
+                         hint="give --coil-maps FILE")
+    height, width = mask.shape
+    window = torch.zeros(height, width, dtype=torch.float32)
+    hann_y = torch.hann_window(rows + 2, periodic=False)[1:-1]
+    hann_x = torch.hann_window(cols + 2, periodic=False)[1:-1]
+    y0, x0 = height // 2 - rows // 2, width // 2 - cols // 2
+    window[y0:y0 + rows, x0:x0 + cols] = hann_y[:, None] * hann_x[None, :]
+    images = ifft2c(kspace.to(torch.complex64) * window)
+    rss = (images.abs() ** 2).sum(dim=0).sqrt()
+    inside = rss > threshold * rss.max()
+    maps = images / rss.clamp_min(torch.finfo(torch.float32).tiny)
+    return torch.where(inside, maps, torch.zeros_like(maps))

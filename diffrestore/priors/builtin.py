@@ -22,8 +22,8 @@ A model directory holds ``config.json`` (architecture, preconditioning, training
 ``model.safetensors`` (the EMA weights); :func:`load_model_dir` reads one, :func:`default_prior` reads the one
 shipped in ``diffrestore/weights/default``.
 
-Channels. A prior has ``channels`` (1 or 3) and ``denoise`` accepts exactly that many. The default prior is RGB
-(grey photos were replicated to RGB in training); a grey file is restored through the luminance of an RGB x.
+Channels. A prior has ``channels`` (1, 3, or 2: complex MRI images as real, imaginary) and ``denoise`` accepts that
+many. The default prior is RGB (grey photos replicated in training); grey files use the luminance of an RGB x.
 """
 
 from __future__ import annotations
@@ -243,8 +243,8 @@ class BuiltinPrior(Prior):
         self.sigma_min = float(cfg.sigma_min)
         self.sigma_max = float(cfg.sigma_max)
         self.sigma_data = float(cfg.sigma_data)
-        self.native_size = None
-        self.name = name
+        self.native_size, self.name = None, name
+        self.clip_range = None if cfg.channels == 2 else (-1.0, 1.0)  # complex MR images: scaled, not bounded
         # settings measured for this network, in its config.json (e.g. DPS's step gain: solvers/dps.py)
         self.recommended = dict(cfg.extra.get("recommended", {}))
         # the denoiser's measured rms error by sigma (priors/posterior_rms.py; DAPS's r_t = "mmse"), if stored
@@ -330,8 +330,8 @@ def _config_problem(data: dict[str, Any]) -> str | None:
     for name in _WHOLE_FIELDS:
         if not whole(values[name]):
             return f"'{name}' must be a whole number >= 1, got {values[name]!r}"
-    if values["channels"] not in (1, 3):
-        return f"'channels' must be 1 (gray) or 3 (RGB), got {values['channels']}"
+    if values["channels"] not in (1, 2, 3):
+        return f"'channels' must be 1 (gray), 2 (complex) or 3 (RGB), got {values['channels']}"
     mults = values["channel_mults"]
     if not isinstance(mults, list) or not mults or not all(whole(m) for m in mults):
         return f"'channel_mults' must be a non-empty list of whole numbers >= 1, got {mults!r}"

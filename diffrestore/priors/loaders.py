@@ -5,6 +5,7 @@ builtin       pixel     ``BuiltinPrior`` (priors/builtin.py)
 pixel         pixel     ``DiffusersPixelPrior`` over a diffusers ``UNet2DModel`` + its DDPM-style scheduler
 adm           pixel     ``DiffusersPixelPrior`` over our ADM network (priors/adm.py) + the linear/cosine schedule
 score-sde     pixel     ``NCSNppPrior``: a score_sde VE NCSN++ checkpoint (priors/ncsnpp.py), EMA weights
+edm           pixel     ``EDMPrior``: an EDM-preconditioned DhariwalUNet state dict (priors/edm_unet.py), EMA weights
 latent-kl     latent    ``DiffusersLatentPrior``: UNet2DConditionModel + AutoencoderKL + scheduler + CLIP text parts
 latent-vq     latent    ``DiffusersLatentPrior``: UNet2DModel + VQModel (latent scale 1.0) + the model's own schedule
 discrete-vq   discrete  ``VQDiffusionPrior``: VQModel + Transformer2DModel + VQDiffusionScheduler + CFG embeddings
@@ -105,17 +106,30 @@ def _adm_file(entry: ModelEntry, folder: Path) -> Path:
     return folder / weights[0]
 
 
+def _architecture(entry: ModelEntry, folder: Path, config_file: str, known: dict[str, Any], config_class: Any, *,
+                  what: str, fields: str) -> Any:
+    """A network's architecture: the folder's ``config_file`` (tiny models write one), else the config its
+    architecture module records for this registry entry (``known``)."""
+    if (folder / config_file).is_file():
+        return config_class.from_dict(files.read_json(folder / config_file))
+    if entry.name in known:
+        return known[entry.name]
+    raise ModelError(f"{what} model '{entry.name}': no architecture known for it",
+                     hint=f"put {config_file} ({fields}) next to the weights")
+
+
 def _score_sde_config(entry: ModelEntry, folder: Path) -> Any:
-    """The NCSN++ architecture: the folder's ncsnpp_config.json (tiny models write one), else the config that
-    priors/ncsnpp.py records for this registry entry."""
     from .ncsnpp import ENTRY_CONFIGS, NCSNPP_CONFIG_FILE, NCSNppConfig
 
-    if (folder / NCSNPP_CONFIG_FILE).is_file():
-        return NCSNppConfig.from_dict(files.read_json(folder / NCSNPP_CONFIG_FILE))
-    if entry.name in ENTRY_CONFIGS:
-        return ENTRY_CONFIGS[entry.name]
-    raise ModelError(f"score-SDE model '{entry.name}': no NCSN++ architecture known for it",
-                     hint=f"put {NCSNPP_CONFIG_FILE} (score_sde config.model/config.data fields) next to the weights")
+    return _architecture(entry, folder, NCSNPP_CONFIG_FILE, ENTRY_CONFIGS, NCSNppConfig, what="score-SDE (NCSN++)",
+                         fields="score_sde config.model/config.data fields")
+
+
+def _edm_config(entry: ModelEntry, folder: Path) -> Any:
+    from .edm_unet import EDM_CONFIG_FILE, ENTRY_CONFIGS, EDMUNetConfig
+
+    return _architecture(entry, folder, EDM_CONFIG_FILE, ENTRY_CONFIGS, EDMUNetConfig, what="EDM (DhariwalUNet)",
+                         fields="the network's constructor arguments")
 
 
 def load_entry(entry: ModelEntry, folder: Path | None, *, device: torch.device | str = "cpu",
@@ -148,6 +162,11 @@ def load_entry(entry: ModelEntry, folder: Path | None, *, device: torch.device |
 
         prior = ncsnpp_prior(_adm_file(entry, folder), _score_sde_config(entry, folder), device=device,
                              dtype=dtype or torch.float32, name=entry.name)
+    elif family == "edm":
+        from .edm_unet import edm_prior
+
+        prior = edm_prior(_adm_file(entry, folder), _edm_config(entry, folder), device=device,
+                          dtype=dtype or torch.float32, name=entry.name)
     elif family in LATENT_FAMILIES:
         prior = load_latent_prior(folder, family=family, name=entry.name, prompt=entry.prompt,
                                   latent_scale=entry.latent_scale, resolution=entry.resolution,

@@ -44,6 +44,10 @@ def build_tiny(entry: ModelEntry, folder: Path) -> Path:
             from .ncsnpp import write_tiny_checkpoint
 
             write_tiny_checkpoint(cfg["ncsnpp"], folder)
+        elif entry.of == "edm":
+            from .edm_unet import write_tiny_checkpoint as write_tiny_edm
+
+            write_tiny_edm(cfg["edm"], folder)
         elif entry.of == "pixel":
             diffusers.UNet2DModel(**cfg["unet"]).save_pretrained(str(folder))
             diffusers.DDPMScheduler(**cfg.get("scheduler", {})).save_pretrained(str(folder))

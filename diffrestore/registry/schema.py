@@ -34,10 +34,10 @@ def redact_url(url: str) -> str:
     """
     return _SECRET_PARAM_RE.sub(r"\1***", _USERINFO_RE.sub(r"\1***@", url))
 
-FAMILIES = ("builtin", "pixel", "adm", "score-sde", "latent-kl", "latent-vq", "discrete-vq", "tiny", "metric",
+FAMILIES = ("builtin", "pixel", "adm", "score-sde", "edm", "latent-kl", "latent-vq", "discrete-vq", "tiny", "metric",
             "operator")
 #: prior families whose weights come from sources (everything except the shipped and the built-in-code ones)
-DOWNLOADED_FAMILIES = ("pixel", "adm", "score-sde", "latent-kl", "latent-vq", "discrete-vq")
+DOWNLOADED_FAMILIES = ("pixel", "adm", "score-sde", "edm", "latent-kl", "latent-vq", "discrete-vq")
 #: weights of metric networks (LPIPS, FID: diffrestore/metrics/): downloaded like a prior's, but no prior and
 #: never a tiny model's target; their kind "metric" fits no --method
 METRIC_FAMILIES = ("metric",)
@@ -45,14 +45,14 @@ METRIC_FAMILIES = ("metric",)
 #: uses it (deblur --blur bkse): downloaded like a prior's, but no prior; their kind "operator" fits no --method
 OPERATOR_FAMILIES = ("operator",)
 #: families whose loader gives a pixel-space Prior; the others give components (priors/loaders.py)
-PIXEL_FAMILIES = ("builtin", "pixel", "adm", "score-sde")
+PIXEL_FAMILIES = ("builtin", "pixel", "adm", "score-sde", "edm")
 TEXT_FAMILIES = ("latent-kl", "discrete-vq")
 LATENT_FAMILIES = ("latent-kl", "latent-vq")
 
 #: the prior kind of each family: it decides which --method can use a model (see diffrestore/methods.py).
 #: "tiny" is absent on purpose: a tiny model has the kind of the family it imitates (ModelEntry.kind).
 FAMILY_KINDS = {
-    "builtin": "pixel", "pixel": "pixel", "adm": "pixel", "score-sde": "pixel",
+    "builtin": "pixel", "pixel": "pixel", "adm": "pixel", "score-sde": "pixel", "edm": "pixel",
     "latent-kl": "latent", "latent-vq": "latent",
     "discrete-vq": "discrete",
     "metric": "metric",

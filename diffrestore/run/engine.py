@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import DiffrestoreError, UsageError, short_error
 from . import interrupts, plan, scoring, solver_settings, streams
-from .inputs import Prepared, batches, check_memory, prepare_input
+from .inputs import Prepared, batches, check_memory, expand_parts, prepare_input
 from .options import RunOptions
 from .plan import Item, RunSummary
 from .preflight import Job, check_flags, load_registry, make_job, validate
@@ -47,7 +47,7 @@ def run(
     # 1. Validate everything that needs no image and no model: flags, task, method, prior kind, kernel, outputs;
     # what needs no torch first (flags, then the inputs and outputs), so that those errors come at once.
     checked = check_flags(opts, task_values)
-    items = plan.plan_run(inputs, opts)
+    items = plan.plan_run(inputs, opts, parts=lambda files: expand_parts(files, checked.task.input_parts))
     job = make_job(checked)  # the solver: its module imports torch
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
@@ -115,11 +115,12 @@ def _prepare(items: list[Item], job: Job, *, single: bool) -> list[Prepared]:
         if item.status == "skipped":
             continue
         try:
-            loaded = job.task.read_input(item.input)
+            loaded = job.task.read_input(item.input, part=item.part)
             # after the read: a file that is no image says so first; the task knows what its outputs can be
             plan.check_output_names(item, lambda out, loaded=loaded: job.task.check_output(out, loaded))
             p = prepare_input(job, loaded.tensor, path=item.input, loaded=loaded, extensions=extensions)
             p.notes = _input_notes(p, loaded)
+            info = dict(getattr(loaded, "info", None) or {})  # what the task read (MRI: scale, mask)
             size = loaded.tensor.numel() * loaded.tensor.element_size()
             if kept + size <= KEEP_DECODED_BYTES:
                 p.loaded, kept = loaded, kept + size
@@ -137,6 +138,7 @@ def _prepare(items: list[Item], job: Job, *, single: bool) -> list[Prepared]:
         p.item = item
         item.size, item.channels, item.mask = p.size, p.channels, p.mask_source
         item.noise_sigma = p.noise_sigma
+        item.input_info = info
         prepared.append(p)
     return prepared
 
@@ -192,7 +194,8 @@ def _run_batches(prepared: list[Prepared], prior: Any, job: Job, reporter: Repor
         reporter.batch_started([p.item for p in batch])
         loaded = []
         try:
-            loaded = [p.loaded if p.loaded is not None else job.task.read_input(p.item.input) for p in batch]
+            loaded = [p.loaded if p.loaded is not None else job.task.read_input(p.item.input, part=p.item.part)
+                      for p in batch]
             for p in batch:
                 p.loaded = None  # this batch holds them now
             _note_tiling(batch, prior, job, note_once)

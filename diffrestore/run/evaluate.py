@@ -376,7 +376,7 @@ def _task_sheet(inputs: list[str], options: list[RunOptions], job: Any, report: 
                                 generator=measurement_generator(seed, image_identity(loaded.tensor)))
         cells = [measurement_picture(y, (width, height))]
         cells += [imageio.load_image(planned[m][image].output).tensor for m in methods]
-        cells.append(loaded.tensor)
+        cells.append(task.spec.picture(loaded.tensor))  # MRI: the magnitude of the complex reference
         cells += [imageio.load_image(planned[m][image].std_map).tensor for m in with_std]
         sheet_rows.append(SheetRow(cells))
     return contact_sheet(labels, sheet_rows) if sheet_rows else None

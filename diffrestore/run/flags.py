@@ -84,7 +84,8 @@ RUN_FLAGS: tuple[Flag, ...] = (
               "posterior mean in one call). daps on a latent prior (Stable Diffusion, LDM) runs latent-daps; dwgf "
               "(latent priors) moves the -n samples together as particles of one gradient flow (-n 1 is RED-diff in "
               "latent space); g2d2 runs on discrete (VQ-Diffusion) priors; fbp, sart and tv are the classical CT "
-              "reconstructions (ct only, no model).", default="daps",
+              "reconstructions (ct only, no model); zero-filled, sense, cs-wavelet and cs-tv the classical MRI ones "
+              "(mri only, no model).", default="daps",
               choices=tuple(METHOD_KINDS), metavar="|".join(PRESET_STEPS)),
     _sampling("model", "--model", str, "Prior: a name from 'diffrestore models list' or a local model folder. "
               "Default: the task's own (builtin; ct and mri ship theirs).", metavar="NAME|DIR"),

@@ -37,7 +37,8 @@ class Prepared:
     def key(self) -> tuple:
         """Images batch only with their own kind: same size, channels, mask and (estimated) noise level."""
         path = self.item.input if self.item is not None else Path("image")
-        return (self.size, self.channels, self.mask_source.key(path), self.noise_sigma)
+        part = self.item.part if self.item is not None else None  # a file's images each have their own reading
+        return (self.size, self.channels, self.mask_source.key(path), self.noise_sigma, part)
 
 
 def prepare_input(job: Job, tensor: torch.Tensor, *, path: Path, loaded: Any = None,
@@ -60,6 +61,16 @@ def prepare_input(job: Job, tensor: torch.Tensor, *, path: Path, loaded: Any = N
                                   bit_depth=getattr(loaded, "bit_depth", 8))
         prepared.noise_sigma, prepared.noise_note = estimate.sigma, estimate.run_note()
     return prepared
+
+
+def expand_parts(files: list[Any], parts: Any) -> list[Any]:
+    """Planned input files (``plan.InputFile``) with a file of several images (``parts(path)`` > 1, an MRI .h5's
+    slices: ``Task.input_parts``) as one file per image, ``part`` 0, 1, ...; a file named like an output stays."""
+    import dataclasses
+
+    counts = [1 if f.looks_like_output else int(parts(f.path)) for f in files]
+    return [f if n == 1 else dataclasses.replace(f, part=i) for f, n in zip(files, counts, strict=True)
+            for i in range(n)]
 
 
 def batches(prepared: list[Prepared], batch_size: int) -> list[list[Prepared]]:

@@ -48,6 +48,8 @@ class Item:
     shard: str | None = None  # a split run: the outer shard ("2/8", --shard or Slurm) that restores it
     rank: int | None = None  # a split run: the torch.distributed rank that restores it
     replace: list[Path] = field(default_factory=list)  # outputs of a partial set (--skip-existing) it replaces
+    part: int | None = None  # the image of a several-image file it restores (InputFile.part)
+    input_info: dict[str, Any] = field(default_factory=dict)  # what the task read from the input (MRI's scale)
 
     def record_time(self, images: int, batch_seconds: float, save_seconds: float = 0.0) -> None:
         """Its share of its batch's solver time plus its own saving; the batch's time kept beside it, since a
@@ -79,10 +81,9 @@ class Item:
             data.update({k: (round(v, 4) if v != float("inf") else None) for k, v in self.metrics.items()})
         if self.noise_sigma is not None:
             data["noise_sigma_estimated"] = round(self.noise_sigma, 6)
-        if self.tiles is not None:
-            data["tiles"] = self.tiles
-        if self.resolved:
-            data["resolved"] = self.resolved
+        optional = {"part": self.part, "input_info": self.input_info or None, "tiles": self.tiles,
+                    "resolved": self.resolved or None}
+        data.update({key: value for key, value in optional.items() if value is not None})
         data["seconds"] = round(self.seconds, 3)
         if self.batch_images > 1:
             data.update(batch_images=self.batch_images, batch_seconds=round(self.batch_seconds, 3))
@@ -105,21 +106,17 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         from ..split.summaries import summary_exit_code
-
         return summary_exit_code(self.to_json())
 
     def line(self) -> str:
         from ..split.summaries import summary_line
-
         return summary_line(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.info,
-            "done": self.count("done"),
-            "skipped": self.count("skipped"),
-            "failed": self.count("failed"),
-            "not_run": self.count("not-run"),
+            **{key: self.count(status) for key, status in (("done", "done"), ("skipped", "skipped"),
+                                                          ("failed", "failed"), ("not_run", "not-run"))},
             "interrupted": self.interrupted,
             "signal": self.signal,
             "seconds": round(self.seconds, 3),
@@ -142,6 +139,7 @@ class InputFile:
     root: Path | None  # the folder it was found in (outputs in -o DIR mirror the layout below it)
     looks_like_output: bool = False  # found in a folder and named like this command's outputs: skipped
     key: str = ""  # its resolved path (symlinks followed), found once while scanning
+    part: int | None = None  # one of several images the file holds (an MRI .h5's slice), restored on its own
 
 
 def _looks_like_output(path: Path, suffix: str) -> bool:
@@ -312,8 +310,9 @@ def plan_outputs(files: list[InputFile], opts: RunOptions, extensions: tuple[str
                 folder = f.path.parent
             known = out_folders[where] = (folder, _real(folder), os.path.isdir(folder))
         folder, real, there = known
-        main = out_file if out_file is not None else folder / f"{f.path.stem}{suffix}{f.path.suffix.lower()}"
-        item = Item(index=index, input=f.path, output=main)
+        stem = f.path.stem if f.part is None else f"{f.path.stem}_{f.part:03d}"  # an MRI .h5's slice 7: _007
+        main = out_file if out_file is not None else folder / f"{stem}{suffix}{f.path.suffix.lower()}"
+        item = Item(index=index, input=f.path, output=main, part=f.part)
         if f.looks_like_output:
             item.status, item.error = "skipped", LOOKS_LIKE_OUTPUT
         elif samples > 1:
@@ -435,13 +434,14 @@ def check_output_folders(items: list[Item]) -> None:
                               hint="choose another -o, or fix the folder's permissions") from None
 
 
-def plan_run(inputs: list[str] | list[Path], opts: RunOptions) -> list[Item]:
+def plan_run(inputs: list[str] | list[Path], opts: RunOptions, *, parts: Any = None) -> list[Item]:
     """Inputs -> items with their outputs named, collisions refused and existing outputs handled."""
     extensions = task_spec(opts.task).input_extensions()  # what the task reads
     suffix = default_suffix(opts.task) if opts.suffix is None else opts.suffix
     skip_suffix = None if opts.include_outputs else suffix or None
     files = expand_inputs(inputs, recursive=opts.recursive, extensions=extensions, skip_suffix=skip_suffix,
                           output_folder=_output_folder(opts, extensions))
+    files = files if parts is None else parts(files)  # a file of several images: one each (inputs.py)
     items = plan_outputs(files, opts, extensions)  # every process checks the whole list for collisions
     if opts.sharding is not None and opts.sharding.split:
         items = opts.sharding.select(items)  # then keeps its own part (shards.py)

@@ -86,7 +86,7 @@ def check_flags(opts: RunOptions, task_values: Mapping[str, Any] | None = None, 
     whose kind is checked instead of ``opts.model``'s; ``registry``: the models.toml already read (else
     ``opts.registry``'s)."""
     from ..priors.load import prior_kind
-    from ..solvers.methods import MAX_STEPS, resolve_method, sample_settings
+    from ..solvers.methods import MAX_STEPS, METHOD_KINDS, resolve_method, sample_settings
 
     check_run_options(opts)
     task = resolve_task(opts.task, task_values, simulate=opts.simulate)
@@ -94,7 +94,7 @@ def check_flags(opts: RunOptions, task_values: Mapping[str, Any] | None = None, 
     num_samples = samples_per_image(opts)
     registry = registry if registry is not None else load_registry(opts.registry)
     kind = getattr(prior, "kind", "pixel") if prior is not None else prior_kind(opts.model, registry=registry)
-    if prior is None and kind is None:
+    if prior is None and kind is None and METHOD_KINDS.get(opts.method) != "none":  # fbp, sense: no model loads
         check_model_name(opts.model, registry)
     method = resolve_method(opts.method, kind)
     # and -n for the methods whose config reads it (DAPS: one sample takes the inner mean, several are drawn)

@@ -129,7 +129,7 @@ def restore_batch(
         prior = PerItemCalls(prior)  # bitwise batch-independent results (see PerItemCalls)
     particles = {"samples_per_image": num_samples} if getattr(solver, "particles_interact", False) else {}
     x = solver.run(prior, problem, generator=generators, progress=progress, **particles)  # (DWGF: one cloud each)
-    x = task.to_output(x.detach().to("cpu", torch.float32).clamp(-1.0, 1.0), in_c)
+    x = task.to_output(task.spec.clamp_output(x.detach().to("cpu", torch.float32)), in_c)
 
     keep = task.spec.keeps_known_pixels and not task.simulate and mask is not None  # a real photo keeps its own
     results = []
@@ -145,10 +145,13 @@ def restore_batch(
             std = ((samples + 1.0) / 2.0).std(dim=0, keepdim=True).mean(dim=1, keepdim=True)
         ref = None if refs[i] is None else task.to_output(refs[i], in_c)
         scores: dict[str, float] = {}
+        if ref is not None:
+            scored, scored_ref = task.spec.scored(mean, ref)  # MRI: magnitudes on the reference's maximum
         if ref is not None and scorer is not None:
-            scores = {name: float(values[0]) for name, values in scorer.score_images(mean, ref).items()}
+            scores = {name: float(values[0]) for name, values in scorer.score_images(scored, scored_ref).items()}
         elif ref is not None:
-            scores = {"psnr": float(metrics.psnr(mean, ref)[0]), "ssim": float(metrics.ssim(mean, ref)[0])}
+            scores = {"psnr": float(metrics.psnr(scored, scored_ref)[0]),
+                      "ssim": float(metrics.ssim(scored, scored_ref)[0])}
         results.append(Restored(image=mean, samples=samples, std=std, measurement=ys[i], reference=ref,
                                 metrics=scores, resolved=resolved))
     return results

@@ -7,7 +7,8 @@ One file per paper: dps.py (arXiv 2209.14687), mcg.py (arXiv 2206.00941), daps.p
 latent-space variant latent_daps.py (same paper, the official code's LatentDAPS), dwgf.py (arXiv 2509.19276:
 particles of latents moved together by a Wasserstein gradient flow); mmse.py is
 not a sampler but the one-call posterior mean for Gaussian denoising (Tweedie's formula); classical.py holds the
-classical CT reconstructions (fbp, sart, tv), which need no prior.
+classical CT reconstructions (fbp, sart, tv) and classical_mri.py the MRI ones (zero-filled, sense, cs-wavelet,
+cs-tv), which need no prior.
 Each has a hyper-parameter dataclass with presets "paper" (the paper's settings) and "fast" (a CPU budget,
 measured in docs/benchmarks.md), and declares the prior kind it needs (``prior_kind``).
 """
@@ -34,6 +35,8 @@ _SOLVERS: dict[str, tuple[str, str]] = {
     "dps": ("dps", "DPS"), "mcg": ("mcg", "MCG"), "daps": ("daps", "DAPS"), "mmse": ("mmse", "MMSE"),
     "latent-daps": ("latent_daps", "LatentDAPS"), "dwgf": ("dwgf", "DWGF"), "g2d2": ("g2d2", "G2D2"),
     "fbp": ("classical", "FBP"), "sart": ("classical", "SART"), "tv": ("classical", "TV"),
+    "zero-filled": ("classical_mri", "ZeroFilled"), "sense": ("classical_mri", "SENSE"),
+    "cs-wavelet": ("classical_mri", "CSWavelet"), "cs-tv": ("classical_mri", "CSTV"),
 }
 #: public names -> the module that defines them
 _EXPORTS: dict[str, str] = {

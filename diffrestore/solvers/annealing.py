@@ -167,11 +167,13 @@ class Annealing(Solver):
         recommended = recommended_blend(prior)
         return 1.0 if recommended is None else recommended
 
-    def annealing_sigmas(self, prior: Prior) -> list[float]:
+    def annealing_sigmas(self, prior: Prior, steps: int | None = None) -> list[float]:
+        """The annealing's sigmas, then 0: ``steps`` of them (None: the config's)."""
         cfg = self.config
         hi = min(float(cfg.sigma_max), prior.sigma_max)
         lo = max(float(cfg.sigma_min), prior.sigma_min)
-        return [*poly_sigmas(int(cfg.steps), hi, min(lo, hi), rho=float(cfg.rho)).tolist(), 0.0]
+        count = int(cfg.steps if steps is None else steps)
+        return [*poly_sigmas(count, hi, min(lo, hi), rho=float(cfg.rho)).tolist(), 0.0]
 
     def _ode_x0(self, prior: Prior, x: torch.Tensor, sigma: float, *cond: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """x0_hat by the probability-flow ODE from sigma (``ode_x0``). Returns (x0_hat, D(x_t, sigma))."""

@@ -96,6 +96,15 @@ def poly_sigmas(steps: int, sigma_max: float, sigma_min: float, *, rho: float = 
 # ------------------------------------------------------------------------------------------------- measurement terms
 
 
+def with_ct_steps(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` where a given ``steps`` also sets ``ct_steps`` (unless that is given too): for the solvers
+    whose CT runs have their own step count (DAPS, MCG), so that ``--steps`` means the steps of whichever loop
+    runs."""
+    if overrides.get("steps") is not None and overrides.get("ct_steps") is None:
+        return {**overrides, "ct_steps": overrides["steps"]}
+    return overrides
+
+
 def by_kind(table: dict[OperatorKind, float], operator: Operator, default: float) -> float:
     """A per-task hyper-parameter: ``table[operator.kind]``, else ``default`` (kinds are typed, see
     ``operators.OperatorKind``; a composed operator has its outer operator's kind)."""

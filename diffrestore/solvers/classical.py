@@ -85,19 +85,24 @@ class TVConfig(SolverConfig):
                                         "sart_sweeps": integer(0)}
 
 
-class Classical(Solver):
-    """A one-call CT reconstruction (the subclasses say which)."""
+class Reconstruction(Solver):
+    """A deterministic reconstruction with no model (CT's here, MRI's in classical_mri.py): one task, one output
+    per image, a stand-in prior of the task's channels."""
 
     prior_kind: ClassVar[str] = "none"
     presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "fast": {}}
+    #: the task it solves, and what its input is (for the refusal of other tasks)
+    task: ClassVar[str] = ""
+    measures: ClassVar[str] = ""
+    stand_in: ClassVar[type[NoPrior]] = NoPrior
 
     def stand_in_prior(self, device: Any) -> NoPrior:
-        return NoPrior(device)
+        return self.stand_in(device)
 
     def check_task(self, task: str, noise: str, num_samples: int) -> None:
-        """UsageError unless this is CT with one output per image."""
-        if task != "ct":
-            raise UsageError(f"method {self.name} reconstructs CT sinograms ('ct'), not '{task}'",
+        """UsageError unless this is the method's task with one output per image."""
+        if task != self.task:
+            raise UsageError(f"method {self.name} reconstructs {self.measures} ('{self.task}'), not '{task}'",
                              hint="use --method daps, dps or mcg")
         if num_samples != 1:
             raise UsageError(f"method {self.name} gives one deterministic reconstruction, not samples",
@@ -105,6 +110,13 @@ class Classical(Solver):
 
     def network_calls(self) -> int:
         return 0
+
+
+class Classical(Reconstruction):
+    """A one-call CT reconstruction (the subclasses say which)."""
+
+    task: ClassVar[str] = "ct"
+    measures: ClassVar[str] = "CT sinograms"
 
     def _sample(self, prior: Any, problem: Problem, y: torch.Tensor, shape: tuple[int, int, int, int],
                 generator: Generators, progress: ProgressCallback) -> torch.Tensor:

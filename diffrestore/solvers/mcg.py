@@ -43,7 +43,7 @@ import torch
 
 from ..operators import OperatorKind
 from . import mcg_ct
-from .base import Generators, ProgressCallback, Solver, SolverConfig, randn
+from .base import Generators, ProgressCallback, Solver, SolverConfig, randn, with_ct_steps
 from .dps import DPS, DPSConfig
 from .rules import Rule, flag, integer, non_negative, one_of
 
@@ -99,11 +99,8 @@ class MCG(DPS):
 
     @classmethod
     def from_preset(cls, preset: str = "fast", **overrides: Any) -> Solver:
-        """As every solver's; a given ``steps`` also sets ``ct_steps`` (unless that is given too), so ``--steps``
-        means the steps of whichever loop runs."""
-        if overrides.get("steps") is not None and overrides.get("ct_steps") is None:
-            overrides = {**overrides, "ct_steps": overrides["steps"]}
-        return super().from_preset(preset, **overrides)
+        """As every solver's; ``--steps`` also sets ``ct_steps`` (``base.with_ct_steps``)."""
+        return super().from_preset(preset, **with_ct_steps(overrides))
 
     def runs_ct_loop(self, operator: object) -> bool:
         """Whether this run takes the official CT loop (mcg_ct.py): the CT operator and ``ct_loop``."""

@@ -12,9 +12,11 @@ from __future__ import annotations
 METHOD_KINDS: dict[str, str] = {
     "dps": "pixel", "mcg": "pixel", "daps": "pixel", "mmse": "pixel", "latent-daps": "latent", "dwgf": "latent",
     "g2d2": "discrete", "fbp": "none", "sart": "none", "tv": "none",
+    "zero-filled": "none", "sense": "none", "cs-wavelet": "none", "cs-tv": "none",
 }
-#: the classical CT reconstructions: no prior at all (kind "none": --model is not loaded; solvers/classical.py)
-CLASSICAL_METHODS: tuple[str, ...] = ("fbp", "sart", "tv")
+#: the classical reconstructions: no prior at all (kind "none": --model is not loaded): CT's (solvers/classical.py)
+#: and MRI's (solvers/classical_mri.py)
+CLASSICAL_METHODS: tuple[str, ...] = ("fbp", "sart", "tv", "zero-filled", "sense", "cs-wavelet", "cs-tv")
 #: (method, prior kind) -> the method that runs: one name for an algorithm whatever space its prior works in
 #: (``--method daps`` with Stable Diffusion runs LatentDAPS)
 KIND_VARIANTS: dict[tuple[str, str], str] = {("daps", "latent"): "latent-daps"}
@@ -44,6 +46,10 @@ PRESET_STEPS: dict[str, dict[str, int]] = {
     "fbp": {"fast": 1, "paper": 1},
     "sart": {"fast": 5, "paper": 5},
     "tv": {"fast": 100, "paper": 100},
+    "zero-filled": {"fast": 1, "paper": 1},
+    "sense": {"fast": 50, "paper": 50},
+    "cs-wavelet": {"fast": 100, "paper": 100},
+    "cs-tv": {"fast": 200, "paper": 200},
 }
 #: method -> preset -> classifier-free guidance scale on text-conditioned models, as the solvers' presets say
 #: (``default_guidance``; tests/cli/test_flags.py keeps them equal): here so that --help can show them
@@ -57,7 +63,8 @@ PRESET_GUIDANCE: dict[str, dict[str, float]] = {
 #: is already days of network calls on any device; MMSE is one denoiser call; DWGF takes one Adam step per
 #: timestep of a 1000-step model but the first and last (999 .. 2).
 MAX_STEPS: dict[str, int] = {"daps": 10000, "dps": 1000, "mcg": 1000, "mmse": 1, "latent-daps": 10000,
-                             "dwgf": 998, "g2d2": 100, "fbp": 1, "sart": 1000, "tv": 10000}
+                             "dwgf": 998, "g2d2": 100, "fbp": 1, "sart": 1000, "tv": 10000,
+             "zero-filled": 1, "sense": 10000, "cs-wavelet": 10000, "cs-tv": 10000}
 
 
 def resolve_method(method: str, kind: str | None) -> str:

@@ -114,6 +114,15 @@ class TaskSpec:
 
         return imageio.load_image(path)
 
+    def input_parts(self, params: Mapping[str, Any], path: Path) -> int:
+        """How many images the file ``path`` holds, each restored on its own (``read_input_part``): 1 by default
+        (an MRI .h5 without --slice: its slices)."""
+        return 1
+
+    def read_input_part(self, path: Path, part: int) -> Any:
+        """Image ``part`` of a file holding several (``input_parts``), decoded as ``read_input`` does."""
+        raise NotImplementedError(f"task {self.name} reads one image per file")
+
     def check_input(self, params: Mapping[str, Any], loaded: Any, *, simulated: bool) -> None:
         """UsageError / InputError when a decoded input cannot be this task's file (a sinogram of the wrong
         shape), before any model loads."""
@@ -207,6 +216,29 @@ class TaskSpec:
 
         return MaskSource("none")
 
+    def build_mask(self, source: MaskSource, params: Mapping[str, Any], size: tuple[int, int], *, seed: int,
+                   loaded: Any = None) -> Any:
+        """What ``operator_spec`` gets as ``mask`` for an image of ``size``: by default the inpainting mask (bool
+        (1, 1, H, W), True = missing); a task may return its own (MRI: the k-space pattern and coil maps)."""
+        from .masks import build_mask
+
+        return build_mask(source, params, size, seed=seed, loaded=loaded)
+
+    def clamp_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The restored tensor as outputs keep it: [-1, 1] for pictures (a task whose tensor is no picture, such
+        as MRI's complex image on its 99th-percentile scale, keeps it whole)."""
+        return x.clamp(-1.0, 1.0)
+
+    def picture(self, x: torch.Tensor) -> torch.Tensor:
+        """A restored or reference tensor as a picture (1 or 3 channels, [-1, 1]) for contact sheets: itself by
+        default; MRI's complex image as its magnitude over its maximum."""
+        return x
+
+    def scored(self, x: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair (restored, reference) the metrics score, in tensor units: by default the tensors themselves;
+        MRI scores magnitudes against the reference's maximum."""
+        return x, reference
+
     def noise_model(self, params: Mapping[str, Any], noise: str, sigma: float) -> Any:
         """The noise model in tensor units for ``noise`` (the --noise kind) and the Gaussian ``sigma`` on [0, 1]."""
         from .. import operators
@@ -279,8 +311,11 @@ class Task:
     def input_extensions(self) -> tuple[str, ...]:
         return self.spec.input_extensions()
 
-    def read_input(self, path: Path) -> Any:
-        loaded = self.spec.read_input(path)
+    def input_parts(self, path: Path) -> int:
+        return self.spec.input_parts(self.params, path)
+
+    def read_input(self, path: Path, *, part: int | None = None) -> Any:
+        loaded = self.spec.read_input(path) if part is None else self.spec.read_input_part(path, part)
         self.spec.check_input(self.params, loaded, simulated=self.simulate)
         return loaded
 
@@ -297,9 +332,7 @@ class Task:
 
     def build_mask(self, source: MaskSource, size: tuple[int, int], *, seed: int, loaded: Any = None) -> Any:
         """The mask (bool (1, 1, H, W), True = missing) of ``source`` for a restored image of ``size``."""
-        from .masks import build_mask
-
-        return build_mask(source, self.params, size, seed=seed, loaded=loaded)
+        return self.spec.build_mask(source, self.params, size, seed=seed, loaded=loaded)
 
     def noise_model(self) -> Any:
         """The noise model in tensor units (see operators.GaussianNoise: sigma on the [0, 1] scale)."""

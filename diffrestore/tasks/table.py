@@ -12,11 +12,12 @@ from typing import Any
 from ..errors import UsageError
 from .flags import or_list
 from .medical import MEDICAL_TASKS
+from .mri import MRI_TASKS
 from .photo import PHOTO_TASKS
 from .spec import NOISE_SIGMA_RANGE, Task, TaskSpec, parse_noise_sigma
 
 #: every task, by its canonical name
-TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (*PHOTO_TASKS, *MEDICAL_TASKS)}
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (*PHOTO_TASKS, *MEDICAL_TASKS, *MRI_TASKS)}
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
 #: other names a task answers to (``sr``)
 TASK_ALIASES: dict[str, str] = {alias: spec.name for spec in TASKS.values() for alias in spec.aliases}

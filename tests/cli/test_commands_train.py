@@ -199,3 +199,21 @@ def test_a_checkpoint_write_that_fails_is_one_line_and_leaves_no_temporary(tmp_p
     line = _one_line(_train(tmp_path, capsys, out))
     assert "cannot write the checkpoint" in line and "No space left on device" in line
     assert not list(out.glob("*.tmp"))
+
+
+def test_train_channels_2_takes_complex_arrays_and_magnitudes_with_random_phase(tmp_path, capsys) -> None:
+    import numpy as np
+
+    data = tmp_path / "mri"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(data / "z.npy", (rng.normal(size=(32, 32)) + 1j * rng.normal(size=(32, 32))).astype(np.complex64))
+    write_image(data / "m.png", size=(32, 32))
+    args = ["train", data, "--out", tmp_path / "m", "--size", "16", "--steps", "2", "--batch-size", "2",
+            "--channels", "2", "--device", "cpu", "--progress", "none"]
+    refused = run_main(args, capsys)
+    assert refused.code == 2 and "--random-phase" in refused.err
+    result = run_main([*args, "--random-phase"], capsys)
+    assert result.code == 0, result.err
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["channels"] == 2 and config["training"]["random_phase"] is True

@@ -233,3 +233,40 @@ def test_bad_parameters_give_one_line_messages(shape, params, error, message) ->
     with pytest.raises(error, match=message) as info:
         build_operator("mri", shape, **params)
     assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- coil maps from the calibration region
+
+
+def test_the_calibration_region_is_the_fully_sampled_centre() -> None:
+    from diffrestore.operators.mri import calibration_region
+    from diffrestore.operators.mri_masks import build_mask, poisson_disc
+
+    lines = build_mask("random", (40, 48), 4.0, center_fraction=0.25, generator=torch.Generator().manual_seed(0))
+    rows, cols = calibration_region(lines.mask)
+    assert rows == 39 and 11 <= cols <= 13  # whole columns: every row; the 12 centre lines, an odd block around DC
+    box = poisson_disc((32, 32), 3.0, calib=(8, 8), generator=torch.Generator().manual_seed(0))
+    assert min(calibration_region(box.mask)) >= 7
+    empty = torch.ones(16, 16, dtype=torch.bool)
+    empty[8, 8] = False
+    assert calibration_region(empty) == (0, 0)
+
+
+def test_acs_maps_recover_smooth_coils_and_need_a_calibration_region() -> None:
+    from diffrestore.operators.mri import acs_maps, fft2c
+    from diffrestore.operators.mri_masks import build_mask
+
+    size = 48
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    image = ((xs**2 / 0.7 + ys**2 / 0.5) < 0.8).to(torch.complex64)  # an ellipse
+    maps = simulated_maps(4, (size, size))
+    kspace = fft2c(maps * image)
+    mask = build_mask("random", (size, size), 3.0, center_fraction=0.3, generator=torch.Generator().manual_seed(2)).mask
+    estimate = acs_maps(kspace * mask, mask)
+    inside = image.abs() > 0
+    # maps are known up to one phase per pixel: compare S_c conj(S_0) inside the object
+    relative = (estimate * estimate[:1].conj())[:, inside]
+    truth = (maps * maps[:1].conj())[:, inside]
+    assert float((relative - truth).abs().mean() / truth.abs().mean()) < 0.1
+    with pytest.raises(UsageError, match="no fully sampled centre"):
+        acs_maps(kspace, torch.zeros(size, size, dtype=torch.bool))

@@ -92,7 +92,7 @@ def test_builtin_weights_that_do_not_match_the_config(builtin_dir: Path, tmp_pat
         ({"base_channels": 0}, "'base_channels' must be a whole number >= 1, got 0"),
         ({"channel_mults": None}, "'channel_mults' must be a non-empty list"),
         ({"channel_mults": ["a"]}, "'channel_mults' must be a non-empty list"),
-        ({"channels": 4}, "'channels' must be 1 (gray) or 3 (RGB)"),
+        ({"channels": 4}, "'channels' must be 1 (gray), 2 (complex) or 3 (RGB)"),
         ({"groups": 2.5}, "'groups' must be a whole number"),
         ({"padding_mode": "mirror"}, "'padding_mode' must be one of"),
         ({"sigma_min": 100.0}, "'sigma_min' (100.0) must be below 'sigma_max'"),

@@ -54,7 +54,8 @@ def test_issue_entries_exist_with_their_families(shipped: reg.Registry) -> None:
 
 #: the prior kind of each family, as the architecture defines it (a tiny model: the kind of its family `of`)
 EXPECTED_KIND = {"builtin": "pixel", "pixel": "pixel", "adm": "pixel", "latent-kl": "latent", "latent-vq": "latent",
-                 "score-sde": "pixel", "discrete-vq": "discrete", "metric": "metric", "operator": "operator"}
+                 "score-sde": "pixel", "edm": "pixel", "discrete-vq": "discrete", "metric": "metric",
+                 "operator": "operator"}
 
 
 def test_every_shipped_entry_has_the_kind_of_its_family(shipped: reg.Registry) -> None:
@@ -135,3 +136,15 @@ def test_registry_never_imports_the_priors() -> None:
         text = source.read_text(encoding="utf-8")
         assert "priors import" not in text and "from ..priors" not in text and "import diffrestore.priors" not in text
     assert not hasattr(reg, "resolve_prior") and not hasattr(reg, "resolve_components")
+
+
+def test_the_ct_prior_ships_inside_the_package(shipped: reg.Registry) -> None:
+    import json
+
+    entry = shipped.get("ct-phantom")
+    assert entry.family == "builtin" and list(entry.tasks) == ["ct"]
+    folder = entry.builtin_dir()
+    assert folder == reg.PACKAGE_DIR / "weights" / "ct"
+    assert (folder / "model.safetensors").is_file() and (folder / "MODEL_CARD.md").is_file()
+    assert json.loads((folder / "config.json").read_text())["channels"] == 1  # a CT slice has one
+    assert reg.cache_state(entry) == "built-in"

@@ -15,7 +15,8 @@ from diffrestore.solvers.methods import METHOD_KINDS
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("method", "foo", "unknown --method 'foo' (use dps, mcg, daps, mmse, latent-daps, dwgf, g2d2, fbp, sart or tv)"),
+    ("method", "foo", "unknown --method 'foo' (use dps, mcg, daps, mmse, latent-daps, dwgf, g2d2, fbp, sart, tv, "
+                        "zero-filled, sense, cs-wavelet or cs-tv)"),
     ("method", "DAPS", "unknown --method 'DAPS'"),
     ("device", "tpu", "unknown --device 'tpu' (use auto, cpu, cuda, cuda:N or mps)"),
     ("device", "cuda:", "unknown --device 'cuda:'"),

@@ -45,7 +45,7 @@ def test_methods_for_kind() -> None:
     assert methods_for_kind("no-such-kind") == ()
     # every method fits some family, but the classical CT reconstructions, which take no prior at all
     assert set(METHOD_KINDS.values()) - {"none"} <= set(reg.FAMILY_KINDS.values())
-    assert methods_for_kind("none") == ("fbp", "sart", "tv")
+    assert methods_for_kind("none") == ("cs-tv", "cs-wavelet", "fbp", "sart", "sense", "tv", "zero-filled")
 
 
 def test_every_method_has_a_kind() -> None:

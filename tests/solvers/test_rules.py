@@ -34,7 +34,7 @@ BAD_VALUES = {
     "kl_weight": "-1", "kl_width": "-1", "lr_width": "-1", "forget": "1.5", "temperature": "0", "truncation": "0",
     "likelihood": "x", "filter": "sideways", "relaxation": "2", "sart_sweeps": "-1",
     "ct_loop": "maybe", "ct_steps": "0", "ct_snr": "-1", "ct_weight": "-1", "ct_lambda_start": "2",
-    "ct_lambda_end": "-0.1",
+    "ct_lambda_end": "-0.1", "tolerance": "-1", "wavelet": "sideways", "levels": "0",
 }
 
 
