@@ -160,3 +160,39 @@ def test_daps_drawing_with_the_tweedie_covariance_samples_the_posterior(setup) -
     assert failures(results) == [], results
     for key, (err, ratio, _) in results.items():
         assert err < 0.05 and 0.9 < ratio < 1.1, (key, err, ratio)
+
+
+#: the medical operators, each on its own Gaussian prior (CT: one channel; MRI: a complex image as 2 channels):
+#: sparse views of an 8 x 8 slice, and 4x random k-space lines with 2 simulated coils
+MEDICAL = {
+    "ct": ((1, 8, 8), "ct", {"views": 6}),
+    "mri": ((2, 8, 8), "mri", {"acceleration": 4, "center_fraction": 0.25, "coils": 2}),
+}
+
+
+@pytest.fixture(scope="module")
+def medical():
+    """Per medical problem: (its prior, {key: case}) as ``build_cases`` makes them."""
+    out = {}
+    for key, (shape, name, params) in MEDICAL.items():
+        prior = GaussianPrior.stationary(shape, length_scale=1.5, std=0.5, jitter=0.01)
+        x = prior.sample(1, torch.Generator().manual_seed(0))
+        noise = GaussianNoise(0.025)
+        op = build_operator(name, shape, generator=torch.Generator().manual_seed(1), **params)
+        with torch.no_grad():
+            y = noise.sample(op(x), torch.Generator().manual_seed(2))
+            pinv = op.pinv(y).double()
+        mean, cov = gaussian_posterior(prior, op, y, noise.std)
+        out[key] = (prior, {key: (Problem(op, noise, y.repeat(SAMPLES, 1, 1, 1)), mean, cov.diagonal().sqrt(), pinv)})
+    return out
+
+
+@pytest.mark.parametrize("problem", sorted(MEDICAL))
+@pytest.mark.parametrize("solver_name", ["daps", "dps"])
+def test_the_medical_operators_posterior_mean_is_found(medical, problem: str, solver_name: str) -> None:
+    """CT's exact adjoint and CG inner solve, MRI's complex channels and exact Gram solve: the sample mean lands
+    near the exact posterior mean, nearer than the pseudo-inverse and the prior mean. Measured mean errors: daps
+    0.013 (ct) / 0.053 (mri), dps 0.33 / 0.22, against pinv 0.77 / 0.49; DAPS fed zeros for y: 1.00 / 1.00."""
+    prior, cases = medical[problem]
+    results = evaluate(get_solver(solver_name, "fast", **OVERRIDES[solver_name]), prior, cases)
+    assert failures(results) == [], results
