@@ -196,3 +196,14 @@ def test_the_medical_operators_posterior_mean_is_found(medical, problem: str, so
     prior, cases = medical[problem]
     results = evaluate(get_solver(solver_name, "fast", **OVERRIDES[solver_name]), prior, cases)
     assert failures(results) == [], results
+
+
+@pytest.mark.parametrize("problem", sorted(MEDICAL))
+def test_daps_drawing_its_inner_target_has_the_medical_posteriors_spread(medical, problem: str) -> None:
+    """The paper's draw on CT and MRI: the posterior's spread per pixel (measured std ratio 0.99 on ct, 1.01 on mri;
+    mean errors 0.023 / 0.25 with 64 samples, against pinv's 0.77 / 0.49)."""
+    prior, cases = medical[problem]
+    results = evaluate(get_solver("daps", "fast", **OVERRIDES["daps"], inner_spread=1.0), prior, cases)
+    assert failures(results) == [], results
+    for key, (_, ratio, _) in results.items():
+        assert DAPS_STD_RATIO["drawn"][0] < ratio < DAPS_STD_RATIO["drawn"][1], (key, ratio)
