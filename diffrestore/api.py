@@ -75,9 +75,11 @@ class Restoration:
     _task: Any = field(default=None, repr=False)  # the resolved task: save() writes what its CLI run writes
 
     def to_numpy(self) -> np.ndarray:
-        """(H, W, C) float32 in [0, 1] ((H, W) for grayscale)."""
-        array = ((self.image[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
-        return array[:, :, 0] if array.shape[2] == 1 else array
+        """(H, W, C) float32 in [0, 1] ((H, W) for grayscale); for MRI the complex image (H, W) in the data's units."""
+        from .tasks.spec import TaskSpec
+
+        spec = self._task.spec if self._task is not None else TaskSpec()
+        return spec.as_array(self.image, self._like if self._like is not None else self.source)
 
     def to_pil(self):
         """An 8-bit PIL image (mode L or RGB)."""

@@ -148,3 +148,17 @@ def test_a_dicom_slice_restored_through_the_api_saves_as_dicom_with_its_header(t
     assert np.abs(hu - reference).mean() < 0.4 * np.abs(reference - reference.mean()).mean()  # HU, not [0, 1]
     with pytest.raises(Exception, match="exists"):
         result.save(written)
+
+
+def test_an_mri_result_is_the_complex_image_in_the_data_s_units(tmp_path) -> None:
+    """to_numpy on an MRI restoration: the complex image with the 99th-percentile scale multiplied back (fully
+    sampled k-space and zero-filling give the image itself), not a clamped picture."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:16, :16] / 16.0
+    image = (3.0 + rng.random((16, 16))) * np.exp(1j * (xx - yy))  # magnitudes 3..4: far outside [0, 1]
+    kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image), norm="ortho")).astype(np.complex64)
+    np.save(tmp_path / "kspace.npy", kspace)
+    result = diffrestore.restore(tmp_path / "kspace.npy", task="mri", method="zero-filled")
+    array = result.to_numpy()
+    assert array.shape == (16, 16) and np.iscomplexobj(array)
+    np.testing.assert_allclose(array, image, rtol=0, atol=1e-4 * np.abs(image).max())

@@ -20,6 +20,7 @@ from ..errors import UsageError
 from .flags import Flag
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from .masks import MaskSource
@@ -233,6 +234,12 @@ class TaskSpec:
         """A restored or reference tensor as a picture (1 or 3 channels, [-1, 1]) for contact sheets: itself by
         default; MRI's complex image as its magnitude over its maximum."""
         return x
+
+    def as_array(self, image: torch.Tensor, like: Any) -> np.ndarray:
+        """A restored image ((1, C, H, W), tensor units) as the Python API's ``to_numpy`` gives it: (H, W, C) float32
+        in [0, 1] ((H, W) for grey); MRI: the complex image in the data's units."""
+        array = ((image[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+        return array[:, :, 0] if array.shape[2] == 1 else array
 
     def scored(self, x: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pair (restored, reference) the metrics score, in tensor units: by default the tensors themselves;
