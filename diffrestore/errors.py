@@ -16,6 +16,8 @@ Exit codes (documented in ``diffrestore --help``):
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
@@ -81,6 +83,19 @@ class MissingExtraError(DiffrestoreError):
     is not installed: exit 3 like a model that cannot be had, with the pip command in the hint."""
 
     exit_code = EXIT_MODEL
+
+
+def import_extra(module: str, what: str, hint: str) -> Any:
+    """``module`` imported, or MissingExtraError (exit 3) in one line: "``what`` needs the <package> package, which
+    is not installed" (the package is the module's top level), with ``hint`` (the pip command)."""
+    import sys
+
+    try:
+        __import__(module)  # the import statement's own hook (what an install without the extra makes fail)
+    except ImportError as error:
+        package = module.split(".")[0]
+        raise MissingExtraError(f"{what} needs the {package} package, which is not installed", hint=hint) from error
+    return sys.modules[module]
 
 
 class RegistryError(ModelError):

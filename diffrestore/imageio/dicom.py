@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageReadError, MissingExtraError
+from ..errors import ImageReadError, import_extra
 
 #: Hounsfield units of the CT scale's zero (air, and the outside of the scanned circle) and its span
 HU_AIR = -1024.0
@@ -63,12 +63,7 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
 
 
 def _pydicom() -> Any:
-    try:
-        import pydicom
-    except ImportError as error:
-        raise MissingExtraError("reading or writing DICOM needs the pydicom package, which is not installed",
-                                hint=DICOM_EXTRA_HINT) from error
-    return pydicom
+    return import_extra("pydicom", "reading or writing DICOM", DICOM_EXTRA_HINT)
 
 
 @dataclass(frozen=True)

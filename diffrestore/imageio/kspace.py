@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageReadError, MissingExtraError, SizeMismatchError, UsageError
+from ..errors import ImageReadError, SizeMismatchError, UsageError, import_extra
 
 H5_SUFFIXES = (".h5", ".hdf5")
 MRI_EXTRA_HINT = "pip install 'diffrestore[mri]' (h5py)"
@@ -32,12 +32,7 @@ MAP_DATASETS = ("sens_maps", "maps", "coil_maps", "sensitivity_maps")
 
 
 def _h5py() -> Any:
-    try:
-        import h5py
-    except ImportError as error:
-        raise MissingExtraError("reading or writing .h5 files needs the h5py package, which is not installed",
-                                hint=MRI_EXTRA_HINT) from error
-    return h5py
+    return import_extra("h5py", "reading or writing .h5 files", MRI_EXTRA_HINT)
 
 
 def is_h5(path: Path) -> bool:
@@ -266,11 +261,7 @@ def read_magnitude(path: Path) -> tuple[np.ndarray, str, int, tuple[str, ...]]:
 
 def sigpy_module() -> Any:
     """sigpy (for ESPIRiT), or MissingExtraError (exit 3) in one line."""
-    try:
-        import sigpy.mri
-    except ImportError as error:
-        raise MissingExtraError("--coil-maps espirit needs the sigpy package, which is not installed",
-                                hint="pip install sigpy, or give --coil-maps FILE") from error
+    import_extra("sigpy.mri", "--coil-maps espirit", "pip install sigpy, or give --coil-maps FILE")
     import sigpy
 
     return sigpy

@@ -70,7 +70,7 @@ def read_measured(params: Mapping[str, Any], loaded: MRIInput) -> None:
     import torch
 
     from ..imageio import kspace
-    from ..operators.mri import complex_to_channels, ifft2c
+    from ..operators.mri import MultiCoilMRI, channels_to_complex, complex_to_channels
     from ..operators.mri_phase import scale_from_image
 
     info = loaded.kspace
@@ -101,13 +101,8 @@ def read_measured(params: Mapping[str, Any], loaded: MRIInput) -> None:
         kspace.check_maps(maps, values, str(maps_flag), loaded.path)
     k = torch.from_numpy(values) * torch.from_numpy(mask)
     maps_t = None if maps is None else torch.from_numpy(maps)
-    coil_images = ifft2c(k)
-    if maps_t is None:
-        zero_filled = coil_images[0]
-    else:
-        energy = (maps_t.abs() ** 2).sum(dim=0)
-        zero_filled = (maps_t.conj() * coil_images).sum(dim=0) / energy.where(energy > 0, torch.ones_like(energy))
-    scale = scale_from_image(zero_filled)
+    op = MultiCoilMRI((2, *mask.shape), torch.from_numpy(mask), maps_t)
+    scale = scale_from_image(channels_to_complex(op.zero_filled(complex_to_channels(k[None]))))
     loaded.tensor = complex_to_channels((k / scale)[None]).to(torch.float32)
     loaded.scale = scale
     loaded.sampling = Sampling(mask=torch.from_numpy(mask), maps=maps_t, kind=kind)
